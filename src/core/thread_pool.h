@@ -1,0 +1,53 @@
+// thread_pool.h — one persistent pool of worker threads shared by every kernel.
+//
+// parallel_for(n, fn) splits [0, n) into contiguous ranges, one per thread
+// (the calling thread takes part as thread 0), and returns when all are done.
+// Workers spin briefly between jobs and then sleep, so back-to-back kernel
+// calls in a forward pass do not pay a futex wake each time.
+// Not reentrant: a job must not call parallel_for on the same pool.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace ms {
+
+class ThreadPool {
+ public:
+  // n_threads <= 0 means the number of physical cores.
+  explicit ThreadPool(int n_threads = 0);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // fn(begin, end, thread_index); ranges are contiguous and cover [0, n).
+  using RangeFn = std::function<void(int64_t, int64_t, int)>;
+  void parallel_for(int64_t n, const RangeFn& fn);
+  // Like parallel_for, but ranges are multiples of `grain` (except the last).
+  void parallel_for(int64_t n, int64_t grain, const RangeFn& fn);
+  // fn(thread_index, n_threads) on every thread.
+  void run_on_all(const std::function<void(int, int)>& fn);
+
+  static int physical_cores();
+
+ private:
+  void worker(int idx);
+
+  int n_threads_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const std::function<void(int, int)>* job_ = nullptr;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  std::mutex call_mu_;  // serialises callers from different threads
+};
+
+}  // namespace ms

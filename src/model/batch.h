@@ -1,0 +1,36 @@
+// batch.h — what one forward step of the model takes and gives back.
+//
+// A step is a list of chunks, one per sequence: a run of new tokens at
+// positions pos0 .. pos0+n_tokens-1 (a prefill chunk, or one decode token).
+// The KV cache is paged: a sequence's keys/values live in fixed-size blocks
+// of a shared pool, and block_table[i] is the pool block holding positions
+// [i*block_size, (i+1)*block_size). The table must cover pos0+n_tokens
+// positions; the step writes the new tokens' K/V into it, then attends over
+// positions [0, pos0+n_tokens) (causal, plus the sliding window if any).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace ms {
+
+enum class LogitsWanted : uint8_t { None, Last, All };
+
+struct SeqChunk {
+  const int32_t* tokens = nullptr;
+  int32_t n_tokens = 0;
+  int32_t pos0 = 0;
+  const int32_t* block_table = nullptr;
+  int32_t n_blocks = 0;
+  LogitsWanted logits = LogitsWanted::Last;
+};
+
+struct ForwardOutput {
+  int64_t vocab_size = 0;
+  std::vector<float> logits;           // [rows][vocab_size], rows in chunk order
+  std::vector<int32_t> first_row;      // per chunk: index of its first logits row, -1 if none
+  std::vector<int64_t> expert_tokens;  // [layer * n_experts + e]: tokens routed this step
+
+  const float* row(int64_t r) const { return logits.data() + r * vocab_size; }
+};
+
+}  // namespace ms

@@ -1,0 +1,46 @@
+// runtime.h — the composition root: everything needed to run a model, built
+// from command-line options. Used by generate, perplexity, serve and bench.
+//
+//   ModelDesc (format)  -> Mixtral weights (model)  -> MixtralRunner (engine)
+//   Tokenizer (tokenizer)                               Engine (engine)
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/thread_pool.h"
+#include "engine/engine.h"
+#include "format/model_desc.h"
+#include "tokenizer/tokenizer.h"
+
+namespace ms {
+
+class Mixtral;
+class MixtralRunner;
+
+struct RuntimeOptions {
+  std::string model_path;          // HF directory or .gguf file
+  int threads = 0;                 // 0 = physical cores
+  std::string quant = "none";      // none | q8_0 | q4_0 | q4_k | mixed (HF checkpoints)
+  int64_t kv_cache_mb = 0;         // 0 = enough for max_batch full contexts, capped at 1024 MB
+  int32_t block_size = 16;
+  int32_t max_batch = 64;
+  int32_t max_step_tokens = 512;
+  int32_t max_queue = 1024;
+};
+
+struct Runtime {
+  RuntimeOptions opts;
+  ModelDesc desc;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<Mixtral> model;
+  std::unique_ptr<MixtralRunner> runner;
+  std::unique_ptr<Engine> engine;
+  ~Runtime();
+};
+
+// Throws Error(BadInput) with a one-line message on any problem.
+std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts);
+
+}  // namespace ms
