@@ -20,6 +20,11 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Drops the resident pages of [p, p+n) (which must lie in a read-only file
+  // map) so they stop counting against this process; they are re-read from
+  // the file if touched again. Used after a tensor was converted to a copy.
+  static void release_pages(const void* p, size_t n);
+
  private:
   MappedFile() = default;
   std::string path_;

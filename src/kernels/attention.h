@@ -1,0 +1,50 @@
+// attention.h — rotary embeddings and attention over a paged KV cache.
+//
+// Paged layout (one layer): K and V are float32 pools
+//   [num_blocks][block_size][n_kv_heads][head_dim]
+// and a sequence's position p lives in block block_table[p / block_size],
+// slot p % block_size.
+#pragma once
+#include <cstdint>
+
+#include "core/thread_pool.h"
+
+namespace ms::ops {
+
+// Rotary position embedding of one head vector x[head_dim] at position pos.
+// interleaved=false: HF rotate-half (pairs i, i + head_dim/2);
+// interleaved=true: adjacent pairs (2i, 2i+1), llama.cpp's layout.
+// inv_freq[i] = theta^(-2i/head_dim) as computed by rope_inv_freq.
+void rope_inv_freq(double theta, int64_t head_dim, float* inv_freq /*[head_dim/2]*/);
+void rope(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, bool interleaved);
+
+struct PagedKv {
+  float* k = nullptr;  // [num_blocks][block_size][n_kv_heads][head_dim]
+  float* v = nullptr;
+  int32_t block_size = 0;
+  int64_t n_kv_heads = 0;
+  int64_t head_dim = 0;
+  float* k_at(int32_t block, int32_t slot) const {
+    return k + (int64_t(block) * block_size + slot) * n_kv_heads * head_dim;
+  }
+  float* v_at(int32_t block, int32_t slot) const {
+    return v + (int64_t(block) * block_size + slot) * n_kv_heads * head_dim;
+  }
+};
+
+// Causal attention for n_tokens query rows of one sequence at positions
+// pos0..pos0+n_tokens-1, whose keys/values (positions 0..pos0+n_tokens-1) are
+// already in the paged cache. q: [n_tokens][n_heads][head_dim], out likewise.
+// Query head h uses KV head h / (n_heads / n_kv_heads) (GQA). window > 0
+// restricts keys to i - window < j <= i. Scale 1/sqrt(head_dim), softmax in f32.
+struct AttnTask {
+  const float* q;
+  float* out;
+  int32_t n_tokens;
+  int32_t pos0;
+  const int32_t* block_table;
+};
+void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, int64_t n_heads,
+                     int64_t window, ThreadPool& pool);
+
+}  // namespace ms::ops

@@ -1,0 +1,37 @@
+// kv_cache.h — storage of the paged KV cache: per layer, float32 K and V
+// pools of [num_blocks][block_size][n_kv_heads][head_dim]. Which block holds
+// which positions of which sequence is the engine's business (block tables);
+// this class only owns the memory. Its size is fixed at start (--kv-cache-mb).
+#pragma once
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+
+#include "core/aligned.h"
+#include "format/model_desc.h"
+#include "kernels/attention.h"
+
+namespace ms {
+
+class KvCache {
+ public:
+  KvCache(const ModelConfig& cfg, int32_t num_blocks, int32_t block_size);
+  // Blocks that fit in `mb` megabytes for this model.
+  static int32_t blocks_for_mb(const ModelConfig& cfg, int64_t mb, int32_t block_size);
+  static int64_t bytes_per_block(const ModelConfig& cfg, int32_t block_size);
+
+  int32_t num_blocks() const { return num_blocks_; }
+  int32_t block_size() const { return block_size_; }
+  ops::PagedKv layer(int64_t l) const;
+  size_t bytes() const { return size_t(layer_elems_ * n_layers_) * sizeof(float) * 2; }
+
+ private:
+  int32_t num_blocks_, block_size_;
+  int64_t n_layers_, n_kv_heads_, head_dim_, layer_elems_;
+  // Not zero-filled: pages are committed as blocks are first written, so the
+  // resident size grows with use up to the configured bound.
+  struct Free { void operator()(float* p) const { std::free(p); } };
+  std::unique_ptr<float[], Free> k_, v_;
+};
+
+}  // namespace ms
