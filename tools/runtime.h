@@ -32,13 +32,21 @@ struct RuntimeOptions {
 struct Runtime {
   RuntimeOptions opts;
   ModelDesc desc;
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Tokenizer> tokenizer;  // null when the model has none (token ids only)
+  std::unique_ptr<TokenText> text;  // tokenizer as the engine sees it
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Mixtral> model;
   std::unique_ptr<MixtralRunner> runner;
   std::unique_ptr<Engine> engine;
   ~Runtime();
 };
+
+// The model's tokenizer: its SentencePiece file, or the vocabulary embedded in a GGUF.
+// load_tokenizer throws if there is none; try_load_tokenizer returns null then.
+std::unique_ptr<Tokenizer> load_tokenizer(const ModelDesc& desc);
+std::unique_ptr<Tokenizer> try_load_tokenizer(const ModelDesc& desc);
+// The tokenizer, or Error(BadInput) naming what needed it.
+const Tokenizer& need_tokenizer(const Runtime& rt, const char* what);
 
 // Throws Error(BadInput) with a one-line message on any problem.
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts);

@@ -1,0 +1,75 @@
+#include "cli_common.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.h"
+#include "core/error.h"
+
+namespace ms::cli {
+
+void add_model_options(CLI::App* cmd, RuntimeOptions& o) {
+  cmd->add_option("-m,--model", o.model_path, "Hugging Face model directory or .gguf file (default: bundled model)");
+  cmd->add_option("--threads", o.threads, "Worker threads (default: physical cores)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--quant", o.quant, "Load-time quantization of float checkpoints: none|q8_0|q4_0|q4_k|mixed");
+}
+
+RuntimeOptions resolve(RuntimeOptions o) {
+  if (o.model_path.empty()) o.model_path = default_model_path();
+  return o;
+}
+
+std::vector<int32_t> parse_ids(const std::string& s, const char* flag) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+    if (b == std::string::npos) bad_input(std::string(flag) + ": empty item in '" + s + "'");
+    item = item.substr(b, e - b + 1);
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || v < 0 || v > INT32_MAX)
+      bad_input(std::string(flag) + ": '" + item + "' is not a token id");
+    ids.push_back(int32_t(v));
+  }
+  if (ids.empty()) bad_input(std::string(flag) + ": no token ids given");
+  return ids;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) bad_input(path + ": cannot open");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<ChatMessage> read_chat_file(const std::string& path) {
+  using json = nlohmann::json;
+  json j;
+  try {
+    j = json::parse(read_file(path));
+  } catch (const json::exception& e) {
+    bad_input(path + ": malformed JSON: " + e.what());
+  }
+  if (j.is_object() && j.contains("messages")) j = j["messages"];
+  if (!j.is_array()) bad_input(path + ": expected a JSON array of messages");
+  std::vector<ChatMessage> msgs;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const json& m = j[i];
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
+        !m["content"].is_string())
+      bad_input(path + ": message " + std::to_string(i) + " needs string fields 'role' and 'content'");
+    msgs.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+  }
+  return msgs;
+}
+
+}  // namespace ms::cli

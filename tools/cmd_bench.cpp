@@ -1,0 +1,159 @@
+// moeserve bench — model speed on this machine: prefill tok/s, decode tok/s
+// per batch size (aggregate over the batch), weight bytes read per decoded
+// token at batch 1, the resulting GB/s, and peak RSS. The last line is JSON.
+//
+// It drives the model directly (no scheduler) with random token ids so the
+// figures are the engine's compute alone.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "core/error.h"
+#include "engine/mixtral_runner.h"
+
+namespace ms::cli {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t peak_rss_mb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) / 1024;
+  return 0;
+}
+
+size_t mat_bytes(const MatView& m) { return m.row_stride * size_t(m.rows); }
+
+// Weight bytes one decoded token reads: all attention and router weights, the
+// k routed experts of each layer (experts have equal sizes), one embedding row
+// and the output matrix.
+size_t bytes_per_token(const Mixtral& m) {
+  const ModelConfig& c = m.config();
+  const MixtralWeights& w = m.weights();
+  size_t b = w.tok_embd.row_stride + mat_bytes(w.output);
+  for (const LayerWeights& l : w.layers) {
+    b += mat_bytes(l.wq) + mat_bytes(l.wk) + mat_bytes(l.wv) + mat_bytes(l.wo);
+    if (!l.router.empty()) b += mat_bytes(l.router);
+    const size_t k = c.is_moe() ? size_t(c.experts_per_tok) : 1;
+    b += k * (mat_bytes(l.w1[0]) + mat_bytes(l.w2[0]) + mat_bytes(l.w3[0]));
+  }
+  return b;
+}
+
+std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> v;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const long long x = std::stoll(item, &used);
+      if (used != item.size() || x <= 0 || x > 4096) throw std::invalid_argument("");
+      v.push_back(x);
+    } catch (const std::exception&) {
+      bad_input("--batch: '" + item + "' is not a batch size in 1..4096");
+    }
+  }
+  if (v.empty()) bad_input("--batch: empty list");
+  return v;
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  struct Args {
+    RuntimeOptions rt;
+    int32_t prompt = 512, gen = 64;
+    std::string batch = "1,4,16";
+    int32_t reps = 1;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode speed");
+  add_model_options(cmd, a->rt);
+  cmd->add_option("--prompt", a->prompt, "Prefill length in tokens (default 512)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--gen", a->gen, "Decode steps per batch size (default 64)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--batch", a->batch, "Decode batch sizes, comma-separated (default 1,4,16)");
+  cmd->callback([a] {
+    RuntimeOptions ro = resolve(a->rt);
+    const std::vector<int64_t> batches = parse_list(a->batch);
+    const int64_t max_b = *std::max_element(batches.begin(), batches.end());
+    const ModelDesc probe = load_model_desc(ro.model_path);
+    const int32_t bs = ro.block_size;
+    const int64_t ctx = std::max<int64_t>(a->prompt, 16 + a->gen) + 1;
+    const int64_t blocks_per_seq = (ctx + bs - 1) / bs;
+    const int64_t need_blocks = std::max<int64_t>(blocks_per_seq, max_b * blocks_per_seq);
+    ro.kv_cache_mb = (KvCache::bytes_per_block(probe.cfg, bs) * need_blocks + (1 << 20) - 1) >> 20;
+    auto rt = load_runtime(ro);
+    const ModelConfig& c = rt->desc.cfg;
+    if (ctx > c.max_position_embeddings) bad_input("--prompt/--gen exceed the model's context length");
+    std::mt19937 rng(42);
+    auto rand_tok = [&] { return int32_t(3 + rng() % uint32_t(std::max<int64_t>(1, c.vocab_size - 3))); };
+    std::vector<std::vector<int32_t>> tables(size_t(max_b), std::vector<int32_t>(size_t(blocks_per_seq)));
+    for (int64_t s = 0; s < max_b; ++s) std::iota(tables[size_t(s)].begin(), tables[size_t(s)].end(), int32_t(s * blocks_per_seq));
+    ForwardOutput out;
+
+    // Prefill: one sequence of --prompt tokens.
+    std::vector<int32_t> prompt(size_t(a->prompt));
+    for (auto& t : prompt) t = rand_tok();
+    {
+      SeqChunk warm{prompt.data(), std::min<int32_t>(a->prompt, 16), 0, tables[0].data(), int32_t(blocks_per_seq), LogitsWanted::Last};
+      rt->runner->forward({warm}, out);
+    }
+    double t0 = now_s();
+    SeqChunk pc{prompt.data(), a->prompt, 0, tables[0].data(), int32_t(blocks_per_seq), LogitsWanted::Last};
+    rt->runner->forward({pc}, out);
+    const double prefill_tok_s = a->prompt / (now_s() - t0);
+    std::fprintf(stderr, "prefill %d tokens: %.1f tok/s\n", a->prompt, prefill_tok_s);
+
+    // Decode: B sequences, each with a 16-token prompt, then --gen steps of B tokens.
+    nlohmann::json decode = nlohmann::json::object();
+    double decode1 = 0;
+    for (int64_t B : batches) {
+      std::vector<std::vector<int32_t>> seqs(size_t(B));
+      std::vector<SeqChunk> step;
+      for (int64_t s = 0; s < B; ++s) {
+        seqs[size_t(s)].resize(16);
+        for (auto& t : seqs[size_t(s)]) t = rand_tok();
+        step.push_back({seqs[size_t(s)].data(), 16, 0, tables[size_t(s)].data(), int32_t(blocks_per_seq), LogitsWanted::Last});
+      }
+      rt->runner->forward(step, out);
+      double t1 = 0;
+      for (int32_t g = 0; g <= a->gen; ++g) {
+        if (g == 1) t1 = now_s();  // first decode step is warm-up
+        step.clear();
+        for (int64_t s = 0; s < B; ++s) {
+          auto& sq = seqs[size_t(s)];
+          sq.push_back(rand_tok());
+          step.push_back({&sq.back(), 1, int32_t(sq.size() - 1), tables[size_t(s)].data(), int32_t(blocks_per_seq),
+                          LogitsWanted::Last});
+        }
+        rt->runner->forward(step, out);
+      }
+      const double tok_s = double(B) * a->gen / (now_s() - t1);
+      if (B == 1) decode1 = tok_s;
+      decode[std::to_string(B)] = tok_s;
+      std::fprintf(stderr, "decode batch %lld: %.1f tok/s aggregate\n", static_cast<long long>(B), tok_s);
+    }
+    const size_t bpt = bytes_per_token(*rt->model);
+    const double gbps = decode1 > 0 ? double(bpt) * decode1 / 1e9 : 0.0;
+    std::fprintf(stderr, "weights read per token at batch 1: %.1f MB -> %.2f GB/s; threads %d\n", bpt / 1e6, gbps,
+                 rt->pool->size());
+    const nlohmann::json j = {{"prefill_tok_s", prefill_tok_s}, {"decode_tok_s", decode},
+                              {"bytes_per_token", bpt},         {"read_gbps", gbps},
+                              {"peak_rss_mb", peak_rss_mb()}};
+    std::printf("%s\n", j.dump().c_str());
+  });
+}
+
+}  // namespace ms::cli

@@ -1,0 +1,103 @@
+#include "runtime.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "engine/mixtral_runner.h"
+#include "model/kv_cache.h"
+#include "model/mixtral.h"
+#include "tokenizer/spm_proto.h"
+
+namespace ms {
+
+Runtime::~Runtime() {
+  if (engine) engine->stop();
+}
+
+namespace {
+
+class TokenizerText : public TokenText {
+ public:
+  explicit TokenizerText(const Tokenizer* t) : t_(t) {}
+  std::string token_bytes(int32_t id) const override { return t_ ? t_->token_bytes(id) : std::string(); }
+
+ private:
+  const Tokenizer* t_;  // null for models without a tokenizer: ids only
+};
+
+std::unique_ptr<Tokenizer> tokenizer_from_vocab(const ModelDesc& d) {
+  const EmbeddedVocab& v = d.vocab;
+  if (v.tokens.empty()) bad_input(d.path + ": the GGUF file has no tokenizer.ggml.tokens");
+  if (v.model != "llama")
+    bad_input(d.path + ": tokenizer model '" + v.model + "' is not supported (only SentencePiece 'llama')");
+  SpmVocab sv;
+  sv.pieces = v.tokens;
+  sv.scores = v.scores.empty() ? std::vector<float>(v.tokens.size(), 0.0f) : v.scores;
+  sv.types = v.types.empty() ? std::vector<int32_t>(v.tokens.size(), kSpmNormal) : v.types;
+  sv.unk_id = v.unk_id;
+  sv.bos_id = v.bos_id;
+  sv.eos_id = v.eos_id;
+  return Tokenizer::from_serialized_proto(build_spm_proto(sv, d.path), d.path);
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_tokenizer(const ModelDesc& d) {
+  if (!d.tokenizer_model_path.empty()) return Tokenizer::from_file(d.tokenizer_model_path);
+  if (d.format != "gguf") bad_input(d.path + ": no tokenizer.model (SentencePiece) in the model directory");
+  return tokenizer_from_vocab(d);
+}
+
+std::unique_ptr<Tokenizer> try_load_tokenizer(const ModelDesc& d) {
+  if (d.format != "gguf" && d.tokenizer_model_path.empty()) return nullptr;
+  return load_tokenizer(d);
+}
+
+const Tokenizer& need_tokenizer(const Runtime& rt, const char* what) {
+  if (!rt.tokenizer) bad_input(rt.opts.model_path + ": the model has no tokenizer (needed for " + what + ")");
+  return *rt.tokenizer;
+}
+
+std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {
+  auto rt = std::make_unique<Runtime>();
+  rt->opts = opts;
+  if (opts.block_size <= 0) bad_input("--block-size must be positive");
+  if (opts.max_batch <= 0) bad_input("--max-batch must be positive");
+  if (opts.kv_cache_mb < 0) bad_input("--kv-cache-mb must be positive");
+  const QuantPlan plan = parse_quant_plan(opts.quant);
+  rt->desc = load_model_desc(opts.model_path);
+  if (plan.any() && rt->desc.format == "gguf")
+    bad_input("--quant applies to float checkpoints; " + opts.model_path + " is already a GGUF file");
+  rt->tokenizer = try_load_tokenizer(rt->desc);
+  rt->text = std::make_unique<TokenizerText>(rt->tokenizer.get());
+  if (rt->tokenizer && rt->tokenizer->vocab_size() > rt->desc.cfg.vocab_size)
+    bad_input(opts.model_path + ": tokenizer has " + std::to_string(rt->tokenizer->vocab_size()) +
+              " pieces but the model's vocab_size is " + std::to_string(rt->desc.cfg.vocab_size));
+  rt->pool = std::make_unique<ThreadPool>(opts.threads);
+  rt->model = std::make_unique<Mixtral>(rt->desc, plan, *rt->pool);
+
+  const ModelConfig& c = rt->desc.cfg;
+  int64_t mb = opts.kv_cache_mb;
+  if (mb == 0) {
+    // Enough for max_batch full contexts, capped at 1 GiB.
+    const int64_t per_block = KvCache::bytes_per_block(c, opts.block_size);
+    const int64_t blocks = int64_t(opts.max_batch) * ((c.max_position_embeddings + opts.block_size - 1) / opts.block_size);
+    mb = std::min<int64_t>(1024, (blocks * per_block + (1 << 20) - 1) >> 20);
+  }
+  const int32_t num_blocks = KvCache::blocks_for_mb(c, mb, opts.block_size);
+  if (num_blocks < 1)
+    bad_input("--kv-cache-mb " + std::to_string(mb) + " holds no KV block (one block needs " +
+              std::to_string(KvCache::bytes_per_block(c, opts.block_size)) + " bytes)");
+  rt->runner = std::make_unique<MixtralRunner>(*rt->model, num_blocks, opts.block_size);
+
+  EngineOptions eo;
+  eo.block_size = opts.block_size;
+  eo.num_blocks = num_blocks;
+  eo.max_batch = opts.max_batch;
+  eo.max_step_tokens = opts.max_step_tokens;
+  eo.max_queue = opts.max_queue;
+  rt->engine = std::make_unique<Engine>(*rt->runner, *rt->text, eo);
+  return rt;
+}
+
+}  // namespace ms
