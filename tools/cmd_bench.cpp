@@ -99,12 +99,12 @@ void add_bench(CLI::App& app) {
     if (ctx > c.max_position_embeddings) bad_input("--prompt/--gen exceed the model's context length");
     std::mt19937 rng(42);
     auto rand_tok = [&] { return int32_t(3 + rng() % uint32_t(std::max<int64_t>(1, c.vocab_size - 3))); };
-    std::vector<std::vector<int32_t>> tables(size_t(max_b), std::vector<int32_t>(size_t(blocks_per_seq)));
+    std::vector<std::vector<int32_t>> tables(static_cast<size_t>(max_b), std::vector<int32_t>(static_cast<size_t>(blocks_per_seq)));
     for (int64_t s = 0; s < max_b; ++s) std::iota(tables[size_t(s)].begin(), tables[size_t(s)].end(), int32_t(s * blocks_per_seq));
     ForwardOutput out;
 
     // Prefill: one sequence of --prompt tokens.
-    std::vector<int32_t> prompt(size_t(a->prompt));
+    std::vector<int32_t> prompt(static_cast<size_t>(a->prompt));
     for (auto& t : prompt) t = rand_tok();
     {
       SeqChunk warm{prompt.data(), std::min<int32_t>(a->prompt, 16), 0, tables[0].data(), int32_t(blocks_per_seq), LogitsWanted::Last};
@@ -120,7 +120,7 @@ void add_bench(CLI::App& app) {
     nlohmann::json decode = nlohmann::json::object();
     double decode1 = 0;
     for (int64_t B : batches) {
-      std::vector<std::vector<int32_t>> seqs(size_t(B));
+      std::vector<std::vector<int32_t>> seqs(static_cast<size_t>(B));
       std::vector<SeqChunk> step;
       for (int64_t s = 0; s < B; ++s) {
         seqs[size_t(s)].resize(16);

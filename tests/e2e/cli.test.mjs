@@ -1,0 +1,145 @@
+// End-to-end checks of the moeserve CLI against the Hugging Face references.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync, mkdirSync, copyFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const BIN = process.env.MOESERVE_BIN;
+const SRC = process.env.MOESERVE_SOURCE_DIR;
+const FIX = process.env.MOESERVE_FIXTURES ?? join(SRC, 'tests/fixtures');
+const ref = JSON.parse(readFileSync(join(FIX, 'reference/tiny-mixtral-kjv.json'), 'utf8'));
+const tmp = mkdtempSync(join(tmpdir(), 'moeserve-cli-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+
+function run(args, opts = {}) {
+  const r = spawnSync(BIN, args, { encoding: 'utf8', maxBuffer: 1 << 26, ...opts });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+function ok(args) {
+  const r = run(args);
+  assert.equal(r.code, 0, `moeserve ${args.join(' ')} failed: ${r.err}`);
+  return r.out;
+}
+// Bad input: exit code 2 and exactly one line on stderr naming the problem.
+function bad(args, pattern) {
+  const r = run(args);
+  assert.equal(r.code, 2, `expected exit 2 for ${args.join(' ')}, got ${r.code}: ${r.err}`);
+  const lines = r.err.trim().split('\n');
+  assert.equal(lines.length, 1, `one line expected: ${r.err}`);
+  assert.match(lines[0], pattern);
+}
+
+test('generate -p works on the bundled model with no -m', () => {
+  const out = ok(['generate', '-p', 'And God said', '-n', '16']);
+  assert.ok(out.trim().length > 0);
+});
+
+test('greedy continuations equal the references token for token', () => {
+  for (const p of [...ref.prompts, ref.long]) {
+    const j = JSON.parse(ok(['generate', '--ids', p.ids.join(','), '-n', String(p.greedy.length), '--ignore-eos', '--json']));
+    assert.deepEqual(j.prompt_ids, p.ids);
+    assert.deepEqual(j.ids, p.greedy);
+    if (p.prompt !== undefined && p.greedy_text !== undefined) assert.equal(j.text, p.greedy_text);
+  }
+});
+
+test('-p adds BOS and encodes like SentencePiece', () => {
+  const p = ref.prompts[0];
+  const j = JSON.parse(ok(['generate', '-p', p.prompt, '-n', '8', '--json', '--ignore-eos']));
+  assert.deepEqual(j.prompt_ids, p.ids);
+  assert.deepEqual(j.ids, p.greedy.slice(0, 8));
+});
+
+test('logits of the last position match the reference', () => {
+  const all = new Float32Array(readFileSync(join(FIX, 'reference/tiny-mixtral-kjv.last_logits.f32')).buffer.slice(0));
+  const V = 32000;
+  const cases = [...ref.prompts, ref.long];
+  cases.forEach((p, i) => {
+    const f = join(tmp, `l${i}.f32`);
+    ok(['logits', '--ids', p.ids.join(','), '--out', f]);
+    const buf = readFileSync(f);
+    assert.equal(buf.length, V * 4);
+    const ours = new Float32Array(buf.buffer, buf.byteOffset, V);
+    const want = all.subarray(i * V, (i + 1) * V);
+    let mx = 0, worst = 0;
+    for (let k = 0; k < V; k++) mx = Math.max(mx, Math.abs(want[k]));
+    for (let k = 0; k < V; k++) worst = Math.max(worst, Math.abs(ours[k] - want[k]));
+    assert.ok(worst <= 1e-4 * mx, `case ${i}: max diff ${worst} > ${1e-4 * mx}`);
+  });
+});
+
+test('tokenize --text and --chat', () => {
+  for (const c of ref.tokenizer) assert.deepEqual(JSON.parse(ok(['tokenize', '--text', c.text])), c.ids);
+  const chat = join(tmp, 'chat.json');
+  writeFileSync(chat, JSON.stringify([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Name a river.' }]));
+  assert.deepEqual(JSON.parse(ok(['tokenize', '--chat', chat])),
+    [1, 733, 16289, 28793, 1739, 6817, 28723, 13, 13, 952, 264, 7782, 28723, 733, 28748, 16289, 28793]);
+  const j = JSON.parse(ok(['generate', '--chat', chat, '-n', '4', '--json']));
+  assert.equal(j.prompt_ids.length, 17);
+});
+
+test('perplexity --ctx 256 on the held-out text is within 0.05% of transformers', () => {
+  const out = ok(['perplexity', '-f', join(FIX, 'reference/heldout.txt'), '--ctx', '256']).trim().split('\n');
+  const j = JSON.parse(out[out.length - 1]);
+  assert.equal(j.chunks, 69);
+  assert.equal(j.scored_tokens, 8763);
+  assert.ok(Math.abs(j.ppl - 150.4075) / 150.4075 < 5e-4, `ppl ${j.ppl}`);
+});
+
+test('sampling: same seed, same output; temperature changes it', () => {
+  const a = ok(['generate', '-p', 'And God said', '-n', '24', '--temperature', '0.9', '--seed', '7', '--json']);
+  const b = ok(['generate', '-p', 'And God said', '-n', '24', '--temperature', '0.9', '--seed', '7', '--json']);
+  assert.equal(a, b);
+  const g = JSON.parse(ok(['generate', '-p', 'And God said', '-n', '24', '--json', '--ignore-eos']));
+  const k1 = JSON.parse(ok(['generate', '-p', 'And God said', '-n', '24', '--temperature', '5', '--top-k', '1', '--seed', '3', '--json', '--ignore-eos']));
+  assert.deepEqual(k1.ids, g.ids, 'top-k 1 is greedy');
+});
+
+test('bad flags and inputs exit 2 with one line', () => {
+  bad(['generate', '-m', join(tmp, 'missing'), '-p', 'x'], /missing: no such file or directory/);
+  bad(['generate', '--ids', '1,abc'], /--ids: 'abc' is not a token id/);
+  bad(['generate', '--ids', '1,99999999'], /outside the vocabulary/);
+  bad(['generate', '-p', 'x', '--temperature', '-1'], /temperature/);
+  bad(['generate', '-p', 'x', '--top-p', '2'], /top-p/);
+  bad(['generate', '-p', 'x', '--bogus'], /bogus/);
+  bad(['generate'], /give one of -p, --ids or --chat/);
+  bad(['frobnicate'], /frobnicate|subcommand/);
+  bad(['logits', '--ids', '1,2'], /--out/);
+  bad(['perplexity', '-f', join(tmp, 'nope.txt')], /nope.txt: cannot open/);
+  bad(['generate', '-p', 'x', '--quant', 'q9'], /--quant: unknown value 'q9'/);
+  const chat = join(tmp, 'bad.json');
+  writeFileSync(chat, '[{"role": "user", "content": ');
+  bad(['generate', '--chat', chat], /bad.json: malformed JSON/);
+  writeFileSync(chat, JSON.stringify([{ role: 'assistant', content: 'hi' }]));
+  bad(['tokenize', '--chat', chat], /alternate/);
+  writeFileSync(chat, JSON.stringify([{ role: 'user', content: 5 }]));
+  bad(['tokenize', '--chat', chat], /'role' and 'content'/);
+});
+
+test('corrupt model files exit 2 naming the file', () => {
+  const d = join(tmp, 'model');
+  mkdirSync(d);
+  const src = join(SRC, 'models/tiny-mixtral-kjv');
+  for (const f of readdirSync(src)) copyFileSync(join(src, f), join(d, f));
+  writeFileSync(join(d, 'config.json'), '{"architectures": ["MixtralForCausalLM"], ');
+  bad(['generate', '-m', d, '-p', 'x'], /config.json: malformed JSON/);
+  copyFileSync(join(src, 'config.json'), join(d, 'config.json'));
+  const shard = join(d, 'model-00002-of-00002.safetensors');
+  const full = readFileSync(shard);
+  writeFileSync(shard, full.subarray(0, 1000));
+  bad(['generate', '-m', d, '-p', 'x'], /model-00002-of-00002.safetensors: .*truncated|outside the file/);
+  writeFileSync(shard, full);
+  const cfg = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
+  cfg.intermediate_size = 512;
+  writeFileSync(join(d, 'config.json'), JSON.stringify(cfg));
+  bad(['generate', '-m', d, '-p', 'x'], /has shape \[256, 128\], expected \[512, 128\]/);
+  cfg.intermediate_size = 256;
+  cfg.architectures = ['FalconForCausalLM'];
+  writeFileSync(join(d, 'config.json'), JSON.stringify(cfg));
+  bad(['generate', '-m', d, '-p', 'x'], /unsupported architecture/);
+  const g = join(tmp, 'bad.gguf');
+  writeFileSync(g, Buffer.from('GGUF\x03\x00\x00\x00garbage'));
+  bad(['generate', '-m', g, '-p', 'x'], /bad.gguf/);
+});
