@@ -27,6 +27,18 @@ QuantPlan parse_quant_plan(const std::string& s) {
 
 namespace {
 
+// The K formats need rows that are whole 256-element super-blocks; narrower
+// rows fall back to the 32-element format of the same bit width (with a
+// per-block minimum, like the K formats), as llama.cpp's quantizer does.
+DType fit_type(DType want, int64_t cols) {
+  if (want == DType::F32 || cols % block_elems(want) == 0) return want;
+  DType alt = DType::F32;
+  if (want == DType::Q4_K) alt = DType::Q4_1;
+  else if (want == DType::Q5_K) alt = DType::Q5_1;
+  else if (want == DType::Q6_K) alt = DType::Q8_0;
+  return (alt != DType::F32 && cols % block_elems(alt) == 0) ? alt : DType::F32;
+}
+
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string r = "[";
   for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
@@ -35,8 +47,7 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 class Loader {
  public:
-  Loader(const ModelDesc& d, const QuantPlan& plan, MixtralWeights& w, ThreadPool& pool)
-      : d_(d), plan_(plan), w_(w), pool_(pool) {}
+  Loader(const ModelDesc& d, MixtralWeights& w, ThreadPool& pool) : d_(d), w_(w), pool_(pool) {}
 
   const TensorInfo& expect(const std::string& name, std::vector<int64_t> shape) {
     const TensorInfo& t = d_.get(name);
@@ -59,7 +70,8 @@ class Loader {
       bad_input(t.file + ": tensor '" + t.name + "' rows are not whole " + dtype_name(t.dtype) + " blocks");
     const size_t rb = row_bytes(t.dtype, cols);
     MatView m = make_mat(t.dtype, rows, cols, t.data + size_t(index) * size_t(rows) * rb);
-    if (want == DType::F32 || is_quantized(t.dtype) || cols % block_elems(want) != 0) {
+    want = fit_type(want, cols);
+    if (want == DType::F32 || is_quantized(t.dtype)) {
       w_.weight_bytes += rb * size_t(rows);
       return m;
     }
@@ -88,7 +100,6 @@ class Loader {
   }
 
   const ModelDesc& d_;
-  const QuantPlan& plan_;
   MixtralWeights& w_;
   ThreadPool& pool_;
 };
@@ -98,7 +109,7 @@ class Loader {
 MixtralWeights load_weights(const ModelDesc& d, const QuantPlan& plan, ThreadPool& pool) {
   const ModelConfig& c = d.cfg;
   MixtralWeights w;
-  Loader L(d, plan, w, pool);
+  Loader L(d, w, pool);
   const int64_t H = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
   const int64_t QD = c.num_heads * c.head_dim, KD = c.num_kv_heads * c.head_dim;
   w.tok_embd = L.mat2("token_embd", V, H, DType::F32);  // embeddings are gathered, not multiplied
