@@ -93,7 +93,7 @@ void add_bench(CLI::App& app) {
     const int64_t ctx = std::max<int64_t>(a->prompt, 16 + a->gen) + 1;
     const int64_t blocks_per_seq = (ctx + bs - 1) / bs;
     const int64_t need_blocks = std::max<int64_t>(blocks_per_seq, max_b * blocks_per_seq);
-    ro.kv_cache_mb = (KvCache::bytes_per_block(probe.cfg, bs) * need_blocks + (1 << 20) - 1) >> 20;
+    ro.kv_cache_mb = (KvCache::bytes_per_block(probe.cfg, bs, resolve_kv_dtype(ro.kv_dtype, probe)) * need_blocks + (1 << 20) - 1) >> 20;
     auto rt = load_runtime(ro);
     const ModelConfig& c = rt->desc.cfg;
     if (ctx > c.max_position_embeddings) bad_input("--prompt/--gen exceed the model's context length");

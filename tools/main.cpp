@@ -9,11 +9,6 @@
 #include "core/error.h"
 
 namespace ms::cli {
-__attribute__((weak)) void add_serve(CLI::App& app);
-__attribute__((weak)) void add_synth(CLI::App& app);
-}  // namespace ms::cli
-
-namespace ms::cli {
 
 std::string default_model_path() {
   if (const char* env = std::getenv("MOESERVE_MODEL"); env && *env) return env;
@@ -39,8 +34,8 @@ int main(int argc, char** argv) {
   ms::cli::add_logits(app);
   ms::cli::add_tokenize(app);
   ms::cli::add_perplexity(app);
-  if (&ms::cli::add_serve) ms::cli::add_serve(app);  // TEMP weak until all commands land
-  if (&ms::cli::add_synth) ms::cli::add_synth(app);
+  ms::cli::add_serve(app);
+  ms::cli::add_synth(app);
   ms::cli::add_bench(app);
   try {
     app.parse(argc, argv);

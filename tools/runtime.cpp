@@ -58,6 +58,13 @@ const Tokenizer& need_tokenizer(const Runtime& rt, const char* what) {
   return *rt.tokenizer;
 }
 
+ops::KvDType resolve_kv_dtype(const std::string& flag, const ModelDesc& desc) {
+  if (flag == "f32") return ops::KvDType::F32;
+  if (flag == "f16") return ops::KvDType::F16;
+  if (flag != "auto") bad_input("--kv-dtype: unknown value '" + flag + "' (expected auto, f32 or f16)");
+  return desc.format == "gguf" ? ops::KvDType::F16 : ops::KvDType::F32;
+}
+
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {
   auto rt = std::make_unique<Runtime>();
   rt->opts = opts;
@@ -66,6 +73,7 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {
   if (opts.kv_cache_mb < 0) bad_input("--kv-cache-mb must be positive");
   const QuantPlan plan = parse_quant_plan(opts.quant);
   rt->desc = load_model_desc(opts.model_path);
+  const ops::KvDType kv_dtype = resolve_kv_dtype(opts.kv_dtype, rt->desc);
   if (plan.any() && rt->desc.format == "gguf")
     bad_input("--quant applies to float checkpoints; " + opts.model_path + " is already a GGUF file");
   rt->tokenizer = try_load_tokenizer(rt->desc);
@@ -80,15 +88,15 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {
   int64_t mb = opts.kv_cache_mb;
   if (mb == 0) {
     // Enough for max_batch full contexts, capped at 1 GiB.
-    const int64_t per_block = KvCache::bytes_per_block(c, opts.block_size);
+    const int64_t per_block = KvCache::bytes_per_block(c, opts.block_size, kv_dtype);
     const int64_t blocks = int64_t(opts.max_batch) * ((c.max_position_embeddings + opts.block_size - 1) / opts.block_size);
     mb = std::min<int64_t>(1024, (blocks * per_block + (1 << 20) - 1) >> 20);
   }
-  const int32_t num_blocks = KvCache::blocks_for_mb(c, mb, opts.block_size);
+  const int32_t num_blocks = KvCache::blocks_for_mb(c, mb, opts.block_size, kv_dtype);
   if (num_blocks < 1)
     bad_input("--kv-cache-mb " + std::to_string(mb) + " holds no KV block (one block needs " +
-              std::to_string(KvCache::bytes_per_block(c, opts.block_size)) + " bytes)");
-  rt->runner = std::make_unique<MixtralRunner>(*rt->model, num_blocks, opts.block_size);
+              std::to_string(KvCache::bytes_per_block(c, opts.block_size, kv_dtype)) + " bytes)");
+  rt->runner = std::make_unique<MixtralRunner>(*rt->model, num_blocks, opts.block_size, kv_dtype);
 
   EngineOptions eo;
   eo.block_size = opts.block_size;

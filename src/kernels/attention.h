@@ -18,19 +18,25 @@ namespace ms::ops {
 void rope_inv_freq(double theta, int64_t head_dim, float* inv_freq /*[head_dim/2]*/);
 void rope(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, bool interleaved);
 
+// Element type of the cache. F16 halves its memory and is what llama.cpp
+// keeps by default; with it the query is rounded to f16 too, so q·k is the
+// product of two f16 vectors accumulated in f32, as ggml computes it.
+enum class KvDType : uint8_t { F32, F16 };
+
 struct PagedKv {
-  float* k = nullptr;  // [num_blocks][block_size][n_kv_heads][head_dim]
-  float* v = nullptr;
+  void* k = nullptr;  // [num_blocks][block_size][n_kv_heads][head_dim] of dtype
+  void* v = nullptr;
+  KvDType dtype = KvDType::F32;
   int32_t block_size = 0;
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;
-  float* k_at(int32_t block, int32_t slot) const {
-    return k + (int64_t(block) * block_size + slot) * n_kv_heads * head_dim;
-  }
-  float* v_at(int32_t block, int32_t slot) const {
-    return v + (int64_t(block) * block_size + slot) * n_kv_heads * head_dim;
+  int64_t offset(int32_t block, int32_t slot) const {
+    return (int64_t(block) * block_size + slot) * n_kv_heads * head_dim;
   }
 };
+
+// Stores one token's keys and values (each [n_kv_heads * head_dim] f32) at (block, slot).
+void kv_store(const PagedKv& kv, int32_t block, int32_t slot, const float* k, const float* v);
 
 // Causal attention for n_tokens query rows of one sequence at positions
 // pos0..pos0+n_tokens-1, whose keys/values (positions 0..pos0+n_tokens-1) are

@@ -102,8 +102,7 @@ void Mixtral::attention_block(int64_t l, const std::vector<SeqChunk>& chunks, Kv
         ops::rope(k_.data() + t * KD + h * D, D, pos, inv_freq_.data(), cfg_.rope_interleaved);
       const int32_t block = c.block_table[pos / kv.block_size()];
       const int32_t slot = int32_t(pos % kv.block_size());
-      std::copy_n(k_.data() + t * KD, KD, cache.k_at(block, slot));
-      std::copy_n(v_.data() + t * KD, KD, cache.v_at(block, slot));
+      ops::kv_store(cache, block, slot, k_.data() + t * KD, v_.data() + t * KD);
     }
   }
   ops::paged_attention(tasks.data(), int64_t(tasks.size()), cache, cfg_.num_heads, cfg_.sliding_window, pool_);

@@ -1,0 +1,157 @@
+// cmd_serve.cpp — `moeserve serve`: the OpenAI-compatible HTTP server.
+//
+// Starts listening first (/health answers 503 while loading), loads the model,
+// becomes ready, and on SIGINT/SIGTERM stops accepting, cancels in-flight
+// requests and exits 0.
+#include <sys/resource.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "core/error.h"
+#include "runtime.h"
+#include "server/http_server.h"
+
+namespace ms::cli {
+
+namespace {
+
+struct ServeArgs {
+  RuntimeOptions rt;  // -m, --threads, --quant
+  int max_batch = 64;
+  int64_t kv_cache_mb = 0;
+  int max_queue = 1024;
+  int max_step_tokens = 512;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int io_threads = 2;
+  std::string served_name;
+  std::string api_key;
+  double max_body_mb = 4.0;
+  double header_timeout = 10.0;
+  double body_timeout = 30.0;
+  double idle_timeout = 60.0;
+};
+
+// "models/tiny-mixtral-kjv/" -> "tiny-mixtral-kjv"; "x/model.Q8_0.gguf" -> "model.Q8_0".
+std::string name_from_path(const std::string& path) {
+  std::filesystem::path p(path);
+  if (!p.has_filename()) p = p.parent_path();
+  if (p.extension() == ".gguf") return p.stem().string();
+  return p.filename().string();
+}
+
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+std::chrono::milliseconds secs(double s, const char* flag) {
+  if (!(s > 0) || s > 86400) throw Error(ErrorKind::BadInput, std::string(flag) + ": expected seconds in (0, 86400]");
+  return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+}
+
+void run_serve(const ServeArgs& a) {
+  if (a.port < 0 || a.port > 65535) throw Error(ErrorKind::BadInput, "--port: expected 0..65535");
+  if (a.io_threads < 1 || a.io_threads > 64) throw Error(ErrorKind::BadInput, "--io-threads: expected 1..64");
+  if (a.max_batch < 1) throw Error(ErrorKind::BadInput, "--max-batch: expected >= 1");
+  if (a.max_queue < 1) throw Error(ErrorKind::BadInput, "--max-queue: expected >= 1");
+  if (a.kv_cache_mb < 0) throw Error(ErrorKind::BadInput, "--kv-cache-mb: expected >= 0");
+  if (!(a.max_body_mb > 0) || a.max_body_mb > 1024) throw Error(ErrorKind::BadInput, "--max-body-mb: expected (0, 1024]");
+
+  RuntimeOptions ro = resolve(a.rt);
+  ro.kv_cache_mb = a.kv_cache_mb;
+  ro.max_batch = a.max_batch;
+  ro.max_queue = a.max_queue;
+  ro.max_step_tokens = a.max_step_tokens;
+
+  ServerOptions so;
+  so.host = a.host;
+  so.port = static_cast<uint16_t>(a.port);
+  so.io_threads = a.io_threads;
+  so.served_model_name = a.served_name.empty() ? name_from_path(ro.model_path) : a.served_name;
+  so.api_key = a.api_key;
+  so.max_body_bytes = static_cast<size_t>(a.max_body_mb * 1024 * 1024);
+  so.header_timeout = secs(a.header_timeout, "--header-timeout");
+  so.body_timeout = secs(a.body_timeout, "--body-timeout");
+  so.idle_timeout = secs(a.idle_timeout, "--idle-timeout");
+
+  std::signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit();
+
+  Server server(so);
+  server.stop_on_signals();
+  server.start();
+  const std::string url = "http://" + (a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host) + ":" +
+                          std::to_string(server.port());
+  std::fprintf(stderr, "moeserve: listening on %s, loading %s\n", url.c_str(), ro.model_path.c_str());
+
+  std::unique_ptr<Runtime> rt;
+  try {
+    rt = load_runtime(ro);
+  } catch (...) {
+    server.stop();
+    throw;
+  }
+  if (server.stop_requested()) {
+    server.stop();
+    if (rt && rt->engine) rt->engine->stop();
+    std::fprintf(stderr, "moeserve: stopped\n");
+    return;
+  }
+  ServerBackend backend;
+  try {
+    backend.tokenizer = &need_tokenizer(*rt, "serve");
+  } catch (...) {
+    server.stop();
+    throw;
+  }
+  rt->engine->start();
+
+  backend.engine = rt->engine.get();
+  backend.max_context = rt->desc.cfg.max_position_embeddings;
+  backend.num_layers = rt->desc.cfg.num_layers;
+  backend.num_experts = rt->desc.cfg.num_experts;
+  server.set_ready(backend);
+  std::fprintf(stderr, "moeserve: ready: serving '%s' on %s (OpenAI API under /v1)\n",
+               so.served_model_name.c_str(), url.c_str());
+
+  server.wait_for_stop_request();
+  std::fprintf(stderr, "moeserve: shutting down\n");
+  server.stop();         // no new work; in-flight requests cancelled; I/O threads joined
+  rt->engine->stop();    // before the server (its callbacks post to the server's strands)
+  rt.reset();
+  std::fprintf(stderr, "moeserve: stopped\n");
+}
+
+}  // namespace
+
+void add_serve(CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  add_model_options(cmd, a->rt);
+  cmd->add_option("--host", a->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", a->port, "Port to listen on (0: any free port)")->capture_default_str();
+  cmd->add_option("--max-batch", a->max_batch, "Most sequences in a running batch")->capture_default_str();
+  cmd->add_option("--kv-cache-mb", a->kv_cache_mb, "KV cache size in MiB (0: automatic)");
+  cmd->add_option("--max-queue", a->max_queue, "Waiting requests beyond this get 429")->capture_default_str();
+  cmd->add_option("--max-step-tokens", a->max_step_tokens, "Token budget of one engine step")->capture_default_str();
+  cmd->add_option("--served-model-name", a->served_name, "Model name clients use (default: from the path)");
+  cmd->add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY'");
+  cmd->add_option("--io-threads", a->io_threads, "HTTP I/O threads")->capture_default_str();
+  cmd->add_option("--max-body-mb", a->max_body_mb, "Largest request body in MiB (larger: 413)")->capture_default_str();
+  cmd->add_option("--header-timeout", a->header_timeout, "Seconds to receive a request's headers")->capture_default_str();
+  cmd->add_option("--body-timeout", a->body_timeout, "Seconds to receive a request's body")->capture_default_str();
+  cmd->add_option("--idle-timeout", a->idle_timeout, "Seconds a keep-alive connection may idle")->capture_default_str();
+  cmd->callback([a] { run_serve(*a); });
+}
+
+}  // namespace ms::cli
