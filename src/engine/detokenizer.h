@@ -1,0 +1,55 @@
+// detokenizer.h — incremental detokenisation of one request's output, with
+// stop strings.
+//
+// The full output text is defined as SentencePiece decode(generated ids):
+//   concat(token_bytes(id)) with ONE leading ' ' removed if the text starts
+//   with one (SentencePiece drops the dummy-prefix space of the first piece),
+//   decoded as UTF-8 the way SentencePiece does: a valid character is kept,
+//   each byte that does not start a valid character becomes U+FFFD.
+// add() returns only text that is final: whole UTF-8 characters (an
+// incomplete trailing sequence is held back until the next bytes decide it)
+// and nothing that could still be the beginning of a stop string. When a stop
+// string appears, the text before it is returned, the stop string and all
+// after it are dropped, and stopped() becomes true. flush() releases what is
+// held back at the end of generation (an unfinished character becomes U+FFFD
+// per byte, as SentencePiece would decode it).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace ms {
+
+class Detokenizer {
+ public:
+  Detokenizer(const TokenText& text, std::vector<std::string> stop_strings);
+
+  std::string add(int32_t token);
+  std::string add_bytes(std::string_view bytes);  // the same, for raw token bytes
+  std::string flush();
+  bool stopped() const { return stopped_; }
+  // Everything emitted so far (for tests and diagnostics).
+  const std::string& emitted() const { return emitted_; }
+
+ private:
+  std::string release(std::string text, bool final);
+
+  const TokenText* text_;
+  std::vector<std::string> stops_;
+  size_t max_stop_ = 0;
+  bool at_start_ = true;     // no byte seen yet: the leading space is still to strip
+  bool stopped_ = false;
+  std::string pending_;      // raw bytes of an unfinished UTF-8 character
+  std::string held_;         // decoded text that may begin a stop string
+  std::string emitted_;
+};
+
+// Decodes raw bytes to valid UTF-8 with SentencePiece's rules (see above).
+// With final == false an incomplete character at the end is left in `bytes`
+// (the consumed part is erased); with final == true everything is consumed.
+std::string decode_utf8_prefix(std::string& bytes, bool final);
+
+}  // namespace ms

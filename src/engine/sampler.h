@@ -1,0 +1,64 @@
+// sampler.h — turns one row of logits into the next token, per request.
+//
+// Order of operations (each step only when enabled):
+//   logit_bias -> repetition_penalty (HF/CTRL rule over prompt + output tokens:
+//   logit < 0 ? logit * p : logit / p) -> presence/frequency penalties (OpenAI
+//   rule over output tokens: logit -= count * frequency + (count > 0) * presence)
+//   -> then either greedy (temperature < 1e-5: argmax, ties to the lowest id)
+//   or temperature -> top_k -> top_p -> min_p (relative to the top
+//   probability) -> one draw from the request's own RNG.
+// The RNG (std::mt19937_64) is seeded from `seed` when has_seed, otherwise from
+// std::random_device, and is only advanced by this request's draws, so a seed
+// gives the same tokens whatever else is in the batch.
+// Logprobs are the log-softmax of the RAW model logits (before bias, penalties
+// and temperature), as vLLM's default: the chosen token's plus the top k.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace ms {
+
+struct SampleResult {
+  int32_t token = -1;
+  float logprob = 0.0f;                  // only when params.logprobs >= 0
+  std::vector<TokenLogprob> top;         // params.logprobs entries, best first
+};
+
+class Sampler {
+ public:
+  Sampler(const SamplingParams& params, const std::vector<int32_t>& prompt, int64_t vocab_size);
+
+  // Samples from `logits` (vocab_size floats) and records the token as output.
+  SampleResult sample(const float* logits);
+  // Records an output token without sampling (not normally needed).
+  void record(int32_t token);
+
+  bool greedy() const { return greedy_; }
+  // The processed logits of the last sample() call (after bias/penalties, before temperature).
+  const std::vector<float>& last_processed() const { return work_; }
+
+ private:
+  void apply_bias_and_penalties();
+  int32_t argmax() const;
+  int32_t draw();
+  void apply_top_p();
+  void compute_logprobs(const float* logits, int32_t chosen, SampleResult& r) const;
+
+  SamplingParams p_;
+  int64_t vocab_;
+  bool greedy_;
+  std::vector<int32_t> prompt_set_;                 // sorted unique prompt token ids
+  std::unordered_map<int32_t, int32_t> out_counts_; // output token -> count
+  std::mt19937_64 rng_;
+  std::vector<float> work_;
+  std::vector<int32_t> idx_;
+  std::vector<float> probs_;              // by token id, valid for idx_
+  std::vector<double> bucket_mass_;
+  std::vector<int32_t> scratch_, scratch2_;
+};
+
+}  // namespace ms

@@ -1,0 +1,113 @@
+// scheduler.h — iteration-level continuous batching over the paged KV cache.
+//
+// Each step:  StepPlan plan = schedule();  runner.forward(plan.chunks, out);
+//             update(plan, out, events);
+// The plan is a plain list of (sequence, token range, block table, logits?).
+// Budget: at most max_step_tokens tokens per step, spent
+//   1. on one decode token for every running sequence that is decoding,
+//   2. then on prefill chunks of running sequences still prefilling (oldest
+//      first; a long prompt is split over several steps so that the running
+//      streams keep flowing),
+//   3. then on admitting waiting requests in FIFO order (at most max_batch
+//      running; the head is admitted only if the pool has the blocks its first
+//      chunk needs after its cached prefix is shared; otherwise admission stops
+//      so that the head cannot starve). A request whose next prefix block is
+//      being computed by a running sequence (n > 1 choices of one prompt)
+//      waits for it to reach the prefix cache instead of computing it twice.
+// When a running sequence needs a block and the pool is dry, the most recently
+// admitted running sequence not yet scheduled in this step is preempted: its
+// blocks are freed (full ones stay in the prefix cache) and it goes back to the
+// front of the waiting queue, to be recomputed later. A sequence that could
+// never fit the pool on its own finishes with "length".
+//
+// Only the engine thread calls the scheduler.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/block_pool.h"
+#include "engine/engine.h"
+#include "engine/kv_cache_manager.h"
+#include "engine/sequence.h"
+#include "model/batch.h"
+
+namespace ms {
+
+struct ScheduledChunk {
+  Sequence* seq = nullptr;
+  int32_t pos0 = 0;
+  int32_t n_tokens = 0;
+  bool logits = false;  // the chunk ends at the sequence's last token: sample after it
+};
+
+struct StepPlan {
+  std::vector<ScheduledChunk> items;
+  std::vector<SeqChunk> chunks;  // items[i] as the runner takes it (points into the sequences)
+  int32_t num_tokens = 0;
+  int32_t num_prefill_tokens = 0;
+  bool empty() const { return items.empty(); }
+};
+
+struct SchedulerCounters {
+  int64_t preemptions = 0;
+  int64_t prompt_tokens = 0;      // prompt lengths of admitted requests (first admission)
+  int64_t generation_tokens = 0;  // sampled tokens
+  int64_t steps = 0;
+};
+
+struct ModelLimits {
+  int64_t vocab_size = 0;
+  int64_t max_context = 0;
+  int32_t eos_id = -1;
+};
+
+class Scheduler {
+ public:
+  Scheduler(const EngineOptions& opts, const ModelLimits& limits);
+
+  void add(std::unique_ptr<Sequence> s);  // joins the back of the waiting queue
+  // Plans the next step. Sequences that can never fit finish here (their events go to `events`).
+  StepPlan schedule(std::vector<Emission>& events);
+  // Applies a step's outputs: samples, emits, retires finished sequences.
+  void update(const StepPlan& plan, const ForwardOutput& out, std::vector<Emission>& events);
+  // The step failed (the runner threw): its sequences finish with Error.
+  void fail(const StepPlan& plan, const std::string& message, std::vector<Emission>& events);
+  // Removes a request wherever it is; false if unknown (already finished).
+  bool cancel(uint64_t id, std::vector<Emission>& events);
+  // Ends every request (Cancelled on shutdown; Error if the engine cannot go on).
+  void cancel_all(std::vector<Emission>& events, FinishReason why = FinishReason::Cancelled,
+                  const std::string& message = {});
+
+  bool has_work() const { return !waiting_.empty() || !running_.empty(); }
+  size_t num_waiting() const { return waiting_.size(); }
+  size_t num_running() const { return running_.size(); }
+  const BlockPool& pool() const { return pool_; }
+  const SchedulerCounters& counters() const { return counters_; }
+  const EngineOptions& options() const { return opts_; }
+
+ private:
+  void preempt(Sequence* s);
+  void finish(Sequence* s, std::vector<Emission>& events, StreamEvent ev);
+  void retire(Sequence* s);  // frees blocks, removes from the queues, deletes
+  Sequence* pick_victim() const;  // newest running sequence not scheduled this step
+  bool schedule_running(Sequence* s, int32_t n, StepPlan& plan, std::vector<Emission>& events);
+  bool try_admit(Sequence* s, int32_t budget, StepPlan& plan);
+  bool shares_uncomputed_prefix(const Sequence& s, size_t n_hit) const;
+  void add_item(StepPlan& plan, Sequence* s, int32_t n);
+
+  EngineOptions opts_;
+  ModelLimits limits_;
+  BlockPool pool_;
+  KVCacheManager kv_;
+  std::unordered_map<uint64_t, std::unique_ptr<Sequence>> seqs_;
+  std::deque<Sequence*> waiting_;
+  std::vector<Sequence*> running_;             // in admission order, oldest first
+  std::unordered_map<const Sequence*, int> scheduled_;  // this step's sequences
+  SchedulerCounters counters_;
+};
+
+}  // namespace ms

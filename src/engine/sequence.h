@@ -1,0 +1,64 @@
+// sequence.h — the engine's state for one request.
+//
+// tokens = prompt followed by the generated tokens. The K/V of tokens
+// [0, num_computed) lives in `blocks` (block i holds positions
+// [i*block_size, (i+1)*block_size)); tokens [num_computed, size) still have to
+// be run through the model. A step that computes up to the last token yields
+// logits from which the next token is sampled. After a preemption the blocks
+// are gone and num_computed is 0: the prompt AND the tokens generated so far
+// are recomputed, and only then is a new token sampled, so nothing is emitted
+// twice and the sampler's RNG stream is unaffected.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/detokenizer.h"
+#include "engine/engine.h"
+#include "engine/sampler.h"
+
+namespace ms {
+
+using EventCallback = std::function<void(const StreamEvent&)>;
+
+// An event ready to be delivered (outside any lock) to its callback.
+struct Emission {
+  std::shared_ptr<EventCallback> callback;
+  StreamEvent event;
+};
+
+struct Sequence {
+  Sequence(uint64_t id, Request&& r, const TokenText& text, int64_t vocab_size);
+
+  uint64_t id;
+  std::vector<int32_t> tokens;
+  int32_t prompt_len;
+  SamplingParams params;
+  Sampler sampler;
+  Detokenizer detok;
+  std::shared_ptr<EventCallback> callback;
+
+  int32_t num_computed = 0;
+  std::vector<int32_t> blocks;
+  std::vector<uint64_t> block_hashes;  // chained hashes of the full blocks of `tokens`
+  int32_t num_committed = 0;           // leading blocks already in the prefix cache (or checked)
+  int32_t cached_tokens = -1;          // prefix-cache hit at the first admission (-1: not yet admitted)
+  int32_t num_preemptions = 0;
+  FinishReason finish = FinishReason::None;
+
+  int32_t num_generated() const { return static_cast<int32_t>(tokens.size()) - prompt_len; }
+  int32_t remaining() const { return static_cast<int32_t>(tokens.size()) - num_computed; }
+
+  // Takes a sampled token: appends it, runs stop checks and detokenisation,
+  // and returns the event for it (finish set when the request is done).
+  StreamEvent accept(const SampleResult& r, int32_t eos_id, int64_t max_context);
+  // The final event of a request that ends without a new token.
+  StreamEvent final_event(FinishReason why, const std::string& error = {});
+
+ private:
+  void fill_counts(StreamEvent& ev) const;
+};
+
+}  // namespace ms
