@@ -62,7 +62,12 @@ ops::KvDType resolve_kv_dtype(const std::string& flag, const ModelDesc& desc) {
   if (flag == "f32") return ops::KvDType::F32;
   if (flag == "f16") return ops::KvDType::F16;
   if (flag != "auto") bad_input("--kv-dtype: unknown value '" + flag + "' (expected auto, f32 or f16)");
-  return desc.format == "gguf" ? ops::KvDType::F16 : ops::KvDType::F32;
+  // Quantized GGUF files run with llama.cpp's f16 cache; float weights keep
+  // f32 so they agree exactly with the float reference.
+  if (desc.format != "gguf") return ops::KvDType::F32;
+  for (const auto& [name, t] : desc.tensors)
+    if (is_quantized(t.dtype)) return ops::KvDType::F16;
+  return ops::KvDType::F32;
 }
 
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {

@@ -24,7 +24,7 @@ struct RuntimeOptions {
   int threads = 0;                 // 0 = physical cores
   std::string quant = "none";      // none | q8_0 | q4_0 | q4_k | mixed (HF checkpoints)
   int64_t kv_cache_mb = 0;         // 0 = enough for max_batch full contexts, capped at 1024 MB
-  std::string kv_dtype = "auto";   // auto | f32 | f16 (auto: f32 for float checkpoints, f16 for GGUF)
+  std::string kv_dtype = "auto";   // auto | f32 | f16 (auto: f16 for quantized GGUF files, else f32)
   int32_t block_size = 16;
   int32_t max_batch = 64;
   int32_t max_step_tokens = 512;
@@ -51,8 +51,8 @@ std::unique_ptr<Tokenizer> try_load_tokenizer(const ModelDesc& desc);
 const Tokenizer& need_tokenizer(const Runtime& rt, const char* what);
 
 // The KV cache element type for a model: --kv-dtype, where "auto" keeps f32
-// for float checkpoints (exact agreement with transformers) and uses f16 for
-// GGUF files (half the memory, llama.cpp's numerics).
+// for float weights (exact agreement with transformers) and uses f16 for
+// quantized GGUF files (half the memory, llama.cpp's numerics).
 ops::KvDType resolve_kv_dtype(const std::string& flag, const ModelDesc& desc);
 
 // Throws Error(BadInput) with a one-line message on any problem.

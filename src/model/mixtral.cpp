@@ -71,6 +71,20 @@ void Mixtral::forward(const std::vector<SeqChunk>& chunks, KvCache& kv, ForwardO
   ops::matmul(w_.output, h_.data(), H, int64_t(rows.size()), out.logits.data(), V, pool_);
 }
 
+void Mixtral::matmul_shared(std::initializer_list<Target> targets, const float* X, int64_t n) {
+  const Target& first = *targets.begin();
+  const int64_t cols = first.w->cols;
+  bool same = true;
+  for (const Target& t : targets)
+    same = same && t.w->cols == cols && ref::act_format(t.w->dtype) == ref::act_format(first.w->dtype);
+  if (!same) {
+    for (const Target& t : targets) ops::matmul(*t.w, X, cols, n, t.y, t.ldy, pool_);
+    return;
+  }
+  ops::quantize_acts(first.w->dtype, X, cols, n, cols, pool_, &acts_);
+  for (const Target& t : targets) ops::matmul_q(*t.w, acts_, t.y, t.ldy, pool_);
+}
+
 void Mixtral::attention_block(int64_t l, const std::vector<SeqChunk>& chunks, KvCache& kv) {
   const LayerWeights& lw = w_.layers[size_t(l)];
   const int64_t H = cfg_.hidden_size, D = cfg_.head_dim;
@@ -83,9 +97,7 @@ void Mixtral::attention_block(int64_t l, const std::vector<SeqChunk>& chunks, Kv
   att_.resize(size_t(T_ * QD));
   proj_.resize(size_t(T_ * H));
   for (int64_t t = 0; t < T_; ++t) ops::rmsnorm(x_.data() + t * H, lw.attn_norm.data(), H, eps, h_.data() + t * H);
-  ops::matmul(lw.wq, h_.data(), H, T_, q_.data(), QD, pool_);
-  ops::matmul(lw.wk, h_.data(), H, T_, k_.data(), KD, pool_);
-  ops::matmul(lw.wv, h_.data(), H, T_, v_.data(), KD, pool_);
+  matmul_shared({{&lw.wq, q_.data(), QD}, {&lw.wk, k_.data(), KD}, {&lw.wv, v_.data(), KD}}, h_.data(), T_);
 
   // Rotary embeddings, then store K/V of the new tokens in the paged cache.
   const ops::PagedKv cache = kv.layer(l);
@@ -158,8 +170,7 @@ void Mixtral::ffn_block(int64_t l, ForwardOutput& out) {
     u_.resize(size_t(n * F));
     ye_.resize(size_t(n * H));
     for (int64_t i = 0; i < n; ++i) std::copy_n(h_.data() + toks[size_t(i)] * H, H, xe_.data() + i * H);
-    ops::matmul(lw.w1[size_t(e)], xe_.data(), H, n, g_.data(), F, pool_);
-    ops::matmul(lw.w3[size_t(e)], xe_.data(), H, n, u_.data(), F, pool_);
+    matmul_shared({{&lw.w1[size_t(e)], g_.data(), F}, {&lw.w3[size_t(e)], u_.data(), F}}, xe_.data(), n);
     for (int64_t i = 0; i < n; ++i) ops::silu_mul(g_.data() + i * F, u_.data() + i * F, F, g_.data() + i * F);
     ops::matmul(lw.w2[size_t(e)], g_.data(), F, n, ye_.data(), H, pool_);
     for (int64_t i = 0; i < n; ++i) {

@@ -14,12 +14,14 @@
 // only the k chosen experts of each layer are read.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
 #include "core/aligned.h"
 #include "core/thread_pool.h"
 #include "format/model_desc.h"
+#include "kernels/ops.h"
 #include "model/batch.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
@@ -40,6 +42,14 @@ class Mixtral {
   using FVec = std::vector<float, AlignedAllocator<float>>;
   void attention_block(int64_t l, const std::vector<SeqChunk>& chunks, KvCache& kv);
   void ffn_block(int64_t l, ForwardOutput& out);
+  // Y_i = X · W_iᵀ for weights sharing the input X [n][cols]: the activations
+  // are quantized once when the weights share an activation format.
+  struct Target {
+    const MatView* w;
+    float* y;
+    int64_t ldy;
+  };
+  void matmul_shared(std::initializer_list<Target> targets, const float* X, int64_t n);
 
   ModelConfig cfg_;
   ThreadPool& pool_;
@@ -57,6 +67,7 @@ class Mixtral {
   FVec proj_;                    // [T][hidden] block output
   FVec router_;                  // [T][n_experts]
   FVec xe_, g_, u_, ye_;         // expert scratch: [n][hidden], [n][ffn], [n][ffn], [n][hidden]
+  ops::QuantizedActs acts_;      // shared quantized input of matmul_shared
 };
 
 }  // namespace ms
