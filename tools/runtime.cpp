@@ -88,6 +88,11 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {
               " pieces but the model's vocab_size is " + std::to_string(rt->desc.cfg.vocab_size));
   rt->pool = std::make_unique<ThreadPool>(opts.threads);
   rt->model = std::make_unique<Mixtral>(rt->desc, plan, *rt->pool);
+  // Weights used in place from the file: fault them in now rather than
+  // during the first requests (skipped for files larger than memory, and
+  // after load-time quantization, which no longer reads the file).
+  if (!plan.any())
+    for (const auto& f : rt->desc.files) f->populate();
 
   const ModelConfig& c = rt->desc.cfg;
   int64_t mb = opts.kv_cache_mb;

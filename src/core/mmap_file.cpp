@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
@@ -41,6 +42,33 @@ void MappedFile::release_pages(const void* p, size_t n) {
   uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
   const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
   if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+namespace {
+size_t mem_available() {
+  FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  char line[256];
+  size_t kb = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "MemAvailable: %zu kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb * 1024;
+}
+}  // namespace
+
+bool MappedFile::populate() const {
+  if (!data_ || size_ == 0) return true;
+  if (size_ > mem_available() / 10 * 8) return false;
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+  if (madvise(const_cast<uint8_t*>(data_), size_, MADV_POPULATE_READ) == 0) return true;
+  // Older kernels: touch one byte per page.
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  volatile uint8_t sink = 0;
+  for (size_t off = 0; off < size_; off += page) sink = sink + data_[off];
+  return true;
 }
 
 MappedFile::~MappedFile() {

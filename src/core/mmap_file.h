@@ -25,6 +25,11 @@ class MappedFile {
   // the file if touched again. Used after a tensor was converted to a copy.
   static void release_pages(const void* p, size_t n);
 
+  // Faults the whole map in now (like llama.cpp's MAP_POPULATE), so the first
+  // requests do not pay for page faults. Returns false if it was skipped
+  // because the file would not fit in the memory available.
+  bool populate() const;
+
  private:
   MappedFile() = default;
   std::string path_;
