@@ -1,0 +1,35 @@
+// api_routes.h — the HTTP API: one function from a complete request to a
+// complete response, or to a GenerationJob for the connection to drive.
+//
+//   GET  /health                200 ready | 503 loading or stopping
+//   GET  /metrics               Prometheus text
+//   GET  /v1/models[/{id}]
+//   POST /v1/chat/completions, /v1/completions   (-> GenerationJob)
+//   POST /tokenize, /detokenize (vLLM-style; also under /v1/)
+//
+// Order of checks: route (404), method (405), API key (401, all but /health
+// and /metrics), readiness (503), then the body. Every failure carries the
+// OpenAI error object. Runs on an I/O thread; does not block.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "server/api_context.h"
+#include "server/generation_job.h"
+#include "server/http_types.h"
+
+namespace ms {
+
+struct RouteResult {
+  HttpResp resp;                       // the answer when there is no job
+  std::shared_ptr<GenerationJob> job;  // a generation to start and stream
+  std::string id;                      // request id for the log ("" if none)
+};
+
+RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::steady_clock::time_point arrival);
+
+// A response carrying an OpenAI error body (and Retry-After for 429/503).
+HttpResp error_response(const ApiError& e);
+
+}  // namespace ms

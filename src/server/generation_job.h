@@ -1,0 +1,88 @@
+// generation_job.h — one API generation request in flight: its engine
+// requests (n per prompt) and the ResponseBuilder they feed.
+//
+// Threads: engine callbacks run on the engine thread and only append the
+// event to a mutex-guarded queue; the first event after a drain calls
+// `notify` (which posts to the connection's strand — never blocks). All other
+// methods run on the connection's strand. Events are timestamped on arrival
+// for the latency histograms (TTFT, inter-token, end-to-end).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "server/api_context.h"
+#include "server/http_types.h"
+#include "server/openai_response.h"
+
+namespace ms {
+
+class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // prompts: the tokenized prompts (one for chat); max_tokens: per prompt.
+  GenerationJob(ApiContext& ctx, GenerationSpec spec, std::vector<std::vector<int32_t>> prompts,
+                std::vector<int32_t> max_tokens, ResponseMeta meta, Clock::time_point arrival);
+
+  // Submits every engine request. On a refusal (queue full, too long, shutting
+  // down) the ones already submitted are cancelled and the error is returned.
+  std::optional<ApiError> start(std::function<void()> notify);
+  // Takes the queued events; returns the SSE text they make (streams), else "".
+  std::string drain();
+  bool done() const { return builder_.done(); }
+  bool stream() const { return spec_.stream; }
+  // Cancels whatever is still running: status 499 (client gone) or 503 (shutdown).
+  void cancel(int status);
+  bool cancelled() const { return cancel_status_ != 0; }
+
+  std::string stream_head() const { return builder_.stream_start(); }
+  // Usage + [DONE], or an error event + [DONE] when the job failed.
+  std::string stream_tail() const;
+  // The non-stream response: the body, or the error (500, or 503 when cancelled).
+  HttpResp final_response() const;
+  // Status for the log: 200, or the failure's status.
+  int final_status() const;
+
+  const std::string& id() const { return meta_id_; }
+  int64_t prompt_tokens() const { return builder_.prompt_tokens(); }
+  int64_t completion_tokens() const { return builder_.completion_tokens(); }
+  double ttft_ms() const;
+  std::string finish_note() const { return finish_note_; }
+
+ private:
+  struct Queued {
+    size_t choice;
+    StreamEvent ev;
+    Clock::time_point at;
+  };
+  void on_engine_event(size_t choice, const StreamEvent& ev);
+  ApiError failure_error() const;
+
+  ApiContext& ctx_;
+  GenerationSpec spec_;
+  std::vector<std::vector<int32_t>> prompts_;
+  std::vector<int32_t> max_tokens_;
+  std::string meta_id_;
+  Clock::time_point arrival_;
+  ResponseBuilder builder_;
+  std::vector<uint64_t> engine_ids_;
+  int cancel_status_ = 0;
+
+  std::mutex mu_;                 // guards queue_ and notified_
+  std::vector<Queued> queue_;
+  bool notified_ = false;
+  std::function<void()> notify_;
+
+  // Strand-side bookkeeping for the metrics.
+  std::optional<Clock::time_point> first_token_;
+  std::vector<std::optional<Clock::time_point>> last_token_;
+  std::string finish_note_;
+};
+
+}  // namespace ms

@@ -1,0 +1,52 @@
+// http_server.h — moeserve's OpenAI-compatible HTTP server.
+//
+// Lifecycle (what `moeserve serve` does):
+//   Server s(opts); s.start();          // listening; /health answers 503
+//   ... load the model ...
+//   s.set_ready(backend);                // requests are served
+//   s.wait_for_stop_request();           // SIGINT/SIGTERM (stop_on_signals) or request_stop()
+//   s.stop();                            // stop accepting, cancel in-flight work, close, join
+//   engine.stop();                       // before the Server is destroyed
+//
+// A fixed pool of io_threads runs an asio io_context; every connection is
+// multiplexed on it through its own strand (no thread per connection). Engine
+// callbacks never touch sockets: they post to the connection's strand.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "server/server_options.h"
+
+namespace ms {
+
+class Server {
+ public:
+  explicit Server(ServerOptions opts);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens, then runs the I/O threads. Throws Error(BadInput) when
+  // the address cannot be used.
+  void start();
+  uint16_t port() const;  // the bound port (useful with port 0)
+
+  // SIGINT and SIGTERM call request_stop() (call before or after start()).
+  void stop_on_signals();
+  void set_ready(const ServerBackend& backend);
+  void request_stop();
+  bool stop_requested() const;
+  void wait_for_stop_request();
+
+  // Stops accepting, answers new requests 503, cancels in-flight generations
+  // (streams end with an error event), waits up to shutdown_grace for
+  // connections to finish, closes the rest and joins the I/O threads.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ms

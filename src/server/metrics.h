@@ -1,0 +1,62 @@
+// metrics.h — the server's Prometheus metrics (text exposition format 0.0.4).
+//
+// Latency histograms and HTTP counters are recorded by the server as requests
+// run (lock-free: atomics); engine gauges and counters (running/waiting,
+// KV-cache use, prefix-cache hits, preemptions, token totals, routed tokens
+// per layer and expert) are read from EngineStats when /metrics is scraped.
+// Every name starts with "moeserve_".
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace ms {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> upper_bounds);
+  void observe(double v);
+  uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+  // Appends HELP/TYPE lines, the cumulative buckets, _sum and _count.
+  void render(std::string& out, const std::string& name, const std::string& help) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<uint64_t>[]> buckets_;  // bounds_.size() + 1 (the last is +Inf)
+  std::atomic<uint64_t> count_{0};
+  std::atomic<double> sum_{0.0};
+};
+
+// Latency buckets in seconds, 1 ms .. 60 s.
+std::vector<double> latency_buckets();
+
+class ServerMetrics {
+ public:
+  ServerMetrics();
+
+  Histogram ttft;          // request arrival -> first generated token
+  Histogram inter_token;   // between consecutive tokens of one sequence
+  Histogram e2e;           // request arrival -> last token
+  std::atomic<int64_t> open_connections{0};
+  std::atomic<uint64_t> connections_total{0};
+  std::atomic<uint64_t> timeouts_total{0};
+
+  void count_response(int status);
+  void count_finish(const char* reason);
+
+  // The whole exposition. `stats` is null while the model is loading.
+  std::string render(const EngineStats* stats, int64_t num_layers, int64_t num_experts, bool ready) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<int, uint64_t> responses_;           // by HTTP status
+  std::map<std::string, uint64_t> finishes_;    // by finish reason
+};
+
+}  // namespace ms

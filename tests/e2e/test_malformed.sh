@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Malformed requests, hostile and heavy clients against `moeserve serve` on the bundled
+# model. Usage: test_malformed.sh /path/to/moeserve
+set -euo pipefail
+BIN="$(realpath "${1:?usage: $0 /path/to/moeserve}")"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+command -v node >/dev/null || { echo "node is required" >&2; exit 1; }
+if [ ! -d "$HERE/node_modules/openai" ]; then
+  (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+cd "$HERE"
+MOESERVE_BIN="$BIN" exec timeout 900 node --test --test-reporter=spec malformed.test.mjs
