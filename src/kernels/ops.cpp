@@ -1,29 +1,182 @@
 // ops.cpp — run-time dispatch from ops.h to the fastest available kernel.
+//
+// ISA level: avx512 (F/BW/VL/DQ/VNNI + FMA/F16C) > avx2 (AVX2/FMA/F16C) > scalar
+// reference, capped by MOESERVE_ISA (core/cpu_features.h).
+// Threading: output rows are split over the pool in multiples of 32 (the
+// kernels' row panel); every output element is computed by one thread in a
+// fixed order, so results do not depend on the number of threads.
 #include "kernels/ops.h"
 
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "core/cpu_features.h"
 #include "core/error.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/ref/ref.h"
 
 namespace ms::ops {
 
-void matmul(const MatView& W, const float* X, int64_t ldx, int64_t n, float* Y, int64_t ldy,
-            ThreadPool& pool) {
-  if (is_quantized(W.dtype))
-    throw Error(ErrorKind::Unsupported, std::string("matmul: no kernel yet for ") + dtype_name(W.dtype));
-  // Split output rows across threads; each thread runs the reference on its slice.
-  pool.parallel_for(W.rows, 16, [&](int64_t r0, int64_t r1, int) {
-    ref::matmul_float(W.slice_rows(r0, r1 - r0), X, ldx, n, Y + r0, ldy);
+namespace {
+
+enum class Isa { Scalar, Avx2, Avx512 };
+
+Isa detect_isa() {
+  const CpuFeatures& f = cpu_features();
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma && f.f16c)
+    return Isa::Avx512;
+  if (f.avx2 && f.fma && f.f16c) return Isa::Avx2;
+  return Isa::Scalar;
+}
+
+Isa isa() {
+  static const Isa i = detect_isa();
+  return i;
+}
+
+cpu::WeightsRef wref(const MatView& W) { return {W.dtype, W.rows, W.cols, W.data, W.row_stride}; }
+
+cpu::ActsRef aref(const QuantizedActs& A) {
+  auto& M = const_cast<QuantizedActs&>(A);
+  return {int(A.format), A.n, A.cols, A.nblk, A.qs_stride, M.qs.data(), M.d.data(), M.sum.data(), M.bsum.data()};
+}
+
+// Below this many multiply-adds a call runs on the calling thread only.
+constexpr int64_t kMinParallelWork = 1 << 17;
+constexpr int64_t kRowGrain = 32;
+
+void check_matmul_args(const MatView& W, int64_t n, int64_t ldy, const char* what) {
+  if (W.rows < 0 || W.cols < 0 || n < 0 || ldy < W.rows || (W.rows > 0 && W.cols > 0 && !W.data))
+    throw Error(ErrorKind::Internal, std::string(what) + ": bad shapes or strides");
+  if (W.dtype == DType::I32)
+    throw Error(ErrorKind::Unsupported, std::string(what) + ": weights of type i32 are not supported");
+}
+
+void run_rows(ThreadPool& pool, int64_t rows, int64_t work, const ThreadPool::RangeFn& fn) {
+  if (work < kMinParallelWork || pool.size() <= 1 || rows <= kRowGrain) {
+    fn(0, rows, 0);
+    return;
+  }
+  pool.parallel_for(rows, kRowGrain, fn);
+}
+
+}  // namespace
+
+const char* isa_name() {
+  switch (isa()) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+void quantize_acts(DType wtype, const float* X, int64_t ldx, int64_t n, int64_t cols, ThreadPool& pool,
+                   QuantizedActs* out) {
+  if (n < 0 || cols < 0 || (n > 0 && (!X || ldx < cols)))
+    throw Error(ErrorKind::Internal, "quantize_acts: bad shapes or strides");
+  if (wtype == DType::I32) throw Error(ErrorKind::Unsupported, "quantize_acts: weights of type i32 are not supported");
+  QuantizedActs& A = *out;
+  A.format = ref::act_format(wtype);
+  A.n = n;
+  A.cols = cols;
+  if (A.format == ref::ActFormat::None) {
+    A.nblk = 0;
+    A.qs_stride = 0;
+    A.x.resize(size_t(n * cols));
+    for (int64_t i = 0; i < n; ++i) std::memcpy(A.x.data() + i * cols, X + i * ldx, size_t(cols) * 4);
+    return;
+  }
+  const int64_t B = ref::act_block(A.format);
+  if (cols % B != 0)
+    throw Error(ErrorKind::BadInput, "quantize_acts: " + std::to_string(cols) + " columns is not a multiple of " +
+                                         std::to_string(B) + " (needed by " + dtype_name(wtype) + ")");
+  A.nblk = cols / B;
+  A.qs_stride = (cols + 63) / 64 * 64 + 64;  // +64: rows do not alias in the low 12 address bits
+  A.qs.resize(size_t(n * A.qs_stride));
+  A.d.resize(size_t(n * A.nblk));
+  A.sum.resize(size_t(n * A.nblk));
+  A.bsum.resize(size_t(n * (cols / 16)));
+  const cpu::ActsRef R = aref(A);
+  const Isa level = isa();
+  auto body = [&](int64_t i0, int64_t i1, int) {
+    if (level == Isa::Avx512) return cpu::avx512::quantize_acts(X, ldx, i0, i1, R);
+    if (level == Isa::Avx2) return cpu::avx2::quantize_acts(X, ldx, i0, i1, R);
+    for (int64_t i = i0; i < i1; ++i) {
+      const ref::ActRow r = A.row(i);
+      ref::quantize_act_row(A.format, X + i * ldx, cols, const_cast<int8_t*>(r.qs), const_cast<float*>(r.d),
+                            const_cast<int32_t*>(r.sum), const_cast<int16_t*>(r.bsum));
+    }
+  };
+  if (n * cols < kMinParallelWork || pool.size() <= 1 || n < 2)
+    body(0, n, 0);
+  else
+    pool.parallel_for(n, body);
+}
+
+QuantizedActs quantize_acts(DType wtype, const float* X, int64_t ldx, int64_t n, int64_t cols, ThreadPool& pool) {
+  QuantizedActs A;
+  quantize_acts(wtype, X, ldx, n, cols, pool, &A);
+  return A;
+}
+
+void matmul_q(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, ThreadPool& pool) {
+  check_matmul_args(W, A.n, ldy, "matmul_q");
+  if (A.cols != W.cols || A.format != ref::act_format(W.dtype))
+    throw Error(ErrorKind::Internal, std::string("matmul_q: activations were prepared for another weight type/shape (") +
+                                         dtype_name(W.dtype) + ")");
+  if (A.n == 0 || W.rows == 0) return;
+  if (W.cols == 0) {
+    for (int64_t i = 0; i < A.n; ++i) std::fill(Y + i * ldy, Y + i * ldy + W.rows, 0.0f);
+    return;
+  }
+  const int64_t work = W.rows * W.cols * A.n;
+  const Isa level = isa();
+  if (A.format == ref::ActFormat::None) {
+    const cpu::WeightsRef R = wref(W);
+    run_rows(pool, W.rows, work, [&](int64_t r0, int64_t r1, int) {
+      if (level == Isa::Avx512) return cpu::avx512::matmul_f(R, A.x.data(), A.cols, A.n, r0, r1, Y, ldy);
+      if (level == Isa::Avx2) return cpu::avx2::matmul_f(R, A.x.data(), A.cols, A.n, r0, r1, Y, ldy);
+      ref::matmul_float(W.slice_rows(r0, r1 - r0), A.x.data(), A.cols, A.n, Y + r0, ldy);
+    });
+    return;
+  }
+  const cpu::WeightsRef R = wref(W);
+  const cpu::ActsRef AR = aref(A);
+  const bool fast512 = level == Isa::Avx512 && cpu::avx512::has_q(W.dtype);
+  const bool fast2 = level == Isa::Avx2 && cpu::avx2::has_q(W.dtype);
+  run_rows(pool, W.rows, work, [&](int64_t r0, int64_t r1, int) {
+    if (fast512) return cpu::avx512::matmul_q(R, AR, r0, r1, Y, ldy);
+    if (fast2) return cpu::avx2::matmul_q(R, AR, r0, r1, Y, ldy);
+    for (int64_t i = 0; i < A.n; ++i) {
+      const ref::ActRow a = A.row(i);
+      for (int64_t r = r0; r < r1; ++r) Y[i * ldy + r] = ref::vec_dot(W.dtype, W.row(r), a, W.cols);
+    }
   });
 }
 
-void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
-  if (!is_quantized(t)) return ref::float_row_to_f32(t, src, dst, n);
-  throw Error(ErrorKind::Unsupported, std::string("dequantize_row: not yet for ") + dtype_name(t));
+void matmul(const MatView& W, const float* X, int64_t ldx, int64_t n, float* Y, int64_t ldy, ThreadPool& pool) {
+  check_matmul_args(W, n, ldy, "matmul");
+  if (n == 0 || W.rows == 0) return;
+  if (!is_quantized(W.dtype)) {
+    if (n > 0 && (!X || ldx < W.cols)) throw Error(ErrorKind::Internal, "matmul: bad activation stride");
+    const cpu::WeightsRef R = wref(W);
+    const Isa level = isa();
+    run_rows(pool, W.rows, W.rows * W.cols * n, [&](int64_t r0, int64_t r1, int) {
+      if (level == Isa::Avx512) return cpu::avx512::matmul_f(R, X, ldx, n, r0, r1, Y, ldy);
+      if (level == Isa::Avx2) return cpu::avx2::matmul_f(R, X, ldx, n, r0, r1, Y, ldy);
+      ref::matmul_float(W.slice_rows(r0, r1 - r0), X, ldx, n, Y + r0, ldy);
+    });
+    return;
+  }
+  thread_local QuantizedActs scratch;
+  quantize_acts(W.dtype, X, ldx, n, W.cols, pool, &scratch);
+  matmul_q(W, scratch, Y, ldy, pool);
 }
 
-void quantize_row(DType t, const float* src, void* dst, int64_t n) {
-  throw Error(ErrorKind::Unsupported, std::string("quantize_row: not yet for ") + dtype_name(t));
-}
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) { ref::dequantize_row(t, src, dst, n); }
+
+void quantize_row(DType t, const float* src, void* dst, int64_t n) { ref::quantize_row(t, src, dst, n); }
 
 void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out) { ref::rmsnorm(x, w, n, eps, out); }
 void softmax(float* x, int64_t n) { ref::softmax(x, n); }

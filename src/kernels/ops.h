@@ -5,20 +5,72 @@
 // is the numerical specification; the functions here dispatch at run time to
 // the fastest implementation the CPU supports (kernels/cpu), and fall back to
 // the reference. Tests compare each fast path against ref over awkward shapes.
+//
+// Numerics: for quantized W, matmul equals ref::vec_dot bit for bit on every
+// ISA (integer block sums, then one fma per block per output), so results do
+// not depend on the ISA, the batch size n, the row tiling or the number of
+// threads. Float W (F32/F16/BF16) is widened exactly and multiplied in f32
+// with FMAs: within float rounding of the f32 reference, and also independent
+// of the thread count (each output is computed by one thread, same order).
+//
+// Activation reuse: matmul() quantizes X itself (once per call, in parallel,
+// into reused scratch). When several weights share one input — Q, K and V
+// projections; an expert's gate and up — call quantize_acts() once and then
+// matmul_q() for each weight: the quantized activations are valid for every
+// weight type with the same activation format (all legacy types share one,
+// all K types another; float types keep a float copy of X).
 #pragma once
 #include <cstdint>
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
+#include "kernels/aligned_buffer.h"
+#include "kernels/ref/quant_ref.h"
 
 namespace ms::ops {
 
 // Y[i][r] = sum_c X[i][c] * W[r][c]  for i < n, r < W.rows.
 // X is float32 [n][W.cols] (row stride ldx floats), Y float32 [n][W.rows] (row stride ldy).
-// W may be any DType. For quantized W the activations are quantized per block
-// to 8 bits (Q8_0 or Q8_K) as the format is meant to be run.
+// W may be any DType but I32. For quantized W the activations are quantized
+// per block to 8 bits as the format is meant to be run (blocks of 32 for the
+// legacy formats, 256 for the K formats: ref::quantize_act_row).
 void matmul(const MatView& W, const float* X, int64_t ldx, int64_t n, float* Y, int64_t ldy,
             ThreadPool& pool);
+
+// Activations X [n][cols] prepared for matmuls with weights of one activation
+// format (see kernels/ref/quant_ref.h for the quantization). Row i of the
+// quantized values starts at qs.data() + i*qs_stride.
+struct QuantizedActs {
+  ref::ActFormat format = ref::ActFormat::None;
+  int64_t n = 0, cols = 0;
+  int64_t nblk = 0;       // activation blocks per row (cols/32 or cols/256)
+  int64_t qs_stride = 0;  // bytes between rows of qs (a multiple of 64)
+  AlignedBuffer<int8_t> qs;     // [n][qs_stride]
+  AlignedBuffer<float> d;       // [n][nblk] block scales
+  AlignedBuffer<int32_t> sum;   // [n][nblk] Σq per block (Q8_32)
+  AlignedBuffer<int16_t> bsum;  // [n][cols/16] Σq per 16 (Q8_256)
+  AlignedBuffer<float> x;       // [n][cols] copy of X (float weight types)
+
+  ref::ActRow row(int64_t i) const {
+    return {qs.data() + i * qs_stride, d.data() + i * nblk,
+            format == ref::ActFormat::Q8_32 ? sum.data() + i * nblk : nullptr,
+            format == ref::ActFormat::Q8_256 ? bsum.data() + i * (cols / 16) : nullptr};
+  }
+  const float* xrow(int64_t i) const { return x.data() + i * cols; }
+};
+
+// Prepares X (row stride ldx) for weights of type wtype with `cols` columns.
+// Reuses out's buffers. Rows are quantized in parallel on the pool.
+void quantize_acts(DType wtype, const float* X, int64_t ldx, int64_t n, int64_t cols, ThreadPool& pool,
+                   QuantizedActs* out);
+QuantizedActs quantize_acts(DType wtype, const float* X, int64_t ldx, int64_t n, int64_t cols,
+                            ThreadPool& pool);
+// Y[i][r] = dot(W row r, activation row i) for i < A.n. A must have been made
+// for a weight type of W's activation format and A.cols == W.cols (else Error).
+void matmul_q(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, ThreadPool& pool);
+
+// Name of the kernel set matmul uses on this CPU ("avx512", "avx2" or "scalar").
+const char* isa_name();
 
 // Converts one row of n elements of type t to float32. Bit-exact to the format's definition.
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);

@@ -28,6 +28,16 @@ ActFormat act_format(DType t) {
 
 int64_t act_block(ActFormat f) { return f == ActFormat::Q8_32 ? 32 : f == ActFormat::Q8_256 ? 256 : 1; }
 
+namespace {
+// Round half to even of |v| < 2^22 without a libm call (like VCVTPS2DQ).
+inline int round_even(float v) {
+  const float t = v + 12582912.0f;
+  int32_t i;
+  std::memcpy(&i, &t, 4);
+  return (i & 0x007fffff) - 0x00400000;
+}
+}  // namespace
+
 void quantize_act_row(ActFormat f, const float* x, int64_t cols, int8_t* qs, float* d, int32_t* sum,
                       int16_t* bsum) {
   const int64_t B = act_block(f);
@@ -41,7 +51,7 @@ void quantize_act_row(ActFormat f, const float* x, int64_t cols, int8_t* qs, flo
     const float db = amax / 127.0f;
     const float id = db != 0.0f ? 1.0f / db : 0.0f;
     d[b] = db;
-    for (int64_t i = 0; i < B; ++i) q[i] = int8_t(std::nearbyint(xb[i] * id));  // half to even
+    for (int64_t i = 0; i < B; ++i) q[i] = int8_t(round_even(xb[i] * id));
     if (f == ActFormat::Q8_32 && sum) {
       int32_t s = 0;
       for (int64_t i = 0; i < B; ++i) s += q[i];

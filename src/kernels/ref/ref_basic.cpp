@@ -28,7 +28,7 @@ void float_row_to_f32(DType t, const void* src, float* dst, int64_t n) {
 }
 
 void matmul_float(const MatView& W, const float* X, int64_t ldx, int64_t n, float* Y, int64_t ldy) {
-  std::vector<float> w(size_t(W.cols));
+  std::vector<float> w(static_cast<size_t>(W.cols));
   for (int64_t r = 0; r < W.rows; ++r) {
     float_row_to_f32(W.dtype, W.row(r), w.data(), W.cols);
     for (int64_t i = 0; i < n; ++i) {

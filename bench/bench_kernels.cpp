@@ -1,0 +1,279 @@
+// bench_kernels.cpp — kernel microbenchmarks (Google Benchmark).
+//
+//   StreamRead/<threads>          read bandwidth baseline: sum a 1 GiB buffer
+//   Matvec/<type>/<shape>/<n>     matmul with n activation rows (decode shapes);
+//                                 GB/s of weights streamed, tokens/s = n / time
+//   Gemm/<type>/<shape>/<n>       large n (prefill): int8 GOP/s (2*rows*cols*n)
+//   MixtralLayerPrefill/<type>    one Mixtral-8x7B-shaped layer's matmuls for
+//                                 512 tokens (QKVO + 8 experts x 128 tokens)
+//   ActQuant, QuantizeRow         activation quantization, load-time quantizers
+//
+// Weights are rotated between enough copies (>= 512 MiB) that every matvec
+// reads them from DRAM, as a model with many experts does. Threads: the pool
+// size is the benchmark's `threads` argument (default 2 = this machine's cores).
+#include <benchmark/benchmark.h>
+#include <immintrin.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/quant.h"
+#include "core/thread_pool.h"
+#include "kernels/ops.h"
+
+using namespace ms;
+
+namespace {
+
+int bench_threads() {
+  const char* e = std::getenv("MOESERVE_BENCH_THREADS");
+  return e ? std::atoi(e) : 2;
+}
+
+ThreadPool& pool() {
+  static ThreadPool p(bench_threads());
+  return p;
+}
+
+struct Buffer {
+  uint8_t* p = nullptr;
+  size_t n = 0;
+  explicit Buffer(size_t bytes) : p(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64))), n(bytes) {}
+  ~Buffer() { std::free(p); }
+};
+
+// Random quant bytes with sane f16/f32 scale fields (speed does not depend on values).
+void fill_weights(DType t, uint8_t* p, size_t bytes, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  for (size_t i = 0; i + 8 <= bytes; i += 8) {
+    const uint64_t v = g();
+    std::memcpy(p + i, &v, 8);
+  }
+  if (!is_quantized(t)) {
+    const uint16_t h = t == DType::BF16 ? 0x3C00 : 0x2C00;  // finite small values
+    if (t != DType::F32)
+      for (size_t i = 0; i + 2 <= bytes; i += 2) {
+        uint16_t v;
+        std::memcpy(&v, p + i, 2);
+        v = uint16_t((v & 0x83FF) | (h & 0x7C00));
+        std::memcpy(p + i, &v, 2);
+      }
+    else
+      for (size_t i = 0; i + 4 <= bytes; i += 4) {
+        const float f = float(int8_t(p[i])) / 64.0f;
+        std::memcpy(p + i, &f, 4);
+      }
+    return;
+  }
+  const size_t bb = block_bytes(t);
+  const uint16_t d = 0x1C00;
+  for (size_t o = 0; o + bb <= bytes; o += bb) {
+    switch (t) {
+      case DType::Q6_K: std::memcpy(p + o + 208, &d, 2); break;
+      case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K:
+        std::memcpy(p + o, &d, 2);
+        std::memcpy(p + o + 2, &d, 2);
+        break;
+      default: std::memcpy(p + o, &d, 2); break;
+    }
+  }
+}
+
+// Enough copies of a rows x cols matrix to exceed the caches.
+struct WeightSet {
+  std::vector<std::unique_ptr<Buffer>> bufs;
+  std::vector<MatView> mats;
+  size_t bytes_each = 0;
+  WeightSet(DType t, int64_t rows, int64_t cols, size_t min_total = size_t(512) << 20) {
+    bytes_each = row_bytes(t, cols) * size_t(rows);
+    const size_t copies = std::max<size_t>(2, (min_total + bytes_each - 1) / bytes_each);
+    for (size_t c = 0; c < copies; ++c) {
+      bufs.push_back(std::make_unique<Buffer>(bytes_each));
+      fill_weights(t, bufs.back()->p, bytes_each, c + 1);
+      mats.push_back(make_mat(t, rows, cols, bufs.back()->p));
+    }
+  }
+};
+
+std::vector<float> activations(int64_t n, int64_t cols) {
+  std::mt19937_64 g(42);
+  std::normal_distribution<float> d;
+  std::vector<float> x(size_t(n * cols));
+  for (auto& v : x) v = d(g);
+  return x;
+}
+
+const DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::BF16, DType::F16, DType::Q6_K,
+                        DType::Q5_K, DType::Q5_0, DType::Q5_1, DType::Q4_1, DType::F32};
+
+// ---------------------------------------------------------------- stream read
+__attribute__((target("avx2"))) long long sum_bytes(const uint8_t* p, size_t n) {
+  const __m256i* s = reinterpret_cast<const __m256i*>(p);
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i < n / 32; i += 4) {
+    a0 = _mm256_add_epi64(a0, _mm256_load_si256(s + i));
+    a1 = _mm256_add_epi64(a1, _mm256_load_si256(s + i + 1));
+    a2 = _mm256_add_epi64(a2, _mm256_load_si256(s + i + 2));
+    a3 = _mm256_add_epi64(a3, _mm256_load_si256(s + i + 3));
+  }
+  alignas(32) long long t[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(t), _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
+  return t[0] + t[1] + t[2] + t[3];
+}
+
+void BM_StreamRead(benchmark::State& state) {
+  const int threads = int(state.range(0));
+  static Buffer buf(size_t(1) << 30);
+  static bool init = false;
+  if (!init) {
+    std::memset(buf.p, 1, buf.n);
+    init = true;
+  }
+  ThreadPool p(threads);
+  std::vector<long long> sink(size_t(threads) * 8);
+  for (auto _ : state) {
+    p.run_on_all([&](int t, int nt) {
+      const size_t per = buf.n / size_t(nt) / 256 * 256;
+      sink[size_t(t) * 8] = sum_bytes(buf.p + per * size_t(t), per);
+    });
+    benchmark::DoNotOptimize(sink.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(buf.n));
+}
+
+// ---------------------------------------------------------------- matvec / gemm
+void run_matmul(benchmark::State& state, DType t, int64_t rows, int64_t cols, int64_t n, bool gemm) {
+  static std::map<std::string, std::unique_ptr<WeightSet>> cache;
+  const std::string key = std::string(dtype_name(t)) + std::to_string(rows) + "x" + std::to_string(cols);
+  if (!cache.count(key)) {
+    cache.clear();  // keep memory bounded
+    cache[key] = std::make_unique<WeightSet>(t, rows, cols, gemm ? size_t(1) : size_t(512) << 20);
+  }
+  WeightSet& ws = *cache[key];
+  const auto X = activations(n, cols);
+  std::vector<float> Y(size_t(n * rows));
+  const ops::QuantizedActs A = ops::quantize_acts(t, X.data(), cols, n, cols, pool());
+  size_t k = 0;
+  for (auto _ : state) {
+    ops::matmul_q(ws.mats[k], A, Y.data(), rows, pool());
+    k = (k + 1) % ws.mats.size();
+    benchmark::ClobberMemory();
+  }
+  const double it = double(state.iterations());
+  state.counters["GB/s"] = benchmark::Counter(it * double(ws.bytes_each) / 1e9, benchmark::Counter::kIsRate);
+  state.counters["tok/s"] = benchmark::Counter(it * double(n), benchmark::Counter::kIsRate);
+  state.counters["GOP/s"] = benchmark::Counter(it * 2.0 * double(rows) * double(cols) * double(n) / 1e9,
+                                               benchmark::Counter::kIsRate);
+}
+
+void register_all() {
+  const std::pair<int64_t, int64_t> shapes[] = {{14336, 4096}, {4096, 14336}};
+  for (DType t : kTypes)
+    for (auto [rows, cols] : shapes)
+      for (int64_t n : {1, 4, 16}) {
+        const std::string name = std::string("Matvec/") + dtype_name(t) + "/" + std::to_string(rows) + "x" +
+                                 std::to_string(cols) + "/" + std::to_string(n);
+        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_matmul(s, t, rows, cols, n, false); })
+            ->Unit(benchmark::kMicrosecond)
+            ->UseRealTime()
+            ->MinTime(0.3);
+      }
+  for (DType t : kTypes)
+    for (auto [rows, cols] : shapes) {
+      const int64_t n = 512;
+      const std::string name = std::string("Gemm/") + dtype_name(t) + "/" + std::to_string(rows) + "x" +
+                               std::to_string(cols) + "/" + std::to_string(n);
+      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_matmul(s, t, rows, cols, n, true); })
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime()
+          ->MinTime(0.5);
+    }
+}
+
+// One Mixtral-8x7B layer's matmuls for a 512-token prefill: Q (4096x4096),
+// K, V (1024x4096), O (4096x4096) on all tokens; each of 8 experts runs gate and
+// up (14336x4096) and down (4096x14336) on 128 tokens (top-2 of 8, balanced).
+void BM_MixtralLayerPrefill(benchmark::State& state, DType t) {
+  const int64_t H = 4096, F = 14336, T = 512, E = 8, TE = T * 2 / E;
+  Buffer wq(row_bytes(t, H) * H), wk(row_bytes(t, H) * 1024), wo(row_bytes(t, H) * H);
+  std::vector<std::unique_ptr<Buffer>> gate, up, down;
+  for (int e = 0; e < E; ++e) {
+    gate.push_back(std::make_unique<Buffer>(row_bytes(t, H) * F));
+    up.push_back(std::make_unique<Buffer>(row_bytes(t, H) * F));
+    down.push_back(std::make_unique<Buffer>(row_bytes(t, F) * H));
+    fill_weights(t, gate.back()->p, gate.back()->n, 10 + e);
+    fill_weights(t, up.back()->p, up.back()->n, 20 + e);
+    fill_weights(t, down.back()->p, down.back()->n, 30 + e);
+  }
+  fill_weights(t, wq.p, wq.n, 1);
+  fill_weights(t, wk.p, wk.n, 2);
+  fill_weights(t, wo.p, wo.n, 3);
+  const auto X = activations(T, H);
+  const auto Xf = activations(TE, F);
+  std::vector<float> Y(size_t(T * F));
+  for (auto _ : state) {
+    ops::QuantizedActs A = ops::quantize_acts(t, X.data(), H, T, H, pool());
+    ops::matmul_q(make_mat(t, H, H, wq.p), A, Y.data(), H, pool());
+    ops::matmul_q(make_mat(t, 1024, H, wk.p), A, Y.data(), 1024, pool());
+    ops::matmul_q(make_mat(t, 1024, H, wk.p), A, Y.data(), 1024, pool());
+    ops::matmul_q(make_mat(t, H, H, wo.p), A, Y.data(), H, pool());
+    for (int e = 0; e < E; ++e) {
+      ops::QuantizedActs Ae = ops::quantize_acts(t, X.data() + e * TE * H, H, TE, H, pool());
+      ops::matmul_q(make_mat(t, F, H, gate[e]->p), Ae, Y.data(), F, pool());
+      ops::matmul_q(make_mat(t, F, H, up[e]->p), Ae, Y.data(), F, pool());
+      ops::matmul(make_mat(t, H, F, down[e]->p), Xf.data(), F, TE, Y.data(), H, pool());
+    }
+    benchmark::ClobberMemory();
+  }
+  const double ops_per_layer = 2.0 * T * (2.0 * H * H + 2.0 * 1024 * H) + 2.0 * E * TE * (3.0 * H * F);
+  state.counters["GOP/s"] = benchmark::Counter(double(state.iterations()) * ops_per_layer / 1e9, benchmark::Counter::kIsRate);
+  // Prefill throughput of a 4-layer model of this shape (matmuls only).
+  state.counters["tok/s_4layers"] = benchmark::Counter(double(state.iterations()) * T / 4.0, benchmark::Counter::kIsRate);
+}
+
+void BM_ActQuant(benchmark::State& state, DType t) {
+  const int64_t n = state.range(0), cols = 4096;
+  const auto X = activations(n, cols);
+  ops::QuantizedActs A;
+  for (auto _ : state) ops::quantize_acts(t, X.data(), cols, n, cols, pool(), &A);
+  state.SetItemsProcessed(int64_t(state.iterations()) * n * cols);
+}
+
+void BM_QuantizeRow(benchmark::State& state, DType t) {
+  const int64_t cols = 4096;
+  const auto X = activations(1, cols);
+  std::vector<uint8_t> q(row_bytes(t, cols));
+  for (auto _ : state) {
+    ops::quantize_row(t, X.data(), q.data(), cols);
+    benchmark::DoNotOptimize(q.data());
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()) * cols);
+}
+
+}  // namespace
+
+BENCHMARK(BM_StreamRead)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q8_0, DType::Q8_0)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q4_0, DType::Q4_0)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q4_k, DType::Q4_K)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_ActQuant, q8_32, DType::Q8_0)->Arg(1)->Arg(512);
+BENCHMARK_CAPTURE(BM_ActQuant, q8_256, DType::Q4_K)->Arg(1)->Arg(512);
+BENCHMARK_CAPTURE(BM_QuantizeRow, q8_0, DType::Q8_0);
+BENCHMARK_CAPTURE(BM_QuantizeRow, q4_0, DType::Q4_0);
+BENCHMARK_CAPTURE(BM_QuantizeRow, q4_k, DType::Q4_K);
+BENCHMARK_CAPTURE(BM_QuantizeRow, q6_k, DType::Q6_K);
+
+int main(int argc, char** argv) {
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

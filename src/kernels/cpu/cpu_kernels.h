@@ -1,0 +1,61 @@
+// cpu_kernels.h — interface between ops.cpp and the SIMD kernel files.
+//
+// The *_avx2.cpp / *_avx512.cpp files are compiled with wider ISAs. They must
+// not emit out-of-line copies of inline functions that baseline code also uses
+// (the linker could keep the wide copy), so this interface is plain structs of
+// pointers and free functions; the kernel files keep their helpers in
+// anonymous namespaces and use no inline functions from other headers.
+//
+// Every quantized kernel computes exactly the ref spec (kernels/ref/quant_ref.h):
+// the same integers, and per output one float accumulator updated block by
+// block with fused multiply-adds, so results are bit-identical to ref::vec_dot
+// whatever the batch size, tiling or thread split.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace ms::cpu {
+
+struct WeightsRef {
+  DType dtype;
+  int64_t rows, cols;
+  const uint8_t* data;
+  size_t row_stride;
+};
+
+// Activation formats (values of ref::ActFormat).
+enum : int { kActNone = 0, kActQ8_32 = 1, kActQ8_256 = 2 };
+
+// Quantized activations, laid out as in ops::QuantizedActs.
+struct ActsRef {
+  int format;
+  int64_t n, cols, nblk, qs_stride;
+  int8_t* qs;
+  float* d;
+  int32_t* sum;   // [n][nblk]      (Q8_32)
+  int16_t* bsum;  // [n][cols/16]   (Q8_256)
+};
+
+#define MS_CPU_KERNEL_DECLS                                                                           \
+  /* Weight types matmul_q handles. */                                                                \
+  bool has_q(DType t);                                                                                \
+  /* Quantizes rows [i0, i1) of X into A (buffers sized by the caller). */                            \
+  void quantize_acts(const float* X, int64_t ldx, int64_t i0, int64_t i1, const ActsRef& A);          \
+  /* Y[i][r] for all i < A.n and r in [r0, r1). */                                                    \
+  void matmul_q(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy); \
+  /* Float weights (F32/F16/BF16): Y[i][r] for i < n, r in [r0, r1). */                               \
+  void matmul_f(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,  \
+                float* Y, int64_t ldy);
+
+namespace avx512 {
+MS_CPU_KERNEL_DECLS
+}
+namespace avx2 {
+MS_CPU_KERNEL_DECLS
+}
+
+#undef MS_CPU_KERNEL_DECLS
+
+}  // namespace ms::cpu

@@ -1,0 +1,110 @@
+// fgemm_avx2.cpp — AVX2/FMA matmul for float weights (F32, F16, BF16): weights
+// widened exactly to f32, f32 FMAs (see fgemm_avx512.cpp). Register tile:
+// 4 weight rows x 3 activation rows, 8 columns per step.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace ms::cpu::avx2 {
+namespace {
+
+template <DType T>
+inline __m256 load_w(const uint8_t* row, int64_t k) {
+  if constexpr (T == DType::F32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  } else if constexpr (T == DType::F16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(row) + k)));
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(row) + k));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float widen_one(DType t, const uint8_t* row, int64_t k) {
+  if (t == DType::F32) return reinterpret_cast<const float*>(row)[k];
+  const uint16_t h = reinterpret_cast<const uint16_t*>(row)[k];
+  if (t == DType::F16) return _cvtsh_ss(h);
+  const uint32_t u = uint32_t(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+
+template <DType T, int RT, int CT>
+void tile(const WeightsRef& W, int64_t r, const float* X, int64_t ldx, float* Y, int64_t ldy) {
+  const int64_t K = W.cols;
+  const uint8_t* wr[RT];
+  #pragma GCC unroll 16
+  for (int i = 0; i < RT; ++i) wr[i] = W.data + size_t(r + i) * W.row_stride;
+  __m256 acc[RT][CT];
+  #pragma GCC unroll 16
+  for (int i = 0; i < RT; ++i)
+    #pragma GCC unroll 16
+    for (int c = 0; c < CT; ++c) acc[i][c] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 w[RT];
+    #pragma GCC unroll 16
+    for (int i = 0; i < RT; ++i) w[i] = load_w<T>(wr[i], k);
+    #pragma GCC unroll 16
+    for (int c = 0; c < CT; ++c) {
+      const __m256 x = _mm256_loadu_ps(X + c * ldx + k);
+      #pragma GCC unroll 16
+      for (int i = 0; i < RT; ++i) acc[i][c] = _mm256_fmadd_ps(w[i], x, acc[i][c]);
+    }
+  }
+  #pragma GCC unroll 16
+  for (int i = 0; i < RT; ++i)
+    #pragma GCC unroll 16
+    for (int c = 0; c < CT; ++c) {
+      float s = hsum(acc[i][c]);
+      for (int64_t kk = k; kk < K; ++kk) s += widen_one(T, wr[i], kk) * X[c * ldx + kk];
+      Y[c * ldy + r + i] = s;
+    }
+}
+
+template <DType T, int RT>
+void row_tile(const WeightsRef& W, int64_t r, const float* X, int64_t ldx, int64_t n, float* Y, int64_t ldy) {
+  int64_t c = 0;
+  for (; c + 3 <= n; c += 3) tile<T, RT, 3>(W, r, X + c * ldx, ldx, Y + c * ldy, ldy);
+  switch (n - c) {
+    case 2: tile<T, RT, 2>(W, r, X + c * ldx, ldx, Y + c * ldy, ldy); break;
+    case 1: tile<T, RT, 1>(W, r, X + c * ldx, ldx, Y + c * ldy, ldy); break;
+    default: break;
+  }
+}
+
+template <DType T>
+void matmul_typed(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1, float* Y,
+                  int64_t ldy) {
+  constexpr int64_t kColBlock = 48;
+  for (int64_t c0 = 0; c0 < n; c0 += kColBlock) {
+    const int64_t nc = n - c0 < kColBlock ? n - c0 : kColBlock;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) row_tile<T, 4>(W, r, X + c0 * ldx, ldx, nc, Y + c0 * ldy, ldy);
+    for (; r < r1; ++r) row_tile<T, 1>(W, r, X + c0 * ldx, ldx, nc, Y + c0 * ldy, ldy);
+  }
+}
+
+}  // namespace
+
+void matmul_f(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1, float* Y,
+              int64_t ldy) {
+  switch (W.dtype) {
+    case DType::F32: return matmul_typed<DType::F32>(W, X, ldx, n, r0, r1, Y, ldy);
+    case DType::F16: return matmul_typed<DType::F16>(W, X, ldx, n, r0, r1, Y, ldy);
+    case DType::BF16: return matmul_typed<DType::BF16>(W, X, ldx, n, r0, r1, Y, ldy);
+    default: return;
+  }
+}
+
+}  // namespace ms::cpu::avx2

@@ -1,0 +1,169 @@
+// qdriver_avx512.h — the loop nest shared by the AVX-512 quantized matmuls
+// (include only from *_avx512.cpp files; internal linkage).
+//
+// For each group of up to 32 output rows (2 panels of 16): for each chunk of
+// K blocks: pack the panels' weights (transposed, unpacked to u8, scales as
+// floats) into a per-thread buffer, then run the micro-kernel over tiles of C
+// activation rows. The micro-kernel keeps its float accumulators in Y between
+// chunks, so every output is still one accumulator updated block by block.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstdlib>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/pack_avx512.h"
+
+namespace ms::cpu::avx512 {
+namespace {
+
+// Per-thread packing buffer (grows, never shrinks).
+inline uint8_t* pack_buffer(size_t bytes) {
+  struct Buf {
+    uint8_t* p = nullptr;
+    size_t cap = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf b;
+  if (bytes > b.cap) {
+    std::free(b.p);
+    b.cap = (bytes + 4095) / 4096 * 4096;
+    b.p = static_cast<uint8_t*>(std::aligned_alloc(64, b.cap));
+  }
+  return b.p;
+}
+
+struct TileArgs {
+  const uint8_t* pk;   // packed chunk: [block][panel][Fmt::kPanelBytes]
+  int64_t nb;          // blocks in the chunk
+  const int8_t* aq;    // activation row c0, first value of the chunk
+  int64_t aq_stride;   // bytes between activation rows
+  const float* ad;     // activation scales, row c0, first block of the chunk
+  const int32_t* as;   // Q8_32 sums (row c0, first block), or null
+  const int16_t* ab;   // Q8_256 16-sums (row c0, first of the chunk), or null
+  int64_t a_blk_stride;   // elements between rows of ad / as
+  int64_t ab_stride;      // elements between rows of ab
+  float* Y;            // Y + c0*ldy + first row of the group
+  int64_t ldy;
+  __mmask16 mask[2];   // valid rows of each panel
+  bool first;          // first chunk: accumulators start at zero
+};
+
+template <int RP, int C>
+inline void load_acc(const TileArgs& t, __m512 (&acc)[RP][C]) {
+  #pragma GCC unroll 16
+  for (int p = 0; p < RP; ++p)
+    #pragma GCC unroll 16
+    for (int c = 0; c < C; ++c)
+      acc[p][c] = t.first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(t.mask[p], t.Y + c * t.ldy + 16 * p);
+}
+template <int RP, int C>
+inline void store_acc(const TileArgs& t, __m512 (&acc)[RP][C]) {
+  #pragma GCC unroll 16
+  for (int p = 0; p < RP; ++p)
+    #pragma GCC unroll 16
+    for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(t.Y + c * t.ldy + 16 * p, t.mask[p], acc[p][c]);
+}
+
+// Fmt provides: kElems (weights per block), kPanelBytes, kMaxC,
+//   static void pack(const WeightsRef&, const PanelRows* panels, const PanelRows* next (the next group's
+//                    panels, or null), int RP, int64_t kb0, int64_t kb1, uint8_t* out)
+//   template <int RP, int C> static void kernel(const TileArgs&)
+template <class Fmt, int RP, int C>
+void run_tile(const TileArgs& t) {
+  Fmt::template kernel<RP, C>(t);
+}
+
+template <class Fmt, int RP>
+void run_tiles(const TileArgs& base, int64_t n, const ActsRef& A, ChunkPrefetch& pf) {
+  using Fn = void (*)(const TileArgs&);
+  static constexpr Fn table[6] = {run_tile<Fmt, RP, 1>, run_tile<Fmt, RP, 2>, run_tile<Fmt, RP, 3>,
+                                  run_tile<Fmt, RP, 4>, run_tile<Fmt, RP, 5>, run_tile<Fmt, RP, 6>};
+  constexpr int CM = Fmt::kMaxC;
+  for (int64_t c0 = 0; c0 < n; c0 += CM) {
+    const int cc = int(n - c0 < CM ? n - c0 : CM);
+    TileArgs t = base;
+    t.aq += c0 * A.qs_stride;
+    t.ad += c0 * A.nblk;
+    if (t.as) t.as += c0 * A.nblk;
+    if (t.ab) t.ab += c0 * (A.cols / 16);
+    t.Y += c0 * t.ldy;
+    pf.step();
+    table[cc - 1](t);
+  }
+}
+
+template <class Fmt>
+void qmatmul(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  const int64_t nb = W.cols / Fmt::kElems;
+  const int64_t n = A.n;
+  const int64_t kc = n <= Fmt::kMaxC ? Fmt::kChunkSmall : Fmt::kChunkLarge;
+  uint8_t* buf = pack_buffer(size_t(kc) * 2 * Fmt::kPanelBytes);
+  const int64_t ablk = Fmt::kElems / (A.format == kActQ8_32 ? 32 : 256);  // activation blocks per weight block
+  for (int64_t g = r0; g < r1; g += 32) {
+    const int rows = int(r1 - g < 32 ? r1 - g : 32);
+    const int RP = rows > 16 ? 2 : 1;
+    PanelRows panels[2], next[2];
+    panels[0].init(W.data + size_t(g) * W.row_stride, W.row_stride, rows < 16 ? rows : 16);
+    if (RP == 2) panels[1].init(W.data + size_t(g + 16) * W.row_stride, W.row_stride, rows - 16);
+    const int nrows = int(r1 - (g + 32) < 32 ? r1 - (g + 32) : 32);  // rows of the next group
+    if (nrows > 0) {
+      next[0].init(W.data + size_t(g + 32) * W.row_stride, W.row_stride, nrows < 16 ? nrows : 16);
+      next[1] = next[0];
+      if (nrows > 16) next[1].init(W.data + size_t(g + 48) * W.row_stride, W.row_stride, nrows - 16);
+    }
+    TileArgs t{};
+    t.aq_stride = A.qs_stride;
+    t.a_blk_stride = A.nblk;
+    t.ab_stride = A.cols / 16;
+    t.ldy = ldy;
+    t.mask[0] = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+    t.mask[1] = rows >= 32 ? __mmask16(0xFFFF) : rows > 16 ? __mmask16((1u << (rows - 16)) - 1) : __mmask16(0);
+    for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {
+      const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
+      Fmt::pack(W, panels, nrows > 0 ? next : nullptr, RP, kb0, kb1, buf);
+      // Fetch the next chunk (of this group, else the next group's first) meanwhile.
+      ChunkPrefetch pf;
+      const int64_t tiles = (n + Fmt::kMaxC - 1) / Fmt::kMaxC;
+      if (kb1 < nb)
+        pf.start(panels, RP, size_t(kb1) * Fmt::kBlockBytes, size_t(kb1 + kc < nb ? kb1 + kc : nb) * Fmt::kBlockBytes, tiles);
+      else if (nrows > 0)
+        pf.start(next, nrows > 16 ? 2 : 1, 0, size_t(kc < nb ? kc : nb) * Fmt::kBlockBytes, tiles);
+      t.pk = buf;
+      t.nb = kb1 - kb0;
+      t.aq = A.qs + kb0 * Fmt::kElems;
+      t.ad = A.d + kb0 * ablk;
+      t.as = A.format == kActQ8_32 ? A.sum + kb0 * ablk : nullptr;
+      t.ab = A.format == kActQ8_256 ? A.bsum + kb0 * (Fmt::kElems / 16) : nullptr;
+      t.Y = Y + g;
+      t.first = kb0 == 0;
+      if (RP == 2)
+        run_tiles<Fmt, 2>(t, n, A, pf);
+      else
+        run_tiles<Fmt, 1>(t, n, A, pf);
+    }
+  }
+}
+
+// Small n goes to Fmt::fused<n> (n <= Fmt::kFusedMaxC <= 16): weights are
+// unpacked in registers and used at once, so reading them from memory overlaps
+// with the arithmetic; larger n packs panels once and reuses them.
+template <class Fmt, int C>
+void fused_if(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  if constexpr (C <= Fmt::kFusedMaxC) Fmt::template fused<C>(W, A, r0, r1, Y, ldy);
+}
+
+template <class Fmt>
+void qmatmul_any(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  using Fn = void (*)(const WeightsRef&, const ActsRef&, int64_t, int64_t, float*, int64_t);
+  static constexpr Fn table[16] = {
+      fused_if<Fmt, 1>,  fused_if<Fmt, 2>,  fused_if<Fmt, 3>,  fused_if<Fmt, 4>,  fused_if<Fmt, 5>,  fused_if<Fmt, 6>,
+      fused_if<Fmt, 7>,  fused_if<Fmt, 8>,  fused_if<Fmt, 9>,  fused_if<Fmt, 10>, fused_if<Fmt, 11>, fused_if<Fmt, 12>,
+      fused_if<Fmt, 13>, fused_if<Fmt, 14>, fused_if<Fmt, 15>, fused_if<Fmt, 16>};
+  if (A.n >= 1 && A.n <= Fmt::kFusedMaxC) return table[A.n - 1](W, A, r0, r1, Y, ldy);
+  qmatmul<Fmt>(W, A, r0, r1, Y, ldy);
+}
+
+}  // namespace
+}  // namespace ms::cpu::avx512

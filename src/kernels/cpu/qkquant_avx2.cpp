@@ -1,0 +1,251 @@
+// qkquant_avx2.cpp — AVX2 matmul for Q4_K, Q5_K, Q6_K with Q8_256 activations
+// (same packed layouts as qkquant_avx512.cpp with 8-row panels; VPMADDUBSW
+// sums at most as many steps in 16 bits as cannot saturate).
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "core/quant.h"
+#include "kernels/cpu/pack_avx2.h"
+
+namespace ms::cpu::avx2 {
+namespace {
+
+// Moves bit `bit` of every byte of h to bit 4 (0x10) and ors it into v.
+inline __m256i or_bit4(__m256i v, __m256i h, int bit) {
+  const __m256i m10 = _mm256_set1_epi8(0x10);
+  const __m256i s = bit <= 4 ? _mm256_slli_epi16(h, 4 - bit) : _mm256_srli_epi16(h, bit - 4);
+  return _mm256_or_si256(v, _mm256_and_si256(s, m10));
+}
+
+template <int S, int C>
+inline void dot_steps(const uint8_t* wq, int nsteps, const int8_t* aq, int64_t aq_stride, __m256i (&P)[C]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  #pragma GCC unroll 16
+  for (int c = 0; c < C; ++c) P[c] = _mm256_setzero_si256();
+  #pragma GCC unroll 16
+  for (int s0 = 0; s0 < nsteps; s0 += S) {
+    __m256i s16[C];
+    #pragma GCC unroll 16
+    for (int c = 0; c < C; ++c) s16[c] = _mm256_setzero_si256();
+    #pragma GCC unroll 16
+    for (int s = s0; s < s0 + S; ++s) {
+      const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wq + 32 * s));
+      #pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) {
+        const __m256i pr = _mm256_maddubs_epi16(w, _mm256_set1_epi32(load_i32(aq + c * aq_stride + 4 * s)));
+        s16[c] = _mm256_add_epi16(s16[c], pr);
+      }
+    }
+    #pragma GCC unroll 16
+    for (int c = 0; c < C; ++c) P[c] = _mm256_add_epi32(P[c], _mm256_madd_epi16(s16[c], ones));
+  }
+}
+
+template <bool kFive>
+struct K45 {
+  static constexpr int64_t kElems = 256;
+  static constexpr size_t kPanelBytes = 2048 + 256 + 256 + 32 + 32;
+  static constexpr int kMaxC = 4;
+  static constexpr int64_t kChunkSmall = 2, kChunkLarge = 8;
+  static constexpr size_t kBlockBytes = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  static constexpr size_t kQs = kFive ? 48 : 16;
+
+  static void pack(const WeightsRef& W, const PanelRows& pr, int64_t kb0, int64_t kb1, uint8_t* out) {
+    const int64_t nbk = W.cols / 256;
+    const int64_t pf1 = kb1 + (kb1 - kb0) < nbk ? kb1 + (kb1 - kb0) : nbk;
+    prefetch_rows(pr, size_t(kb1) * kBlockBytes, size_t(pf1) * kBlockBytes);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t b = kb0; b < kb1; ++b) {
+      const size_t bo = size_t(b) * kBlockBytes;
+      uint8_t* o = out + (b - kb0) * kPanelBytes;
+      const uint8_t* q[8];
+      __m256i th[8];
+      if constexpr (kFive) {
+        #pragma GCC unroll 16
+        for (int r = 0; r < 8; ++r) q[r] = pr.p[r] + bo + 16;
+        transpose_8x32(q, th);
+      }
+      #pragma GCC unroll 16
+      for (int c = 0; c < 4; ++c) {
+        #pragma GCC unroll 16
+        for (int r = 0; r < 8; ++r) q[r] = pr.p[r] + bo + kQs + 32 * c;
+        __m256i t[8];
+        transpose_8x32(q, t);
+        #pragma GCC unroll 16
+        for (int j = 0; j < 8; ++j) {
+          __m256i lo = _mm256_and_si256(t[j], m4);
+          __m256i hi = _mm256_and_si256(_mm256_srli_epi16(t[j], 4), m4);
+          if constexpr (kFive) {
+            lo = or_bit4(lo, th[j], 2 * c);
+            hi = or_bit4(hi, th[j], 2 * c + 1);
+          }
+          _mm256_store_si256(reinterpret_cast<__m256i*>(o + (16 * c + j) * 32), lo);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(o + (16 * c + 8 + j) * 32), hi);
+        }
+      }
+      const __m256i s0 = gather_u32(pr, bo + 4), s1 = gather_u32(pr, bo + 8), s2 = gather_u32(pr, bo + 12);
+      const __m256i m63 = _mm256_set1_epi32(63), m15 = _mm256_set1_epi32(15), m3 = _mm256_set1_epi32(3);
+      #pragma GCC unroll 16
+      for (int j = 0; j < 8; ++j) {
+        __m256i sc, mn;
+        if (j < 4) {
+          sc = _mm256_and_si256(_mm256_srli_epi32(s0, 8 * j), m63);
+          mn = _mm256_and_si256(_mm256_srli_epi32(s1, 8 * j), m63);
+        } else {
+          const int jj = 8 * (j - 4);
+          sc = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(s2, jj), m15),
+                               _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(s0, jj + 6), m3), 4));
+          mn = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(s2, jj + 4), m15),
+                               _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(s1, jj + 6), m3), 4));
+        }
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o + 2048 + 32 * j), sc);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o + 2304 + 32 * j), _mm256_or_si256(mn, _mm256_slli_epi32(mn, 16)));
+      }
+      _mm256_store_ps(reinterpret_cast<float*>(o + 2560), gather_f16(pr, bo));
+      _mm256_store_ps(reinterpret_cast<float*>(o + 2592), u16lo_to_f32(_mm256_srli_epi32(gather_u32(pr, bo), 16)));
+    }
+  }
+
+  template <int C>
+  static void kernel(const TileArgs& t) {
+    constexpr int S = kFive ? 4 : 8;
+    __m256 acc[C];
+    load_acc<C>(t, acc);
+    for (int64_t b = 0; b < t.nb; ++b) {
+      const uint8_t* blk = t.pk + b * kPanelBytes;
+      __m256i isum[C];
+      #pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
+      #pragma GCC unroll 16
+      for (int j = 0; j < 8; ++j) {
+        __m256i P[C];
+        dot_steps<S, C>(blk + 256 * j, 8, t.aq + 256 * b + 32 * j, t.aq_stride, P);
+        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2048 + 32 * j));
+        #pragma GCC unroll 16
+        for (int c = 0; c < C; ++c) isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(P[c], sc));
+      }
+      const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(blk + 2560));
+      const __m256 dmv = _mm256_load_ps(reinterpret_cast<const float*>(blk + 2592));
+      #pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) {
+        const int16_t* bs = t.ab + c * t.ab_stride + 16 * b;
+        __m256i msum = _mm256_setzero_si256();
+        #pragma GCC unroll 16
+        for (int j = 0; j < 8; ++j)
+          msum = _mm256_add_epi32(msum, _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2304 + 32 * j)),
+                                                          _mm256_set1_epi32(load_i32(bs + 2 * j))));
+        const __m256 da = _mm256_set1_ps(t.ad[c * t.a_blk_stride + b]);
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dv, da), acc[c]);
+        acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmv, da), acc[c]);
+      }
+    }
+    store_acc<C>(t, acc);
+  }
+};
+
+struct Q6K {
+  static constexpr int64_t kElems = 256;
+  static constexpr size_t kPanelBytes = 2048 + 512 + 256 + 32;
+  static constexpr int kMaxC = 4;
+  static constexpr int64_t kChunkSmall = 2, kChunkLarge = 8;
+  static constexpr size_t kBlockBytes = sizeof(BlockQ6_K);
+
+  static void pack(const WeightsRef& W, const PanelRows& pr, int64_t kb0, int64_t kb1, uint8_t* out) {
+    const int64_t nbk = W.cols / 256;
+    const int64_t pf1 = kb1 + (kb1 - kb0) < nbk ? kb1 + (kb1 - kb0) : nbk;
+    prefetch_rows(pr, size_t(kb1) * kBlockBytes, size_t(pf1) * kBlockBytes);
+    const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    for (int64_t b = kb0; b < kb1; ++b) {
+      const size_t bo = size_t(b) * kBlockBytes;
+      uint8_t* o = out + (b - kb0) * kPanelBytes;
+      const uint8_t* q[8];
+      #pragma GCC unroll 16
+      for (int h = 0; h < 2; ++h) {
+        __m256i tl0[8], tl1[8], th[8];
+        #pragma GCC unroll 16
+        for (int r = 0; r < 8; ++r) q[r] = pr.p[r] + bo + 64 * h;
+        transpose_8x32(q, tl0);
+        #pragma GCC unroll 16
+        for (int r = 0; r < 8; ++r) q[r] = pr.p[r] + bo + 64 * h + 32;
+        transpose_8x32(q, tl1);
+        #pragma GCC unroll 16
+        for (int r = 0; r < 8; ++r) q[r] = pr.p[r] + bo + 128 + 32 * h;
+        transpose_8x32(q, th);
+        #pragma GCC unroll 16
+        for (int k = 0; k < 4; ++k) {
+          const __m256i* src = (k & 1) ? tl1 : tl0;
+          #pragma GCC unroll 16
+          for (int j = 0; j < 8; ++j) {
+            const __m256i lo = (k >> 1) ? _mm256_srli_epi16(src[j], 4) : src[j];
+            const __m256i hb = k < 3 ? _mm256_slli_epi16(th[j], 4 - 2 * k) : _mm256_srli_epi16(th[j], 2);
+            const __m256i v = _mm256_or_si256(_mm256_and_si256(lo, m0f), _mm256_and_si256(hb, m30));
+            _mm256_store_si256(reinterpret_cast<__m256i*>(o + ((4 * h + k) * 8 + j) * 32), v);
+          }
+        }
+      }
+      __m256i sc[16];
+      #pragma GCC unroll 16
+      for (int g = 0; g < 4; ++g) {
+        const __m256i s = gather_u32(pr, bo + 192 + 4 * g);
+        #pragma GCC unroll 16
+        for (int u = 0; u < 4; ++u) sc[4 * g + u] = _mm256_srai_epi32(_mm256_slli_epi32(s, 24 - 8 * u), 24);
+      }
+      #pragma GCC unroll 16
+      for (int s = 0; s < 16; ++s) _mm256_store_si256(reinterpret_cast<__m256i*>(o + 2048 + 32 * s), sc[s]);
+      const __m256i lo16 = _mm256_set1_epi32(0xFFFF);
+      #pragma GCC unroll 16
+      for (int u = 0; u < 8; ++u)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o + 2560 + 32 * u),
+                           _mm256_or_si256(_mm256_and_si256(sc[2 * u], lo16), _mm256_slli_epi32(sc[2 * u + 1], 16)));
+      _mm256_store_ps(reinterpret_cast<float*>(o + 2816), u16lo_to_f32(_mm256_srli_epi32(gather_u32(pr, bo + 206), 16)));
+    }
+  }
+
+  template <int C>
+  static void kernel(const TileArgs& t) {
+    __m256 acc[C];
+    load_acc<C>(t, acc);
+    for (int64_t b = 0; b < t.nb; ++b) {
+      const uint8_t* blk = t.pk + b * kPanelBytes;
+      __m256i isum[C];
+      #pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
+      #pragma GCC unroll 16
+      for (int s16 = 0; s16 < 16; ++s16) {
+        __m256i P[C];
+        dot_steps<2, C>(blk + 128 * s16, 4, t.aq + 256 * b + 16 * s16, t.aq_stride, P);
+        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2048 + 32 * s16));
+        #pragma GCC unroll 16
+        for (int c = 0; c < C; ++c) isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(P[c], sc));
+      }
+      const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(blk + 2816));
+      #pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) {
+        const int16_t* bs = t.ab + c * t.ab_stride + 16 * b;
+        __m256i corr = _mm256_setzero_si256();
+        #pragma GCC unroll 16
+        for (int u = 0; u < 8; ++u)
+          corr = _mm256_add_epi32(corr, _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2560 + 32 * u)),
+                                                          _mm256_set1_epi32(load_i32(bs + 2 * u))));
+        const __m256i is = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(corr, 5));
+        const __m256 da = _mm256_set1_ps(t.ad[c * t.a_blk_stride + b]);
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dv, da), acc[c]);
+      }
+    }
+    store_acc<C>(t, acc);
+  }
+};
+
+}  // namespace
+
+void qmatmul_kquant(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  switch (W.dtype) {
+    case DType::Q4_K: return qmatmul<K45<false>>(W, A, r0, r1, Y, ldy);
+    case DType::Q5_K: return qmatmul<K45<true>>(W, A, r0, r1, Y, ldy);
+    case DType::Q6_K: return qmatmul<Q6K>(W, A, r0, r1, Y, ldy);
+    default: return;
+  }
+}
+
+}  // namespace ms::cpu::avx2

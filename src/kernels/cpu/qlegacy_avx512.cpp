@@ -1,0 +1,241 @@
+// qlegacy_avx512.cpp — AVX-512 VNNI matmul for the 32-element block formats
+// (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) with Q8_32 activations.
+//
+// Packed panel block (16 rows x 32 weights): 8 vectors of unsigned bytes
+// (vector j, lane r = weights 4j..4j+3 of row r, stored as w + kOffset), the
+// row scales as floats, and for Q4_1/Q5_1 the row minima.
+// VPDPBUSD(u8 weights, s8 activations) starting from -kOffset * Σq gives the
+// exact signed block sum; the float update is the ref's fma per block.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "core/quant.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/pack_avx512.h"
+#include "kernels/cpu/qdriver_avx512.h"
+
+namespace ms::cpu::avx512 {
+namespace {
+
+// Lookup: 4 bits -> 0x10 in each byte whose bit is set (5th bit of Q5 quants).
+inline __m512i q5_bit_lut() {
+  alignas(64) int32_t t[16];
+  #pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) {
+    uint32_t v = 0;
+    #pragma GCC unroll 16
+    for (int b = 0; b < 4; ++b)
+      if (i & (1 << b)) v |= 0x10u << (8 * b);
+    t[i] = int32_t(v);
+  }
+  return _mm512_load_si512(t);
+}
+
+// The 8 u8 vectors of one panel block of a 4-bit (or 5-bit) format: nibbles of
+// the 16 bytes qs, optional high bits qh (element e <-> bit e of each lane).
+__attribute__((always_inline)) inline void unpack_nibbles(const PanelRows& pr, size_t qs_off, bool has_qh, __m512i qh,
+                                                          __m512i lut, __m512i* v) {
+  const uint8_t* p[16];
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r) p[r] = pr.p[r] + qs_off;
+  __m512i t[4];
+  transpose_16x16(p, t);
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm512_and_si512(t[j], m4);                            // elements 4j..4j+3
+    v[j + 4] = _mm512_and_si512(_mm512_srli_epi16(t[j], 4), m4);  // elements 16+4j..
+  }
+  if (has_qh) {
+    const __m512i f = _mm512_set1_epi32(0xF);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m512i idx = _mm512_and_si512(_mm512_srli_epi32(qh, 4 * j), f);
+      v[j] = _mm512_or_si512(v[j], _mm512_permutexvar_epi32(idx, lut));
+    }
+  }
+}
+
+template <DType T>
+struct Legacy {
+  static constexpr int64_t kElems = 32;
+  static constexpr bool kMin = T == DType::Q4_1 || T == DType::Q5_1;
+  static constexpr int kOffset = T == DType::Q8_0 ? 128 : T == DType::Q4_0 ? 8 : T == DType::Q5_0 ? 16 : 0;
+  static constexpr size_t kPanelBytes = kMin ? 640 : 576;
+  static constexpr int kMaxC = 6;
+  static constexpr int64_t kChunkSmall = 16, kChunkLarge = 64, kMaxChunk = 64;
+  static constexpr size_t kBlockBytes = T == DType::Q8_0   ? sizeof(BlockQ8_0)
+                                        : T == DType::Q4_0 ? sizeof(BlockQ4_0)
+                                        : T == DType::Q4_1 ? sizeof(BlockQ4_1)
+                                        : T == DType::Q5_0 ? sizeof(BlockQ5_0)
+                                                           : sizeof(BlockQ5_1);
+
+  // Header words per block: d (and m) in word 0; Q5 high bits in word 1.
+  static constexpr int kNF = (T == DType::Q5_0 || T == DType::Q5_1) ? 2 : 1;
+  static constexpr size_t kQhOff = T == DType::Q5_0 ? 2 : 4;
+  static constexpr size_t kQsOff = T == DType::Q8_0 || T == DType::Q4_0 ? 2 : T == DType::Q4_1 ? 4
+                                   : T == DType::Q5_0                    ? 6 : 8;
+
+  static constexpr size_t kOffs1[1] = {0};
+  static constexpr size_t kOffs2[2] = {0, kQhOff};
+  static void collect(const PanelRows& pr, int64_t kb0, int64_t nb, int32_t* hdr) {
+    if constexpr (kNF == 1)
+      collect_u32<1>(pr, kOffs1, kBlockBytes, kb0, nb, hdr);
+    else
+      collect_u32<2>(pr, kOffs2, kBlockBytes, kb0, nb, hdr);
+  }
+
+  // One panel block: 8 vectors of u8 weights (+kOffset), row scales (and minima).
+  __attribute__((always_inline)) static inline void block(const PanelRows& pr, int64_t b, const int32_t* hdr,
+                                                          __m512i lut, __m512i* v, __m512& dw, __m512& mn) {
+    const size_t bo = size_t(b) * kBlockBytes;
+    const __m512i h0 = _mm512_load_si512(hdr);
+    if constexpr (T == DType::Q8_0) {
+      const uint8_t* q[16];
+#pragma GCC unroll 16
+      for (int r = 0; r < 16; ++r) q[r] = pr.p[r] + bo + kQsOff;
+      transpose_16x32(q, v);
+      const __m512i x80 = _mm512_set1_epi8(char(0x80));
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) v[j] = _mm512_xor_si512(v[j], x80);
+    } else {
+      unpack_nibbles(pr, bo + kQsOff, kNF == 2, kNF == 2 ? _mm512_load_si512(hdr + 16) : h0, lut, v);
+    }
+    dw = f16lo(h0);
+    if constexpr (kMin) mn = f16hi(h0);
+  }
+
+  static void pack(const WeightsRef& W, const PanelRows* panels, const PanelRows* next, int RP, int64_t kb0,
+                   int64_t kb1, uint8_t* out) {
+    const __m512i lut = q5_bit_lut();
+    const size_t rbytes = size_t(W.cols / 32) * kBlockBytes;
+    alignas(64) int32_t hdr[kMaxChunk * kNF * 16];
+    for (int p = 0; p < RP; ++p) {
+      const PanelRows& pr = panels[p];
+      collect(pr, kb0, kb1 - kb0, hdr);
+      for (int64_t b = kb0; b < kb1; ++b) {
+        uint8_t* o = out + ((b - kb0) * RP + p) * kPanelBytes;
+        if (b % kPfEvery == 0) prefetch_ahead(pr, next ? &next[p] : nullptr, size_t(b) * kBlockBytes + kAhead, 1, rbytes);
+        __m512i v[8];
+        __m512 dw, mn;
+        block(pr, b, hdr + (b - kb0) * kNF * 16, lut, v, dw, mn);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) _mm512_store_si512(o + 64 * j, v[j]);
+        _mm512_store_ps(o + 512, dw);
+        if constexpr (kMin) _mm512_store_ps(o + 576, mn);
+      }
+    }
+  }
+
+  // Small n: unpack each panel block in registers and use it at once.
+  static constexpr int kFusedMaxC = 16;
+  static constexpr int64_t kFusedChunk = 16;
+  static constexpr size_t kAhead = 640;  // prefetch distance in bytes of a row
+  static constexpr int64_t kPfEvery = 64 / kBlockBytes;  // blocks per prefetch (< one line apart)
+  template <int C>
+  static void fused(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+    const int64_t nb = W.cols / 32;
+    const __m512i lut = q5_bit_lut();
+    alignas(64) int32_t hdr[kFusedChunk * kNF * 16];
+    const size_t rbytes = size_t(nb) * kBlockBytes;
+    for (int64_t g = r0; g < r1; g += 16) {
+      const int rows = int(r1 - g < 16 ? r1 - g : 16);
+      const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+      PanelRows pr, next;
+      pr.init(W.data + size_t(g) * W.row_stride, W.row_stride, rows);
+      const int nrows = int(r1 - (g + 16) < 16 ? r1 - (g + 16) : 16);
+      if (nrows > 0) next.init(W.data + size_t(g + 16) * W.row_stride, W.row_stride, nrows);
+      __m512 acc[C];
+#pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+      for (int64_t kb0 = 0; kb0 < nb; kb0 += kFusedChunk) {
+        const int64_t kb1 = kb0 + kFusedChunk < nb ? kb0 + kFusedChunk : nb;
+        collect(pr, kb0, kb1 - kb0, hdr);
+        for (int64_t b = kb0; b < kb1; ++b) {
+          __m512i v[8];
+          __m512 dw, mn;
+          if (b % kPfEvery == 0) prefetch_ahead(pr, nrows > 0 ? &next : nullptr, size_t(b) * kBlockBytes + kAhead, 1, rbytes);
+          block(pr, b, hdr + (b - kb0) * kNF * 16, lut, v, dw, mn);
+#pragma GCC unroll 16
+          for (int c = 0; c < C; ++c) {
+            const int8_t* aq = A.qs + c * A.qs_stride + 32 * b;
+            const int32_t s = A.sum[c * A.nblk + b];
+            const float da = A.d[c * A.nblk + b];
+            __m512i ai = kOffset ? _mm512_set1_epi32(-kOffset * s) : _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; ++j) ai = dpbusd_bcast(ai, v[j], aq + 4 * j);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), _mm512_mul_ps(dw, _mm512_set1_ps(da)), acc[c]);
+            if constexpr (kMin) acc[c] = _mm512_fmadd_ps(mn, _mm512_set1_ps(da * float(s)), acc[c]);
+          }
+        }
+      }
+#pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(Y + c * ldy + g, mask, acc[c]);
+    }
+  }
+
+  template <int RP, int C>
+  static void kernel(const TileArgs& t) {
+    __m512 acc[RP][C];
+    load_acc<RP, C>(t, acc);
+    const int8_t* aq = t.aq;
+    for (int64_t b = 0; b < t.nb; ++b) {
+      const uint8_t* blk = t.pk + b * RP * kPanelBytes;
+      __m512i ai[RP][C];
+      #pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) {
+        const __m512i init = kOffset ? _mm512_set1_epi32(-kOffset * t.as[c * t.a_blk_stride + b]) : _mm512_setzero_si512();
+        #pragma GCC unroll 16
+        for (int p = 0; p < RP; ++p) ai[p][c] = init;
+      }
+      #pragma GCC unroll 16
+      for (int s = 0; s < 8; ++s) {
+        __m512i w[RP];
+        #pragma GCC unroll 16
+        for (int p = 0; p < RP; ++p) w[p] = _mm512_load_si512(blk + p * kPanelBytes + 64 * s);
+        #pragma GCC unroll 16
+        for (int c = 0; c < C; ++c) {
+          const __m512i x = _mm512_set1_epi32(load_i32(aq + c * t.aq_stride + 32 * b + 4 * s));
+          #pragma GCC unroll 16
+          for (int p = 0; p < RP; ++p) ai[p][c] = _mm512_dpbusd_epi32(ai[p][c], w[p], x);
+        }
+      }
+      #pragma GCC unroll 16
+      for (int p = 0; p < RP; ++p) {
+        const __m512 dw = _mm512_load_ps(reinterpret_cast<const float*>(blk + p * kPanelBytes + 512));
+        #pragma GCC unroll 16
+        for (int c = 0; c < C; ++c) {
+          const __m512 da = _mm512_set1_ps(t.ad[c * t.a_blk_stride + b]);
+          acc[p][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[p][c]), _mm512_mul_ps(dw, da), acc[p][c]);
+        }
+        if constexpr (kMin) {
+          const __m512 mv = _mm512_load_ps(reinterpret_cast<const float*>(blk + p * kPanelBytes + 576));
+          #pragma GCC unroll 16
+          for (int c = 0; c < C; ++c) {
+            const float s = t.ad[c * t.a_blk_stride + b] * float(t.as[c * t.a_blk_stride + b]);
+            acc[p][c] = _mm512_fmadd_ps(mv, _mm512_set1_ps(s), acc[p][c]);
+          }
+        }
+      }
+    }
+    store_acc<RP, C>(t, acc);
+  }
+};
+
+}  // namespace
+
+// Entry point for the legacy formats (called from matmul_q in acts_avx512.cpp).
+void qmatmul_legacy(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  switch (W.dtype) {
+    case DType::Q8_0: return qmatmul_any<Legacy<DType::Q8_0>>(W, A, r0, r1, Y, ldy);
+    case DType::Q4_0: return qmatmul_any<Legacy<DType::Q4_0>>(W, A, r0, r1, Y, ldy);
+    case DType::Q4_1: return qmatmul_any<Legacy<DType::Q4_1>>(W, A, r0, r1, Y, ldy);
+    case DType::Q5_0: return qmatmul_any<Legacy<DType::Q5_0>>(W, A, r0, r1, Y, ldy);
+    case DType::Q5_1: return qmatmul_any<Legacy<DType::Q5_1>>(W, A, r0, r1, Y, ldy);
+    default: return;
+  }
+}
+
+}  // namespace ms::cpu::avx512

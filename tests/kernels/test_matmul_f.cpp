@@ -1,0 +1,96 @@
+// Float-weight matmul (F32/F16/BF16): each ISA's kernel and ops::matmul against
+// a double-precision dot of the exactly widened weights, with an error bound
+// derived from the data: (terms per partial sum + reduction depth) * eps * Σ|x||w|.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernel_test_util.h"
+#include "kernels/ref/ref.h"
+
+namespace ms::test {
+namespace {
+
+struct FMat {
+  DType t;
+  int64_t rows, cols;
+  std::vector<uint8_t> bytes;
+  MatView view() const { return make_mat(t, rows, cols, bytes.data()); }
+};
+
+FMat float_matrix(DType t, int64_t rows, int64_t cols, uint64_t seed) {
+  FMat m{t, rows, cols, std::vector<uint8_t>(row_bytes(t, cols) * size_t(rows))};
+  const auto w = gaussian(size_t(rows * cols), seed);
+  for (int64_t r = 0; r < rows; ++r) ref::quantize_row(t, w.data() + r * cols, m.bytes.data() + r * row_bytes(t, cols), cols);
+  return m;
+}
+
+void check_against_double(const FMat& W, const std::vector<float>& X, int64_t ldx, int64_t n,
+                          const std::vector<float>& Y, int64_t ldy, const char* what) {
+  std::vector<float> w(size_t(W.cols));
+  for (int64_t r = 0; r < W.rows; ++r) {
+    ref::float_row_to_f32(W.t, W.view().row(r), w.data(), W.cols);
+    for (int64_t i = 0; i < n; ++i) {
+      double exact = 0, mag = 0;
+      for (int64_t c = 0; c < W.cols; ++c) {
+        exact += double(w[c]) * X[i * ldx + c];
+        mag += std::fabs(double(w[c]) * X[i * ldx + c]);
+      }
+      // 8 or 16 lanes each summing cols/8 terms, a reduction tree, a scalar tail.
+      const double tol = double(W.cols / 8 + 24) * 0x1p-24 * mag;
+      ASSERT_NEAR(Y[i * ldy + r], exact, tol) << what << " " << dtype_name(W.t) << " rows " << W.rows << " cols "
+                                              << W.cols << " n " << n << " r=" << r << " i=" << i;
+    }
+  }
+}
+
+struct Shape { int64_t rows, cols, n; };
+const Shape kShapes[] = {{1, 1, 1},  {7, 15, 2},  {33, 16, 3},  {5, 17, 7},     {9, 100, 16},
+                         {4, 33, 33}, {6, 64, 100}, {37, 4096 + 40, 1}, {4097, 64, 2}, {13, 4096 + 7, 5}};
+
+class MatmulFIsa : public ::testing::TestWithParam<std::tuple<Isa, DType>> {};
+
+TEST_P(MatmulFIsa, WithinFloatRounding) {
+  const auto [isa, t] = GetParam();
+  MS_REQUIRE_ISA(isa);
+  uint64_t seed = 1;
+  for (const Shape& s : kShapes) {
+    const FMat W = float_matrix(t, s.rows, s.cols, ++seed);
+    const int64_t ldx = s.cols + 3, ldy = s.rows + 2;
+    const auto X = gaussian(size_t(s.n * ldx), ++seed);
+    std::vector<float> Y(size_t(s.n * ldy), 555.0f);
+    isa_matmul_f(isa, W.view(), X.data(), ldx, s.n, Y.data(), ldy);
+    check_against_double(W, X, ldx, s.n, Y, ldy, isa_str(isa));
+    for (int64_t i = 0; i < s.n; ++i)
+      for (int64_t r = s.rows; r < ldy; ++r) ASSERT_EQ(Y[i * ldy + r], 555.0f);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, MatmulFIsa,
+                         ::testing::Combine(::testing::Values(Isa::Avx2, Isa::Avx512),
+                                            ::testing::Values(DType::F32, DType::F16, DType::BF16)),
+                         [](const auto& i) {
+                           return std::string(isa_str(std::get<0>(i.param))) + "_" + dtype_name(std::get<1>(i.param));
+                         });
+
+TEST(MatmulF, OpsAndReferenceWithinFloatRounding) {
+  ThreadPool pool(2);
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+    for (const Shape& s : {Shape{130, 300, 1}, Shape{64, 128, 40}}) {
+      const FMat W = float_matrix(t, s.rows, s.cols, 9);
+      const auto X = gaussian(size_t(s.n * s.cols), 10);
+      std::vector<float> Y(size_t(s.n * s.rows)), Yr(size_t(s.n * s.rows));
+      ops::matmul(W.view(), X.data(), s.cols, s.n, Y.data(), s.rows, pool);
+      check_against_double(W, X, s.cols, s.n, Y, s.rows, "ops");
+      ref::matmul_float(W.view(), X.data(), s.cols, s.n, Yr.data(), s.rows);
+      check_against_double(W, X, s.cols, s.n, Yr, s.rows, "ref");
+      // Typical agreement with the f32 reference is ~1e-6 relative to the magnitude.
+      double worst = 0;
+      for (size_t k = 0; k < Y.size(); ++k) worst = std::max(worst, double(std::fabs(Y[k] - Yr[k])));
+      EXPECT_LT(worst, 1e-4) << dtype_name(t);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ms::test

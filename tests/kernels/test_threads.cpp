@@ -1,0 +1,53 @@
+// Threading: results are bit-for-bit independent of the number of threads,
+// and of the batch size (a row of X gives the same output alone or batched).
+#include <gtest/gtest.h>
+
+#include "kernel_test_util.h"
+
+namespace ms::test {
+namespace {
+
+std::vector<float> run(const MatView& W, const std::vector<float>& X, int64_t n, int threads) {
+  ThreadPool pool(threads);
+  std::vector<float> Y(size_t(n * W.rows));
+  ops::matmul(W, X.data(), W.cols, n, Y.data(), W.rows, pool);
+  return Y;
+}
+
+TEST(Threads, ThreadCountDoesNotChangeResults) {
+  const DType types[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K,
+                         DType::Q5_K, DType::Q6_K, DType::Q8_K, DType::F32,  DType::F16,  DType::BF16};
+  for (DType t : types) {
+    const int64_t rows = 333, cols = 1024;
+    QMat W{t, rows, cols, row_bytes(t, cols), {}};
+    W.bytes.resize(W.stride * rows);
+    const auto w = gaussian(size_t(rows * cols), 3);
+    for (int64_t r = 0; r < rows; ++r) ops::quantize_row(t, w.data() + r * cols, W.bytes.data() + r * W.stride, cols);
+    for (int64_t n : {1, 37}) {
+      const auto X = gaussian(size_t(n * cols), 4);
+      const auto Y1 = run(W.view(), X, n, 1);
+      for (int threads : {2, 3}) {
+        const auto Yt = run(W.view(), X, n, threads);
+        for (size_t k = 0; k < Y1.size(); ++k) ASSERT_EQ(bits(Y1[k]), bits(Yt[k])) << dtype_name(t) << " threads " << threads;
+      }
+    }
+  }
+}
+
+TEST(Threads, BatchInvariantForQuantizedTypes) {
+  ThreadPool pool(2);
+  for (DType t : kQuantTypes) {
+    const int64_t rows = 100, cols = 512, n = 21;
+    const QMat W = quantized_matrix(t, rows, cols, 8);
+    const auto X = gaussian(size_t(n * cols), 9);
+    std::vector<float> Yb(static_cast<size_t>(n * rows)), Y1(static_cast<size_t>(rows));
+    ops::matmul(W.view(), X.data(), cols, n, Yb.data(), rows, pool);
+    for (int64_t i : {0L, 7L, 20L}) {
+      ops::matmul(W.view(), X.data() + i * cols, cols, 1, Y1.data(), rows, pool);
+      for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(bits(Y1[r]), bits(Yb[i * rows + r])) << dtype_name(t);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ms::test
