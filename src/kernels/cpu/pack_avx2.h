@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <new>
 #include <cstring>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -104,6 +105,10 @@ inline uint8_t* pack_buffer(size_t bytes) {
     std::free(b.p);
     b.cap = (bytes + 4095) / 4096 * 4096;
     b.p = static_cast<uint8_t*>(std::aligned_alloc(64, b.cap));
+    if (!b.p) {
+      b.cap = 0;
+      throw std::bad_alloc();
+    }
   }
   return b.p;
 }

@@ -1,16 +1,19 @@
 // qdriver_avx512.h — the loop nest shared by the AVX-512 quantized matmuls
 // (include only from *_avx512.cpp files; internal linkage).
 //
-// For each group of up to 32 output rows (2 panels of 16): for each chunk of
-// K blocks: pack the panels' weights (transposed, unpacked to u8, scales as
-// floats) into a per-thread buffer, then run the micro-kernel over tiles of C
-// activation rows. The micro-kernel keeps its float accumulators in Y between
-// chunks, so every output is still one accumulator updated block by block.
+// Packed path (n > Fmt::kFusedMaxC): for each group of up to 32 output rows
+// (2 panels of 16), for each chunk of K blocks: pack the panels' weights
+// (transposed, unpacked to u8, scales as floats) into a per-thread buffer, then
+// run the micro-kernel over tiles of kMaxC activation rows while the next
+// chunk is prefetched. The micro-kernel keeps its float accumulators in Y
+// between chunks, so every output is still one accumulator updated block by
+// block. Fused path (small n): see qmatmul_any at the end.
 #pragma once
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstdlib>
+#include <new>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/pack_avx512.h"
@@ -30,6 +33,10 @@ inline uint8_t* pack_buffer(size_t bytes) {
     std::free(b.p);
     b.cap = (bytes + 4095) / 4096 * 4096;
     b.p = static_cast<uint8_t*>(std::aligned_alloc(64, b.cap));
+    if (!b.p) {
+      b.cap = 0;
+      throw std::bad_alloc();
+    }
   }
   return b.p;
 }
