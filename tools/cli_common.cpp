@@ -44,14 +44,6 @@ std::vector<int32_t> parse_ids(const std::string& s, const char* flag) {
   return ids;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) bad_input(path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::vector<ChatMessage> read_chat_file(const std::string& path) {
   using json = nlohmann::json;
   json j;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/file_util.h"
 #include "runtime.h"
 #include "tokenizer/chat.h"
 
@@ -19,6 +20,6 @@ RuntimeOptions resolve(RuntimeOptions o);
 std::vector<int32_t> parse_ids(const std::string& s, const char* flag);
 // Reads an OpenAI-style messages array from a JSON file.
 std::vector<ChatMessage> read_chat_file(const std::string& path);
-std::string read_file(const std::string& path);
+using ms::read_file;  // core/file_util.h
 
 }  // namespace ms::cli

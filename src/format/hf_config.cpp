@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "format/safetensors.h"
 
 namespace ms {
@@ -16,14 +17,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) bad_input(path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 struct Fields {
   const json& j;
@@ -173,7 +166,7 @@ ModelDesc load_hf_desc(const std::string& dir) {
   const fs::path root(dir);
   const std::string cfg_path = (root / "config.json").string();
   if (!fs::exists(cfg_path)) bad_input(dir + ": no config.json (expected a Hugging Face model directory or a .gguf file)");
-  d.cfg = parse_hf_config(read_text(cfg_path), cfg_path);
+  d.cfg = parse_hf_config(read_file(cfg_path), cfg_path);
 
   std::vector<std::string> shards;
   const fs::path single = root / "model.safetensors";
@@ -181,7 +174,7 @@ ModelDesc load_hf_desc(const std::string& dir) {
   if (fs::exists(index)) {
     json j;
     try {
-      j = json::parse(read_text(index.string()));
+      j = json::parse(read_file(index.string()));
     } catch (const std::exception& e) {
       bad_input(index.string() + ": malformed JSON: " + e.what());
     }
@@ -217,7 +210,7 @@ ModelDesc load_hf_desc(const std::string& dir) {
   const fs::path tc = root / "tokenizer_config.json";
   if (fs::exists(tc)) {
     try {
-      json j = json::parse(read_text(tc.string()));
+      json j = json::parse(read_file(tc.string()));
       if (j.is_object() && j.contains("chat_template") && j["chat_template"].is_string())
         d.chat_template = j["chat_template"].get<std::string>();
     } catch (const std::exception&) {
