@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/dtype.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
@@ -44,7 +45,8 @@ ThreadPool& pool() {
 struct Buffer {
   uint8_t* p = nullptr;
   size_t n = 0;
-  explicit Buffer(size_t bytes) : p(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64))), n(bytes) {}
+  // Huge pages, as the model's weights and KV cache get (core/aligned.h).
+  explicit Buffer(size_t bytes) : p(static_cast<uint8_t*>(alloc_aligned(bytes))), n(bytes) {}
   ~Buffer() { std::free(p); }
 };
 

@@ -1,5 +1,6 @@
 #include "model/kv_cache.h"
 
+#include "core/aligned.h"
 #include "core/error.h"
 
 namespace ms {
@@ -25,8 +26,8 @@ KvCache::KvCache(const ModelConfig& cfg, int32_t num_blocks, int32_t block_size,
   if (num_blocks <= 0 || block_size <= 0) bad_input("KV cache must hold at least one block");
   layer_elems_ = int64_t(num_blocks) * block_size * n_kv_heads_ * head_dim_;
   const size_t bytes = (size_t(layer_elems_ * n_layers_) * elem_ + 63) & ~size_t(63);
-  k_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
-  v_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
+  k_.reset(static_cast<uint8_t*>(alloc_aligned(bytes)));
+  v_.reset(static_cast<uint8_t*>(alloc_aligned(bytes)));
   if (!k_ || !v_) bad_input("cannot allocate a KV cache of " + std::to_string(2 * bytes >> 20) + " MB");
 }
 
