@@ -1,5 +1,6 @@
 #include "core/thread_pool.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <string>
@@ -103,6 +104,28 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const RangeFn& fn) {
     const int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
     const int64_t b = u0 * grain, e = std::min(n, u1 * grain);
     if (b < e) fn(b, e, t);
+  });
+}
+
+void ThreadPool::parallel_for_dynamic(int64_t n, int64_t grain, int pieces, const RangeFn& fn) {
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  const int64_t units = (n + grain - 1) / grain;
+  const int nt = int(std::min<int64_t>(units, n_threads_));
+  if (nt <= 1) {
+    fn(0, n, 0);
+    return;
+  }
+  // Chunk size in units: about `pieces` chunks per thread.
+  const int64_t per = std::max<int64_t>(1, units / (int64_t(nt) * std::max(pieces, 1)));
+  std::atomic<int64_t> next{0};
+  run_on_all([&](int t, int) {
+    for (;;) {
+      const int64_t u0 = next.fetch_add(per, std::memory_order_relaxed);
+      if (u0 >= units) return;
+      const int64_t u1 = std::min(units, u0 + per);
+      fn(u0 * grain, std::min(n, u1 * grain), t);
+    }
   });
 }
 

@@ -2,14 +2,16 @@
 //
 // ISA level: avx512 (F/BW/VL/DQ/VNNI + FMA/F16C) > avx2 (AVX2/FMA/F16C) > scalar
 // reference, capped by MOESERVE_ISA (core/cpu_features.h).
-// Threading: output rows are split over the pool in multiples of 32 (the
-// kernels' row panel); every output element is computed by one thread in a
-// fixed order, so results do not depend on the number of threads.
+// Threading: output rows are cut into chunks, multiples of 32 (the kernels'
+// row panel), that the pool's threads claim as they go; every output element
+// is computed by one thread in a fixed order, so results do not depend on the
+// number of threads or on which thread ran which chunk.
 #include "kernels/ops.h"
 
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/cpu_features.h"
 #include "core/error.h"
@@ -58,10 +60,36 @@ void run_rows(ThreadPool& pool, int64_t rows, int64_t work, const ThreadPool::Ra
     fn(0, rows, 0);
     return;
   }
-  pool.parallel_for(rows, kRowGrain, fn);
+  // Threads claim chunks of about a quarter of their share as they go, so
+  // one slowed down (memory contention, preemption) does not stall the rest.
+  pool.parallel_for_dynamic(rows, kRowGrain, 4, fn);
 }
 
 }  // namespace
+
+uint64_t read_memory(const void* p, size_t bytes, ThreadPool& pool) {
+  const auto* base = static_cast<const uint8_t*>(p);
+  const int64_t lines = int64_t(bytes / 64);
+  std::vector<uint64_t> part(size_t(pool.size()) * 8, 0);  // one cache line per thread
+  pool.parallel_for(lines, 1024, [&](int64_t l0, int64_t l1, int t) {
+    const uint8_t* q = base + l0 * 64;
+    const size_t n = size_t(l1 - l0) * 64;
+    uint64_t s = 0;
+    if (isa() == Isa::Avx512) s = cpu::avx512::read_sum(q, n);
+    else if (isa() == Isa::Avx2) s = cpu::avx2::read_sum(q, n);
+    else
+      for (size_t i = 0; i < n; i += 8) {
+        uint64_t v;
+        std::memcpy(&v, q + i, 8);
+        s += v;
+      }
+    part[size_t(t) * 8] += s;
+  });
+  uint64_t s = 0;
+  for (size_t i = 0; i < part.size(); i += 8) s += part[i];
+  for (size_t i = size_t(lines) * 64; i < bytes; ++i) s += base[i];
+  return s;
+}
 
 const char* isa_name() {
   switch (isa()) {
