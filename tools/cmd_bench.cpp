@@ -3,19 +3,32 @@
 // token at batch 1, the resulting GB/s, and peak RSS. The last line is JSON.
 //
 // It drives the model directly (no scheduler) with random token ids so the
-// figures are the engine's compute alone.
+// figures are the engine's compute alone. Each figure is the median of --reps
+// runs. Memory bandwidth on a shared machine moves from minute to minute, so
+// the read rate of the machine is probed right before and after every batch-1
+// run (STREAM-style, the same number of threads) and batch-1 decode is also
+// given as a fraction of it ("read_fraction").
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <sstream>
 
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
 #include "cli_common.h"
 #include "commands.h"
 #include "core/error.h"
 #include "engine/mixtral_runner.h"
+#include "kernels/ops.h"
 
 namespace ms::cli {
 
@@ -51,6 +64,53 @@ size_t bytes_per_token(const Mixtral& m) {
   return b;
 }
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Read rate of this machine (GB/s), STREAM-style: `threads` threads sum a
+// 1 GiB buffer (huge pages where the kernel gives them), best of 3 passes.
+// Runs in a forked child so its buffer never counts in our peak RSS.
+double probe_read_gbps(int threads) {
+  int fds[2];
+  if (pipe(fds) != 0) return 0.0;
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return 0.0;
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    const size_t bytes = size_t(1) << 30;
+    double best = 0.0;
+    void* buf = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf != MAP_FAILED) {
+      madvise(buf, bytes, MADV_HUGEPAGE);
+      std::memset(buf, 1, bytes);
+      ThreadPool pool(threads);
+      for (int pass = 0; pass < 3; ++pass) {
+        const double t0 = now_s();
+        volatile uint64_t sink = ops::read_memory(buf, bytes, pool);
+        (void)sink;
+        best = std::max(best, double(bytes) / (now_s() - t0) / 1e9);
+      }
+    }
+    const ssize_t w = write(fds[1], &best, sizeof best);
+    _exit(w == ssize_t(sizeof best) ? 0 : 1);
+  }
+  close(fds[1]);
+  double r = 0.0;
+  if (read(fds[0], &r, sizeof r) != ssize_t(sizeof r)) r = 0.0;
+  close(fds[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return r;
+}
+
 std::vector<int64_t> parse_list(const std::string& s) {
   std::vector<int64_t> v;
   std::stringstream ss(s);
@@ -76,7 +136,7 @@ void add_bench(CLI::App& app) {
     RuntimeOptions rt;
     int32_t prompt = 512, gen = 64;
     std::string batch = "1,4,16";
-    int32_t reps = 1;
+    int32_t reps = 3;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode speed");
@@ -84,6 +144,8 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--prompt", a->prompt, "Prefill length in tokens (default 512)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--gen", a->gen, "Decode steps per batch size (default 64)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--batch", a->batch, "Decode batch sizes, comma-separated (default 1,4,16)");
+  cmd->add_option("--reps", a->reps, "Runs of each measurement; the median is reported (default 3)")
+      ->check(CLI::Range(1, 100));
   cmd->callback([a] {
     RuntimeOptions ro = resolve(a->rt);
     const std::vector<int64_t> batches = parse_list(a->batch);
@@ -110,16 +172,18 @@ void add_bench(CLI::App& app) {
       SeqChunk warm{prompt.data(), std::min<int32_t>(a->prompt, 16), 0, tables[0].data(), int32_t(blocks_per_seq), LogitsWanted::Last};
       rt->runner->forward({warm}, out);
     }
-    double t0 = now_s();
-    SeqChunk pc{prompt.data(), a->prompt, 0, tables[0].data(), int32_t(blocks_per_seq), LogitsWanted::Last};
-    rt->runner->forward({pc}, out);
-    const double prefill_tok_s = a->prompt / (now_s() - t0);
+    std::vector<double> prefill_runs;
+    for (int32_t r = 0; r < a->reps; ++r) {
+      const double t0 = now_s();
+      SeqChunk pc{prompt.data(), a->prompt, 0, tables[0].data(), int32_t(blocks_per_seq), LogitsWanted::Last};
+      rt->runner->forward({pc}, out);
+      prefill_runs.push_back(a->prompt / (now_s() - t0));
+    }
+    const double prefill_tok_s = median(prefill_runs);
     std::fprintf(stderr, "prefill %d tokens: %.1f tok/s\n", a->prompt, prefill_tok_s);
 
     // Decode: B sequences, each with a 16-token prompt, then --gen steps of B tokens.
-    nlohmann::json decode = nlohmann::json::object();
-    double decode1 = 0;
-    for (int64_t B : batches) {
+    auto run_decode = [&](int64_t B) {
       std::vector<std::vector<int32_t>> seqs(static_cast<size_t>(B));
       std::vector<SeqChunk> step;
       for (int64_t s = 0; s < B; ++s) {
@@ -140,18 +204,61 @@ void add_bench(CLI::App& app) {
         }
         rt->runner->forward(step, out);
       }
-      const double tok_s = double(B) * a->gen / (now_s() - t1);
-      if (B == 1) decode1 = tok_s;
-      decode[std::to_string(B)] = tok_s;
-      std::fprintf(stderr, "decode batch %lld: %.1f tok/s aggregate\n", static_cast<long long>(B), tok_s);
-    }
+      return double(B) * a->gen / (now_s() - t1);
+    };
     const size_t bpt = bytes_per_token(*rt->model);
+    // Batch sizes take turns within each rep, so that the ratios to batch 1
+    // compare runs made a few seconds apart (the machine's read rate drifts).
+    std::map<int64_t, std::vector<double>> runs, ratios;
+    std::vector<double> probes, fractions;
+    for (int32_t r = 0; r < a->reps; ++r) {
+      double b1 = 0;
+      for (int64_t B : batches) {
+        if (B != 1) {
+          const double tok_s = run_decode(B);
+          runs[B].push_back(tok_s);
+          if (b1 > 0) ratios[B].push_back(tok_s / b1);
+          continue;
+        }
+        const double before = probe_read_gbps(rt->pool->size());
+        b1 = run_decode(B);
+        const double after = probe_read_gbps(rt->pool->size());
+        runs[B].push_back(b1);
+        probes.push_back(before);
+        probes.push_back(after);
+        fractions.push_back(double(bpt) * b1 / 1e9 / (0.5 * (before + after)));
+      }
+    }
+    nlohmann::json decode = nlohmann::json::object(), vs1 = nlohmann::json::object();
+    const double decode1 = runs.count(1) ? median(runs[1]) : 0.0;
+    for (int64_t B : batches) {
+      const double tok_s = median(runs[B]);
+      decode[std::to_string(B)] = tok_s;
+      if (B == 1) {
+        std::fprintf(stderr, "decode batch 1: %.1f tok/s\n", tok_s);
+      } else if (!ratios[B].empty()) {
+        vs1[std::to_string(B)] = median(ratios[B]);
+        std::fprintf(stderr, "decode batch %lld: %.1f tok/s aggregate, %.2fx batch 1 (median of per-rep ratios)\n",
+                     static_cast<long long>(B), tok_s, median(ratios[B]));
+      } else {
+        std::fprintf(stderr, "decode batch %lld: %.1f tok/s aggregate\n", static_cast<long long>(B), tok_s);
+      }
+    }
     const double gbps = decode1 > 0 ? double(bpt) * decode1 / 1e9 : 0.0;
+    const double machine = median(probes), fraction = median(fractions);
     std::fprintf(stderr, "weights read per token at batch 1: %.1f MB -> %.2f GB/s; threads %d\n", bpt / 1e6, gbps,
                  rt->pool->size());
-    const nlohmann::json j = {{"prefill_tok_s", prefill_tok_s}, {"decode_tok_s", decode},
-                              {"bytes_per_token", bpt},         {"read_gbps", gbps},
-                              {"peak_rss_mb", peak_rss_mb()}};
+    if (!probes.empty())
+      std::fprintf(stderr, "machine read rate (probed around each batch-1 run): %.2f GB/s; batch-1 decode reads at %.0f%% of it\n",
+                   machine, 100.0 * fraction);
+    nlohmann::json j = {{"prefill_tok_s", prefill_tok_s}, {"decode_tok_s", decode},
+                        {"bytes_per_token", bpt},         {"read_gbps", gbps},
+                        {"peak_rss_mb", peak_rss_mb()}};
+    if (!vs1.empty()) j["decode_vs_batch1"] = vs1;
+    if (!probes.empty()) {
+      j["machine_read_gbps"] = machine;
+      j["read_fraction"] = fraction;
+    }
     std::printf("%s\n", j.dump().c_str());
   });
 }

@@ -70,6 +70,11 @@ QuantizedActs quantize_acts(DType wtype, const float* X, int64_t ldx, int64_t n,
 void matmul_q(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, ThreadPool& pool);
 
 // Name of the kernel set matmul uses on this CPU ("avx512", "avx2" or "scalar").
+// Reads every byte of [p, p + bytes) with all threads of the pool and returns
+// a checksum: the memory-bandwidth probe that `moeserve bench` compares
+// decode speed with (the same threads reading the same kind of memory).
+uint64_t read_memory(const void* p, size_t bytes, ThreadPool& pool);
+
 const char* isa_name();
 
 // Converts one row of n elements of type t to float32. Bit-exact to the format's definition.

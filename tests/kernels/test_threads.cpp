@@ -49,5 +49,27 @@ TEST(Threads, BatchInvariantForQuantizedTypes) {
   }
 }
 
+TEST(Threads, ReadMemoryChecksum) {
+  // The bandwidth probe reads every byte: its checksum is the sum of the
+  // 64-bit words (plus the trailing bytes), whatever the threads and offsets.
+  std::vector<uint8_t> buf((size_t(1) << 20) + 77);
+  for (size_t i = 0; i < buf.size(); ++i) buf[i] = uint8_t(i * 131 + 7);
+  for (size_t off : {size_t(0), size_t(8)}) {
+    const size_t n = buf.size() - off;
+    uint64_t want = 0;
+    const size_t words = n / 64 * 64 / 8;
+    for (size_t w = 0; w < words; ++w) {
+      uint64_t v;
+      std::memcpy(&v, buf.data() + off + 8 * w, 8);
+      want += v;
+    }
+    for (size_t i = words * 8; i < n; ++i) want += buf[off + i];
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      EXPECT_EQ(ops::read_memory(buf.data() + off, n, pool), want) << "threads " << threads << " offset " << off;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ms::test

@@ -2,6 +2,8 @@
 // ref::quantize_act_row) and the quantized matmul entry point.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include <cstdint>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -96,6 +98,33 @@ void matmul_q(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, flo
     qmatmul_legacy(W, A, r0, r1, Y, ldy);
   else
     qmatmul_kquant(W, A, r0, r1, Y, ldy);
+}
+
+uint64_t read_sum(const uint8_t* p, size_t bytes) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  size_t i = 0;
+  for (; i + 4 * 32 <= bytes; i += 4 * 32) {
+    // Prefetch across 4 KiB pages, which the hardware prefetchers do not.
+    for (size_t o = 0; o < 4 * 32; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + i + 2048 + o), _MM_HINT_T0);
+    a0 = _mm256_add_epi64(a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
+    a1 = _mm256_add_epi64(a1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
+    a2 = _mm256_add_epi64(a2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 2 * 32)));
+    a3 = _mm256_add_epi64(a3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 3 * 32)));
+  }
+  alignas(64) uint64_t t[4];
+  std::memcpy(t, &a0, sizeof t);
+  uint64_t s = 0;
+  for (const __m256i& a : {a0, a1, a2, a3}) {
+    std::memcpy(t, &a, sizeof t);
+    for (uint64_t x : t) s += x;
+  }
+  for (; i + 8 <= bytes; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, p + i, 8);
+    s += v;
+  }
+  for (; i < bytes; ++i) s += p[i];
+  return s;
 }
 
 }  // namespace ms::cpu::avx2

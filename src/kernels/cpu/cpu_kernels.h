@@ -47,7 +47,9 @@ struct ActsRef {
   void matmul_q(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy); \
   /* Float weights (F32/F16/BF16): Y[i][r] for i < n, r in [r0, r1). */                               \
   void matmul_f(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,  \
-                float* Y, int64_t ldy);
+                float* Y, int64_t ldy);                                                               \
+  /* Sum of the bytes as 64-bit words (a memory-read probe). */                                     \
+  uint64_t read_sum(const uint8_t* p, size_t bytes);
 
 namespace avx512 {
 MS_CPU_KERNEL_DECLS

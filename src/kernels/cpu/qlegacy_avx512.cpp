@@ -156,7 +156,9 @@ struct Legacy {
         for (int64_t b = kb0; b < kb1; ++b) {
           __m512i v[8];
           __m512 dw, mn;
-          if (b % kPfEvery == 0) prefetch_ahead(pr, nrows > 0 ? &next : nullptr, size_t(b) * kBlockBytes + kAhead, 1, rbytes);
+          // Prefetch each line of the rows once, kAhead bytes ahead.
+          const size_t o = size_t(b) * kBlockBytes + kAhead;
+          if (o / 64 != (o + kBlockBytes) / 64) prefetch_ahead(pr, nrows > 0 ? &next : nullptr, o + kBlockBytes, 1, rbytes);
           block(pr, b, hdr + (b - kb0) * kNF * 16, lut, v, dw, mn);
 #pragma GCC unroll 16
           for (int c = 0; c < C; ++c) {
