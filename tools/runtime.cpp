@@ -87,12 +87,14 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {
     bad_input(opts.model_path + ": tokenizer has " + std::to_string(rt->tokenizer->vocab_size()) +
               " pieces but the model's vocab_size is " + std::to_string(rt->desc.cfg.vocab_size));
   rt->pool = std::make_unique<ThreadPool>(opts.threads);
-  rt->model = std::make_unique<Mixtral>(rt->desc, plan, *rt->pool);
-  // Weights used in place from the file: fault them in now rather than
-  // during the first requests (skipped for files larger than memory, and
-  // after load-time quantization, which no longer reads the file).
+  // Fault the file in now rather than during the first requests (skipped
+  // for files larger than memory, and for load-time quantization, which
+  // reads each tensor once). Before the model is built: weights copied into
+  // the kernels' panel layout release their file pages as they go, and must
+  // not be faulted back in afterwards.
   if (!plan.any())
     for (const auto& f : rt->desc.files) f->populate();
+  rt->model = std::make_unique<Mixtral>(rt->desc, plan, *rt->pool);
 
   const ModelConfig& c = rt->desc.cfg;
   int64_t mb = opts.kv_cache_mb;

@@ -16,6 +16,9 @@ struct MatView {
   int64_t cols = 0;
   const uint8_t* data = nullptr;
   size_t row_stride = 0;  // bytes between consecutive rows (>= row_bytes(dtype, cols))
+  // Rows interleaved in panels of 16 for the SIMD kernels (ops::repack_panels):
+  // only ops::matmul / matmul_q may read such a matrix; row() does not apply.
+  bool panel16 = false;
 
   const uint8_t* row(int64_t r) const { return data + size_t(r) * row_stride; }
   bool empty() const { return data == nullptr; }

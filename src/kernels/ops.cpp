@@ -37,7 +37,7 @@ Isa isa() {
   return i;
 }
 
-cpu::WeightsRef wref(const MatView& W) { return {W.dtype, W.rows, W.cols, W.data, W.row_stride}; }
+cpu::WeightsRef wref(const MatView& W) { return {W.dtype, W.rows, W.cols, W.data, W.row_stride, W.panel16}; }
 
 cpu::ActsRef aref(const QuantizedActs& A) {
   auto& M = const_cast<QuantizedActs&>(A);
@@ -172,6 +172,8 @@ void matmul_q(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, T
   const cpu::WeightsRef R = wref(W);
   const cpu::ActsRef AR = aref(A);
   const bool fast512 = level == Isa::Avx512 && cpu::avx512::has_q(W.dtype);
+  if (W.panel16 && !fast512)
+    throw Error(ErrorKind::Internal, "matmul_q: a panel-layout matrix needs the AVX-512 kernels");
   const bool fast2 = level == Isa::Avx2 && cpu::avx2::has_q(W.dtype);
   run_rows(pool, W.rows, work, [&](int64_t r0, int64_t r1, int) {
     if (fast512) return cpu::avx512::matmul_q(R, AR, r0, r1, Y, ldy);

@@ -70,6 +70,26 @@ QuantizedActs quantize_acts(DType wtype, const float* X, int64_t ldx, int64_t n,
 void matmul_q(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, ThreadPool& pool);
 
 // Name of the kernel set matmul uses on this CPU ("avx512", "avx2" or "scalar").
+// Panel layout. The AVX-512 kernels read a quantized matrix 16 rows at a time
+// with one row per vector lane, so in the file's row-major layout they must
+// transpose every block on the fly, from 16 separate row streams. For Q8_0 and
+// Q4_0, repack_panels() stores the matrix once, at load, the way the kernels
+// consume it: panel P (rows 16P..16P+15; the last panel repeats its last row)
+// is [nb blocks of vectors][nb blocks of 16 f16 scales], where a block's
+// vectors are (Q8_0) 8 x 64 bytes, vector j lane r = qs[4j..4j+3] of row r
+// plus 128, as u8; or (Q4_0) 4 x 64 bytes, lane r = qs bytes 4j..4j+3 of row
+// r as stored. The same bytes as the original (rows padded to 16), read as
+// one sequential stream, with the arithmetic unchanged: results stay bit for
+// bit those of ref::vec_dot.
+// Whether this machine's kernels use the panel layout for type t
+// (MOESERVE_REPACK=0 in the environment turns it off).
+bool can_repack(DType t);
+// Bytes of the panel layout of a [rows][cols] matrix of type t.
+size_t repacked_bytes(DType t, int64_t rows, int64_t cols);
+// Writes src (row-major, stored type) to dst in the panel layout and returns
+// the view of it (panel16 = true). dst: repacked_bytes(), 64-byte aligned.
+MatView repack_panels(const MatView& src, uint8_t* dst, ThreadPool& pool);
+
 // Reads every byte of [p, p + bytes) with all threads of the pool and returns
 // a checksum: the memory-bandwidth probe that `moeserve bench` compares
 // decode speed with (the same threads reading the same kind of memory).

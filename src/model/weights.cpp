@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/aligned.h"
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "core/thread_pool.h"
@@ -47,7 +48,8 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 class Loader {
  public:
-  Loader(const ModelDesc& d, MixtralWeights& w, ThreadPool& pool) : d_(d), w_(w), pool_(pool) {}
+  Loader(const ModelDesc& d, MixtralWeights& w, ThreadPool& pool, bool repack)
+      : d_(d), w_(w), pool_(pool), repack_(repack) {}
 
   const TensorInfo& expect(const std::string& name, std::vector<int64_t> shape) {
     const TensorInfo& t = d_.get(name);
@@ -64,22 +66,22 @@ class Loader {
     return v;
   }
 
-  // A 2-D matrix, or slice `index` of a 3-D stacked tensor.
-  MatView mat(const TensorInfo& t, int64_t rows, int64_t cols, int64_t index, DType want) {
+  // A 2-D matrix, or slice `index` of a 3-D stacked tensor. `multiplied`:
+  // only ever an operand of matmul (so it may take the panel layout).
+  MatView mat(const TensorInfo& t, int64_t rows, int64_t cols, int64_t index, DType want, bool multiplied = true) {
     if (block_elems(t.dtype) > 1 && cols % block_elems(t.dtype) != 0)
       bad_input(t.file + ": tensor '" + t.name + "' rows are not whole " + dtype_name(t.dtype) + " blocks");
     const size_t rb = row_bytes(t.dtype, cols);
     MatView m = make_mat(t.dtype, rows, cols, t.data + size_t(index) * size_t(rows) * rb);
     want = fit_type(want, cols);
-    if (want == DType::F32 || is_quantized(t.dtype)) {
-      w_.weight_bytes += rb * size_t(rows);
-      return m;
-    }
-    return quantize(m, want);
+    if (want != DType::F32 && !is_quantized(t.dtype)) m = quantize(m, want);
+    else w_.weight_bytes += rb * size_t(rows);
+    if (multiplied && repack_ && ops::can_repack(m.dtype)) m = repack(m);
+    return m;
   }
 
-  MatView mat2(const std::string& name, int64_t rows, int64_t cols, DType want) {
-    return mat(expect(name, {rows, cols}), rows, cols, 0, want);
+  MatView mat2(const std::string& name, int64_t rows, int64_t cols, DType want, bool multiplied = true) {
+    return mat(expect(name, {rows, cols}), rows, cols, 0, want, multiplied);
   }
 
  private:
@@ -99,9 +101,27 @@ class Loader {
     return make_mat(t, src.rows, src.cols, dst);
   }
 
+  // Panel layout copy; the source (file pages, or the buffer quantize() just
+  // filled) is released at once.
+  MatView repack(const MatView& src) {
+    const size_t bytes = ops::repacked_bytes(src.dtype, src.rows, src.cols);
+    std::vector<uint8_t, AlignedAllocator<uint8_t>> buf(bytes);
+    const MatView m = ops::repack_panels(src, buf.data(), pool_);
+    w_.weight_bytes += bytes;
+    w_.weight_bytes -= src.row_stride * size_t(src.rows);
+    if (!w_.owned.empty() && w_.owned.back().data() == src.data)
+      w_.owned.back() = std::move(buf);  // replaces the quantized row-major copy
+    else {
+      MappedFile::release_pages(src.data, src.row_stride * size_t(src.rows));
+      w_.owned.push_back(std::move(buf));
+    }
+    return m;
+  }
+
   const ModelDesc& d_;
   MixtralWeights& w_;
   ThreadPool& pool_;
+  bool repack_;
 };
 
 }  // namespace
@@ -109,10 +129,10 @@ class Loader {
 MixtralWeights load_weights(const ModelDesc& d, const QuantPlan& plan, ThreadPool& pool) {
   const ModelConfig& c = d.cfg;
   MixtralWeights w;
-  Loader L(d, w, pool);
+  Loader L(d, w, pool, plan.repack);
   const int64_t H = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
   const int64_t QD = c.num_heads * c.head_dim, KD = c.num_kv_heads * c.head_dim;
-  w.tok_embd = L.mat2("token_embd", V, H, DType::F32);  // embeddings are gathered, not multiplied
+  w.tok_embd = L.mat2("token_embd", V, H, DType::F32, false);  // embeddings are gathered, not multiplied
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     LayerWeights lw;

@@ -37,6 +37,10 @@ struct QuantPlan {
   DType experts = DType::F32;    // F32 = keep stored type
   DType attention = DType::F32;
   DType embeddings = DType::F32; // token_embd and output
+  // Store Q8_0 / Q4_0 matrices in the kernels' panel layout (ops::repack_panels)
+  // where this machine's kernels use it: a copy made tensor by tensor, the
+  // file's pages released as it goes, so the model is still held once.
+  bool repack = true;
   bool any() const { return experts != DType::F32 || attention != DType::F32 || embeddings != DType::F32; }
 };
 // "none" | "q8_0" | "q4_0" | "q4_k" | "mixed" (experts q4_k, the rest q8_0). Error(BadInput) otherwise.

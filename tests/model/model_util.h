@@ -42,9 +42,11 @@ struct Harness {
   int32_t block_size = 16;
 
   explicit Harness(const std::string& path, int threads = 2, int32_t num_blocks = 1024, const std::string& quant = "none",
-                   int32_t bs = 16)
+                   int32_t bs = 16, bool repack = true)
       : desc(load_model_desc(path)), pool(std::make_unique<ThreadPool>(threads)), block_size(bs) {
-    model = std::make_unique<Mixtral>(desc, parse_quant_plan(quant), *pool);
+    QuantPlan plan = parse_quant_plan(quant);
+    plan.repack = repack;
+    model = std::make_unique<Mixtral>(desc, plan, *pool);
     kv = std::make_unique<KvCache>(desc.cfg, num_blocks, bs);
   }
   int64_t vocab() const { return desc.cfg.vocab_size; }

@@ -178,6 +178,91 @@ struct Legacy {
     }
   }
 
+  // ---- The panel layout (ops::repack_panels; Q8_0 and Q4_0 only) ----
+  // Panel P: [nb x kRpVec bytes of vectors][nb x 32 bytes of f16 scales].
+  static constexpr size_t kRpVec = T == DType::Q8_0 ? 512 : 256;
+  static constexpr size_t kRpAhead = 1024;  // prefetch distance in the vector stream
+
+  // The 8 u8 vectors (+kOffset) and the scales of one panel block.
+  __attribute__((always_inline)) static inline void block_rp(const uint8_t* vec, const uint8_t* scl, __m512i* v,
+                                                             __m512& dw) {
+    if constexpr (T == DType::Q8_0) {
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) v[j] = _mm512_loadu_si512(vec + 64 * j);
+    } else {
+      const __m512i m4 = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m512i q = _mm512_loadu_si512(vec + 64 * j);
+        v[j] = _mm512_and_si512(q, m4);
+        v[j + 4] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+      }
+    }
+    dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scl)));
+  }
+
+  // Small n: one sequential pass over each panel, arithmetic as in fused().
+  template <int C>
+  static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+    const int64_t nb = W.cols / 32;
+    const size_t panel_bytes = size_t(nb) * (kRpVec + 32);
+    for (int64_t g = r0; g < r1; g += 16) {
+      const int rows = int(r1 - g < 16 ? r1 - g : 16);
+      const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+      const uint8_t* vec = W.data + size_t(g / 16) * panel_bytes;
+      const uint8_t* scl = vec + size_t(nb) * kRpVec;
+      __m512 acc[C];
+#pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        // Each line once, kRpAhead bytes ahead (continuing into the next panel).
+#pragma GCC unroll 8
+        for (size_t o = 0; o < kRpVec; o += 64) prefetch_t0(vec + size_t(b) * kRpVec + kRpAhead + o);
+        if ((b & 1) == 0) prefetch_t0(scl + size_t(b) * 32 + kRpAhead / 8);
+        __m512i v[8];
+        __m512 dw;
+        block_rp(vec + size_t(b) * kRpVec, scl + size_t(b) * 32, v, dw);
+#pragma GCC unroll 16
+        for (int c = 0; c < C; ++c) {
+          const int8_t* aq = A.qs + c * A.qs_stride + 32 * b;
+          const int32_t s = A.sum[c * A.nblk + b];
+          const float da = A.d[c * A.nblk + b];
+          __m512i ai = _mm512_set1_epi32(-kOffset * s);
+#pragma GCC unroll 8
+          for (int j = 0; j < 8; ++j) ai = dpbusd_bcast(ai, v[j], aq + 4 * j);
+          acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), _mm512_mul_ps(dw, _mm512_set1_ps(da)), acc[c]);
+        }
+      }
+#pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(Y + c * ldy + g, mask, acc[c]);
+    }
+  }
+
+  // Large n: unpack chunks of one or two panels into the packed format of
+  // pack() and run the same micro-kernels.
+  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
+    const int64_t nb = W.cols / 32;
+    const size_t panel_bytes = size_t(nb) * (kRpVec + 32);
+    for (int p = 0; p < RP; ++p) {
+      const uint8_t* vec = W.data + size_t(g / 16 + p) * panel_bytes;
+      const uint8_t* scl = vec + size_t(nb) * kRpVec;
+      for (int64_t b = kb0; b < kb1; ++b) {
+        uint8_t* o = out + ((b - kb0) * RP + p) * kPanelBytes;
+        __m512i v[8];
+        __m512 dw;
+        block_rp(vec + size_t(b) * kRpVec, scl + size_t(b) * 32, v, dw);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) _mm512_store_si512(o + 64 * j, v[j]);
+        _mm512_store_ps(o + 512, dw);
+        // Fetch the same block of the next chunk meanwhile.
+        const int64_t nx = b + (kb1 - kb0);
+        if (nx < nb)
+#pragma GCC unroll 8
+          for (size_t k = 0; k < kRpVec; k += 64) prefetch_t1(vec + size_t(nx) * kRpVec + k);
+      }
+    }
+  }
+
   template <int RP, int C>
   static void kernel(const TileArgs& t) {
     __m512 acc[RP][C];
@@ -226,10 +311,59 @@ struct Legacy {
   }
 };
 
+template <class Fmt>
+void qmatmul_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  const int64_t n = A.n, nb = W.cols / 32;
+  if (n >= 1 && n <= Fmt::kFusedMaxC) {
+    using Fn = void (*)(const WeightsRef&, const ActsRef&, int64_t, int64_t, float*, int64_t);
+    static constexpr Fn table[16] = {
+        Fmt::template fused_rp<1>,  Fmt::template fused_rp<2>,  Fmt::template fused_rp<3>,  Fmt::template fused_rp<4>,
+        Fmt::template fused_rp<5>,  Fmt::template fused_rp<6>,  Fmt::template fused_rp<7>,  Fmt::template fused_rp<8>,
+        Fmt::template fused_rp<9>,  Fmt::template fused_rp<10>, Fmt::template fused_rp<11>, Fmt::template fused_rp<12>,
+        Fmt::template fused_rp<13>, Fmt::template fused_rp<14>, Fmt::template fused_rp<15>, Fmt::template fused_rp<16>};
+    return table[n - 1](W, A, r0, r1, Y, ldy);
+  }
+  const int64_t kc = Fmt::kChunkLarge;
+  uint8_t* buf = pack_buffer(size_t(kc) * 2 * Fmt::kPanelBytes);
+  for (int64_t g = r0; g < r1; g += 32) {
+    const int rows = int(r1 - g < 32 ? r1 - g : 32);
+    const int RP = rows > 16 ? 2 : 1;
+    TileArgs t{};
+    t.aq_stride = A.qs_stride;
+    t.a_blk_stride = A.nblk;
+    t.ab_stride = A.cols / 16;
+    t.ldy = ldy;
+    t.mask[0] = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+    t.mask[1] = rows >= 32 ? __mmask16(0xFFFF) : rows > 16 ? __mmask16((1u << (rows - 16)) - 1) : __mmask16(0);
+    for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {
+      const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
+      Fmt::pack_rp(W, g, RP, kb0, kb1, buf);
+      ChunkPrefetch pf;  // pack_rp prefetched the next chunk already
+      t.pk = buf;
+      t.nb = kb1 - kb0;
+      t.aq = A.qs + kb0 * 32;
+      t.ad = A.d + kb0;
+      t.as = A.sum + kb0;
+      t.ab = nullptr;
+      t.Y = Y + g;
+      t.first = kb0 == 0;
+      if (RP == 2)
+        run_tiles<Fmt, 2>(t, n, A, pf);
+      else
+        run_tiles<Fmt, 1>(t, n, A, pf);
+    }
+  }
+}
+
 }  // namespace
 
 // Entry point for the legacy formats (called from matmul_q in acts_avx512.cpp).
 void qmatmul_legacy(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  if (W.panel16) {
+    if (W.dtype == DType::Q8_0) return qmatmul_rp<Legacy<DType::Q8_0>>(W, A, r0, r1, Y, ldy);
+    if (W.dtype == DType::Q4_0) return qmatmul_rp<Legacy<DType::Q4_0>>(W, A, r0, r1, Y, ldy);
+    return;
+  }
   switch (W.dtype) {
     case DType::Q8_0: return qmatmul_any<Legacy<DType::Q8_0>>(W, A, r0, r1, Y, ldy);
     case DType::Q4_0: return qmatmul_any<Legacy<DType::Q4_0>>(W, A, r0, r1, Y, ldy);

@@ -1,0 +1,78 @@
+// Panel layout (ops::repack_panels): a repacked Q8_0 / Q4_0 matrix gives
+// bit for bit the same products as the row-major original, for every n (the
+// fused small-n path and the packed GEMM path), thread count, row count not
+// a multiple of 16, and row range split.
+#include <gtest/gtest.h>
+
+#include "core/aligned.h"
+#include "kernel_test_util.h"
+
+namespace ms::test {
+namespace {
+
+struct Repacked {
+  std::vector<uint8_t, AlignedAllocator<uint8_t>> bytes;
+  MatView view;
+};
+
+Repacked repack(const MatView& src, ThreadPool& pool) {
+  Repacked r;
+  r.bytes.resize(ops::repacked_bytes(src.dtype, src.rows, src.cols));
+  r.view = ops::repack_panels(src, r.bytes.data(), pool);
+  return r;
+}
+
+std::vector<float> product(const MatView& W, const std::vector<float>& X, int64_t n, ThreadPool& pool) {
+  std::vector<float> Y(size_t(n * W.rows), -1.0f);
+  ops::matmul(W, X.data(), W.cols, n, Y.data(), W.rows, pool);
+  return Y;
+}
+
+TEST(Repack, SameBitsAsRowMajor) {
+  MS_REQUIRE_ISA(Isa::Avx512);
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    if (!ops::can_repack(t)) GTEST_SKIP() << "panel layout off (MOESERVE_REPACK=0 or ISA capped)";
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 32}, {7, 64}, {16, 96}, {33, 128}, {100, 4096 + 32}}) {
+      const QMat M = random_block_matrix(t, rows, cols, uint64_t(rows * 7 + cols));
+      for (int threads : {1, 3}) {
+        ThreadPool pool(threads);
+        const Repacked R = repack(M.view(), pool);
+        ASSERT_TRUE(R.view.panel16);
+        for (int64_t n : {1, 2, 7, 16, 17, 37}) {
+          const auto X = gaussian(size_t(n * cols), uint64_t(n + 100 * rows));
+          const auto want = product(M.view(), X, n, pool);
+          const auto got = product(R.view, X, n, pool);
+          for (size_t k = 0; k < want.size(); ++k)
+            ASSERT_EQ(bits(want[k]), bits(got[k]))
+                << dtype_name(t) << " rows " << rows << " cols " << cols << " n " << n << " threads " << threads
+                << " at " << k;
+        }
+      }
+    }
+  }
+}
+
+TEST(Repack, LayoutAndErrors) {
+  EXPECT_EQ(ops::repacked_bytes(DType::Q8_0, 16, 64), size_t(2 * 544));
+  EXPECT_EQ(ops::repacked_bytes(DType::Q8_0, 17, 64), size_t(2 * 2 * 544));  // padded to 2 panels
+  EXPECT_EQ(ops::repacked_bytes(DType::Q4_0, 32, 4096), size_t(2 * 128 * 288));
+  ThreadPool pool(1);
+  const QMat M = random_block_matrix(DType::Q4_1, 16, 64, 1);
+  std::vector<uint8_t> dst(4096);
+  EXPECT_THROW(ops::repack_panels(M.view(), dst.data(), pool), Error);
+}
+
+TEST(Repack, PanelMatrixNeedsTheAvx512Kernels) {
+  // A panel-layout view must never reach a kernel that reads rows.
+  ThreadPool pool(1);
+  const QMat M = random_block_matrix(DType::Q8_0, 16, 64, 2);
+  MatView v = M.view();
+  v.panel16 = true;
+  if (has_isa(Isa::Avx512) && std::string(ops::isa_name()) == "avx512") GTEST_SKIP() << "AVX-512 kernels present";
+  const auto X = gaussian(64, 3);
+  std::vector<float> Y(16);
+  EXPECT_THROW(ops::matmul(v, X.data(), 64, 1, Y.data(), 16, pool), Error);
+}
+
+}  // namespace
+}  // namespace ms::test
