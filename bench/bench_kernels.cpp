@@ -7,6 +7,11 @@
 //   MixtralLayerPrefill/<type>    one Mixtral-8x7B-shaped layer's matmuls for
 //                                 512 tokens (QKVO + 8 experts x 128 tokens)
 //   ActQuant, QuantizeRow         activation quantization, load-time quantizers
+//   Attention/<case>/<kernel>     paged attention of a Mixtral-8x7B layer (32 query
+//                                 heads, 8 KV heads, head_dim 128, f16 cache):
+//                                 prefill512 = one task of 512 tokens from position 0,
+//                                 decode16 = 16 tasks of 1 token at position 511;
+//                                 kernel scalar (reference), avx2, avx512
 //
 // Weights are rotated between enough copies (>= 512 MiB) that every matvec
 // reads them from DRAM, as a model with many experts does. Threads: the pool
@@ -26,6 +31,7 @@
 #include "core/dtype.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
+#include "kernels/attention.h"
 #include "kernels/ops.h"
 
 using namespace ms;
@@ -258,12 +264,54 @@ void BM_QuantizeRow(benchmark::State& state, DType t) {
   state.SetItemsProcessed(int64_t(state.iterations()) * cols);
 }
 
+// ---------------------------------------------------------------- attention
+void BM_Attention(benchmark::State& state, bool prefill, ops::AttnImpl impl) {
+  const int64_t heads = 32, kv_heads = 8, dim = 128, ctx = 512;
+  const int32_t bs = 16, blocks_per_seq = int32_t(ctx / bs);
+  const int n_seq = prefill ? 1 : 16, n_tok = prefill ? int(ctx) : 1;
+  const size_t elems = size_t(n_seq) * size_t(blocks_per_seq) * bs * kv_heads * dim;  // [blocks][bs][kv_heads][dim]
+  Buffer kb(elems * 2), vb(elems * 2);  // huge pages, as the model's KV cache
+  uint16_t* k = reinterpret_cast<uint16_t*>(kb.p);
+  uint16_t* v = reinterpret_cast<uint16_t*>(vb.p);
+  std::mt19937 g(7);
+  std::normal_distribution<float> nd;
+  for (size_t i = 0; i < elems; ++i) k[i] = f32_to_f16(nd(g)), v[i] = f32_to_f16(nd(g));
+  const ops::PagedKv kv{k, v, ops::KvDType::F16, bs, kv_heads, dim};
+  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(n_seq), std::vector<int32_t>(static_cast<size_t>(blocks_per_seq)));
+  for (int s = 0; s < n_seq; ++s)
+    for (int32_t b = 0; b < blocks_per_seq; ++b) tables[size_t(s)][size_t(b)] = s * blocks_per_seq + b;
+  const auto q = activations(int64_t(n_seq) * n_tok, heads * dim);  // [seq][tok][heads][dim]
+  std::vector<float> out(q.size());
+  std::vector<ops::AttnTask> tasks;
+  for (int s = 0; s < n_seq; ++s) {
+    const size_t at = size_t(s) * size_t(n_tok * heads * dim);
+    tasks.push_back({q.data() + at, out.data() + at, n_tok, prefill ? 0 : int32_t(ctx - 1), tables[size_t(s)].data()});
+  }
+  try {
+    ops::paged_attention(tasks.data(), int64_t(tasks.size()), kv, heads, 0, pool(), impl);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  for (auto _ : state) {
+    ops::paged_attention(tasks.data(), int64_t(tasks.size()), kv, heads, 0, pool(), impl);
+    benchmark::ClobberMemory();
+  }
+  state.counters["tok/s"] = benchmark::Counter(double(state.iterations()) * n_seq * n_tok, benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
 BENCHMARK(BM_StreamRead)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q8_0, DType::Q8_0)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q4_0, DType::Q4_0)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q4_k, DType::Q4_K)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_Attention, prefill512/scalar, true, ops::AttnImpl::Scalar)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+BENCHMARK_CAPTURE(BM_Attention, prefill512/avx2, true, ops::AttnImpl::Avx2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+BENCHMARK_CAPTURE(BM_Attention, prefill512/avx512, true, ops::AttnImpl::Avx512)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+BENCHMARK_CAPTURE(BM_Attention, decode16/scalar, false, ops::AttnImpl::Scalar)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.5);
+BENCHMARK_CAPTURE(BM_Attention, decode16/avx2, false, ops::AttnImpl::Avx2)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.5);
+BENCHMARK_CAPTURE(BM_Attention, decode16/avx512, false, ops::AttnImpl::Avx512)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.5);
 BENCHMARK_CAPTURE(BM_ActQuant, q8_32, DType::Q8_0)->Arg(1)->Arg(512);
 BENCHMARK_CAPTURE(BM_ActQuant, q8_256, DType::Q4_K)->Arg(1)->Arg(512);
 BENCHMARK_CAPTURE(BM_QuantizeRow, q8_0, DType::Q8_0);

@@ -1,12 +1,36 @@
+// attention.cpp — rotary embeddings, KV stores, and paged attention dispatched at
+// run time to the AVX-512 / AVX2 kernels (kernels/cpu/attention_*.cpp) or the
+// scalar reference (kernels/ref/attention_ref.cpp).
 #include "kernels/attention.h"
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/dtype.h"
+#include "core/error.h"
+#include "kernels/aligned_buffer.h"
+#include "kernels/cpu/attention_cpu.h"
+#include "kernels/ops.h"
+#include "kernels/ref/attention_ref.h"
 
-namespace ms::ops {
+namespace ms {
+
+namespace cpu {
+
+int64_t attn_scratch_floats(const AttnItem& a) {
+  const int64_t dp = (a.head_dim + 15) / 16 * 16, R = a.nt * a.group;
+  const int64_t p_first = a.pos0 + a.t0, p_last = p_first + a.nt - 1;
+  const int64_t u0 = a.window > 0 ? std::max<int64_t>(0, p_first - a.window + 1) : 0;
+  const int64_t span = (p_last + 1 - u0 / 16 * 16 + 15) / 16 * 16;
+  return 2 * R * dp + 2 * 16 * dp + R * span;
+}
+
+}  // namespace cpu
+
+namespace ops {
 
 void rope_inv_freq(double theta, int64_t head_dim, float* inv_freq) {
   // As HF computes it: in float32, 1 / theta ** (2i / head_dim).
@@ -30,69 +54,6 @@ void rope(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, bool i
   }
 }
 
-namespace {
-
-// f16 -> f32 for every bit pattern: the attention loop reads f16 keys/values
-// from generic (non-F16C) code.
-const float* f16_table() {
-  static const std::vector<float> t = [] {
-    std::vector<float> v(65536);
-    for (uint32_t i = 0; i < 65536; ++i) v[i] = f16_to_f32(uint16_t(i));
-    return v;
-  }();
-  return t.data();
-}
-
-// Reads row `off` of a cache pool as f32 into dst (or returns it in place).
-inline const float* row_f32(const PagedKv& kv, const void* pool, int64_t off, float* dst, const float* tab) {
-  if (kv.dtype == KvDType::F32) return static_cast<const float*>(pool) + off;
-  const uint16_t* h = static_cast<const uint16_t*>(pool) + off;
-  for (int64_t c = 0; c < kv.head_dim; ++c) dst[c] = tab[h[c]];
-  return dst;
-}
-
-// One query head at one position: out = softmax(q·K / sqrt(d)) V over keys [j0, j1].
-void attend_one(const float* q_in, float* out, const PagedKv& kv, const int32_t* table, int64_t kvh, int64_t j0,
-                int64_t j1, float scale, std::vector<float>& scores, std::vector<float>& tmp) {
-  const int64_t d = kv.head_dim;
-  const int64_t n = j1 - j0 + 1;
-  const float* tab = kv.dtype == KvDType::F16 ? f16_table() : nullptr;
-  scores.resize(size_t(n));
-  tmp.resize(size_t(2 * d));
-  float* qr = tmp.data();
-  float* row = tmp.data() + d;
-  const float* q = q_in;
-  if (kv.dtype == KvDType::F16) {
-    for (int64_t c = 0; c < d; ++c) qr[c] = tab[f32_to_f16(q_in[c])];
-    q = qr;
-  }
-  float mx = -INFINITY;
-  for (int64_t j = j0; j <= j1; ++j) {
-    const int64_t off = kv.offset(table[j / kv.block_size], int32_t(j % kv.block_size)) + kvh * d;
-    const float* k = row_f32(kv, kv.k, off, row, tab);
-    float s = 0.0f;
-    for (int64_t c = 0; c < d; ++c) s += q[c] * k[c];
-    s *= scale;
-    scores[size_t(j - j0)] = s;
-    mx = std::max(mx, s);
-  }
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    scores[size_t(i)] = std::exp(scores[size_t(i)] - mx);
-    sum += scores[size_t(i)];
-  }
-  const float inv = 1.0f / sum;
-  for (int64_t c = 0; c < d; ++c) out[c] = 0.0f;
-  for (int64_t j = j0; j <= j1; ++j) {
-    const int64_t off = kv.offset(table[j / kv.block_size], int32_t(j % kv.block_size)) + kvh * d;
-    const float* v = row_f32(kv, kv.v, off, row, tab);
-    const float p = scores[size_t(j - j0)] * inv;
-    for (int64_t c = 0; c < d; ++c) out[c] += p * v[c];
-  }
-}
-
-}  // namespace
-
 void kv_store(const PagedKv& kv, int32_t block, int32_t slot, const float* k, const float* v) {
   const int64_t off = kv.offset(block, slot), n = kv.n_kv_heads * kv.head_dim;
   if (kv.dtype == KvDType::F32) {
@@ -108,29 +69,88 @@ void kv_store(const PagedKv& kv, int32_t block, int32_t slot, const float* k, co
   }
 }
 
+namespace {
+
+enum class Level { Scalar, Avx2, Avx512 };
+
+bool available(Level l) {
+  const CpuFeatures& f = cpu_features();
+  if (l == Level::Scalar) return true;
+  if (l == Level::Avx2) return f.avx2 && f.fma && f.f16c;
+  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma && f.f16c;
+}
+
+// The level the matmul kernels use (ops.cpp), so one process runs one ISA.
+Level auto_level() {
+  static const Level l = [] {
+    const std::string n = isa_name();
+    return n == "avx512" ? Level::Avx512 : n == "avx2" ? Level::Avx2 : Level::Scalar;
+  }();
+  return l;
+}
+
+constexpr int64_t kTargetRows = 64;            // query rows per work item (tokens x group)
+constexpr int64_t kMaxScoreFloats = 1 << 19;   // cap on an item's score buffer (2 MiB)
+
+}  // namespace
+
 void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, int64_t n_heads,
                      int64_t window, ThreadPool& pool) {
-  // Flatten (task, token, head) into one index space for the pool.
-  std::vector<int64_t> start(size_t(n_tasks) + 1, 0);
-  for (int64_t t = 0; t < n_tasks; ++t) start[size_t(t) + 1] = start[size_t(t)] + int64_t(tasks[t].n_tokens) * n_heads;
-  const int64_t total = start[size_t(n_tasks)];
+  paged_attention(tasks, n_tasks, kv, n_heads, window, pool, AttnImpl::Auto);
+}
+
+void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, int64_t n_heads,
+                     int64_t window, ThreadPool& pool, AttnImpl impl) {
+  if (kv.n_kv_heads <= 0 || n_heads % kv.n_kv_heads != 0 || kv.head_dim <= 0 || kv.block_size <= 0)
+    throw Error(ErrorKind::Internal, "paged_attention: bad head counts or cache shape");
+  Level level = impl == AttnImpl::Auto     ? auto_level()
+                : impl == AttnImpl::Avx512 ? Level::Avx512
+                : impl == AttnImpl::Avx2   ? Level::Avx2
+                                           : Level::Scalar;
+  if (!available(level)) throw Error(ErrorKind::Unsupported, "paged_attention: the CPU lacks the requested ISA");
+  if (level == Level::Avx2 && kv.head_dim % 8 != 0) level = Level::Scalar;
+  if (level == Level::Scalar) return ref::paged_attention(tasks, n_tasks, kv, n_heads, window, pool);
+
+  // Work items (task, KV head, block of tokens); results do not depend on the
+  // blocking, so it is chosen for speed: ~kTargetRows rows sharing each K/V
+  // row, enough items for the threads, a bounded score buffer.
   const int64_t group = n_heads / kv.n_kv_heads;
+  int64_t max_ctx = 1, n_rows = 0;
+  for (int64_t t = 0; t < n_tasks; ++t) {
+    max_ctx = std::max<int64_t>(max_ctx, int64_t(tasks[t].pos0) + tasks[t].n_tokens);
+    n_rows += int64_t(tasks[t].n_tokens) * group;
+  }
+  if (window > 0) max_ctx = std::min(max_ctx, window);
+  int64_t tb = std::max<int64_t>(1, kTargetRows / group);
+  while (tb > 1 && (n_rows * kv.n_kv_heads / (tb * group) < 4 * pool.size() ||
+                    tb * group * (max_ctx + tb + 32) > kMaxScoreFloats))
+    tb /= 2;
+  struct Item { int64_t task, kvh, t0, nt; };
+  std::vector<Item> items;
+  for (int64_t t = 0; t < n_tasks; ++t)
+    for (int64_t h = 0; h < kv.n_kv_heads; ++h)
+      for (int64_t t0 = 0; t0 < tasks[t].n_tokens; t0 += tb)
+        items.push_back({t, h, t0, std::min<int64_t>(tb, tasks[t].n_tokens - t0)});
+
   const float scale = 1.0f / std::sqrt(float(kv.head_dim));
-  pool.parallel_for(total, [&](int64_t b, int64_t e, int) {
-    std::vector<float> scores, tmp;
-    int64_t t = 0;
-    for (int64_t idx = b; idx < e; ++idx) {
-      while (start[size_t(t) + 1] <= idx) ++t;
-      const AttnTask& task = tasks[t];
-      const int64_t local = idx - start[size_t(t)];
-      const int64_t tok = local / n_heads, h = local % n_heads;
-      const int64_t pos = task.pos0 + tok;
-      const int64_t j0 = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
-      const float* q = task.q + (tok * n_heads + h) * kv.head_dim;
-      float* out = task.out + (tok * n_heads + h) * kv.head_dim;
-      attend_one(q, out, kv, task.block_table, h / group, j0, pos, scale, scores, tmp);
+  pool.parallel_for_dynamic(int64_t(items.size()), 1, 4, [&](int64_t b, int64_t e, int) {
+    thread_local AlignedBuffer<float> scratch;
+    for (int64_t i = b; i < e; ++i) {
+      const Item& it = items[size_t(i)];
+      const AttnTask& task = tasks[it.task];
+      cpu::AttnItem a{kv.k,        kv.v,     kv.dtype == KvDType::F16, kv.block_size, kv.n_kv_heads,
+                      kv.head_dim, n_heads,  group,                    it.kvh,        task.block_table,
+                      task.q,      task.out, task.pos0,                it.t0,         it.nt,
+                      window,      scale,    nullptr};
+      scratch.resize(size_t(cpu::attn_scratch_floats(a)));
+      a.scratch = scratch.data();
+      if (level == Level::Avx512)
+        cpu::avx512::attention(a);
+      else
+        cpu::avx2::attention(a);
     }
   });
 }
 
-}  // namespace ms::ops
+}  // namespace ops
+}  // namespace ms

@@ -50,7 +50,21 @@ struct AttnTask {
   int32_t pos0;
   const int32_t* block_table;
 };
+//
+// Runs the fastest kernel the CPU supports (AVX-512 or AVX2, else the scalar
+// reference ref::paged_attention in kernels/ref/attention_ref.h); the SIMD
+// kernels match the reference to float rounding (vectorized dot products,
+// polynomial exp). Whatever the kernel, each (token, head) output is computed
+// the same way whether its token is alone (decode) or inside a prefill chunk,
+// and whatever other tasks share the call or the number of threads.
 void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, int64_t n_heads,
                      int64_t window, ThreadPool& pool);
+
+// The same with an explicit kernel (tests, benchmarks). Auto: the fastest
+// available, capped by MOESERVE_ISA like ops::isa_name(). A SIMD kernel the CPU
+// lacks throws Error(Unsupported); Avx2 with head_dim % 8 != 0 runs Scalar.
+enum class AttnImpl : uint8_t { Auto, Scalar, Avx2, Avx512 };
+void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, int64_t n_heads,
+                     int64_t window, ThreadPool& pool, AttnImpl impl);
 
 }  // namespace ms::ops

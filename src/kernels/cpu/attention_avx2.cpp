@@ -1,0 +1,231 @@
+// attention_avx2.cpp — paged attention with AVX2 (FMA, F16C).
+//
+// The same algorithm as attention_avx512.cpp (read its design note) with
+// 8-lane vectors: keys in chunks of 8 aligned to the absolute key index,
+// 8 dot products per (row, chunk) reduced by a fixed transpose tree, a
+// polynomial exp with 2^n built in the exponent field, and p·V accumulated
+// with FMAs in ascending key order. head_dim must be a multiple of 8 (the
+// dispatcher uses the scalar reference otherwise). Per (token, head) the
+// arithmetic is fixed by the key index alone, so results do not depend on
+// which rows share an item or on the thread split.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/cpu/attention_cpu.h"
+
+namespace ms::cpu::avx2 {
+namespace {
+
+constexpr int64_t kW = 8;  // lanes, keys per chunk
+
+int64_t first_key(const AttnItem& a, int64_t pos) {
+  const int64_t j0 = a.window > 0 ? pos - a.window + 1 : 0;
+  return j0 > 0 ? j0 : 0;
+}
+
+// All-ones lanes i of chunk c0 with c0 + i outside [j0, pos].
+__m256 outside_mask(int64_t c0, int64_t j0, int64_t pos) {
+  const __m256i j = _mm256_add_epi32(_mm256_set1_epi32(int32_t(c0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(j0)), j),
+                                      _mm256_cmpgt_epi32(j, _mm256_set1_epi32(int32_t(pos))));
+  return _mm256_castsi256_ps(out);
+}
+
+// Widens cache row j (KV head a.kvh) into dst[head_dim].
+void widen_row(const AttnItem& a, const void* pool, int64_t j, float* dst) {
+  const int64_t d = a.head_dim;
+  const int64_t off = ((int64_t(a.block_table[j / a.block_size]) * a.block_size + j % a.block_size) * a.n_kv_heads +
+                       a.kvh) * d;
+  if (a.f16) {
+    const uint16_t* s = static_cast<const uint16_t*>(pool) + off;
+    for (int64_t c = 0; c < d; c += kW)
+      _mm256_store_ps(dst + c, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + c))));
+  } else {
+    const float* s = static_cast<const float*>(pool) + off;
+    for (int64_t c = 0; c < d; c += kW) _mm256_store_ps(dst + c, _mm256_loadu_ps(s + c));
+  }
+}
+
+// a[i] = partial sums of key i (lane l: terms c ≡ l mod 8); returns lane i =
+// Σ_l a[i][l], every key summed by the same tree (l + (l+4), then 2 apart, 1 apart).
+__m256 reduce8(const __m256* a) {
+  __m256 b[4], c[2];
+  for (int i = 0; i < 4; ++i)  // b[i]: key 2i in lanes 0-3, key 2i+1 in lanes 4-7
+    b[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
+                         _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+  for (int i = 0; i < 2; ++i)  // c[i], half h: key 4i+h (2 lanes), key 4i+2+h (2 lanes)
+    c[i] = _mm256_add_ps(_mm256_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44), _mm256_shuffle_ps(b[2 * i], b[2 * i + 1], 0xEE));
+  // e lane 4h+m = key 2m+h; permute to lane = key.
+  const __m256 e = _mm256_add_ps(_mm256_shuffle_ps(c[0], c[1], 0x88), _mm256_shuffle_ps(c[0], c[1], 0xDD));
+  return _mm256_permutevar8x32_ps(e, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// Lane i: q · K[i] over d (K rows of stride d).
+__m256 dots8(const float* q, const float* K, int64_t d) {
+  __m256 acc[kW];
+#pragma GCC unroll 8
+  for (int i = 0; i < kW; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t c = 0; c < d; c += kW) {
+    const __m256 qv = _mm256_load_ps(q + c);
+#pragma GCC unroll 8
+    for (int i = 0; i < kW; ++i) acc[i] = _mm256_fmadd_ps(qv, _mm256_load_ps(K + i * d + c), acc[i]);
+  }
+  return reduce8(acc);
+}
+
+float hmax(__m256 v) {
+  __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+
+float hsum(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+
+// e^x for x <= 0 (Cephes expf); x < -87 (and -inf) gives 0.
+__m256 exp_neg(__m256 x0) {
+  const __m256 lo = _mm256_set1_ps(-87.0f);
+  const __m256 keep = _mm256_cmp_ps(x0, lo, _CMP_GE_OQ);
+  const __m256 x = _mm256_max_ps(x0, lo);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_and_ps(keep, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+// o[c .. c+8*NV) += Σ_{j=js..je} p[j - c0] * V[j - c0][c ..]  (keys ascending).
+template <int NV>
+void pv_block(float* o, const float* p, const float* V, int64_t c0, int64_t js, int64_t je, int64_t d, int64_t c) {
+  __m256 acc[NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < NV; ++i) acc[i] = _mm256_load_ps(o + c + i * kW);
+  for (int64_t j = js; j <= je; ++j) {
+    const __m256 pj = _mm256_set1_ps(p[j - c0]);
+    const float* v = V + (j - c0) * d + c;
+#pragma GCC unroll 8
+    for (int i = 0; i < NV; ++i) acc[i] = _mm256_fmadd_ps(pj, _mm256_load_ps(v + i * kW), acc[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NV; ++i) _mm256_store_ps(o + c + i * kW, acc[i]);
+}
+
+void pv(float* o, const float* p, const float* V, int64_t c0, int64_t js, int64_t je, int64_t d) {
+  int64_t c = 0;
+  for (; c + 8 * kW <= d; c += 8 * kW) pv_block<8>(o, p, V, c0, js, je, d, c);
+  switch ((d - c) / kW) {
+    case 7: return pv_block<7>(o, p, V, c0, js, je, d, c);
+    case 6: return pv_block<6>(o, p, V, c0, js, je, d, c);
+    case 5: return pv_block<5>(o, p, V, c0, js, je, d, c);
+    case 4: return pv_block<4>(o, p, V, c0, js, je, d, c);
+    case 3: return pv_block<3>(o, p, V, c0, js, je, d, c);
+    case 2: return pv_block<2>(o, p, V, c0, js, je, d, c);
+    case 1: return pv_block<1>(o, p, V, c0, js, je, d, c);
+    default: return;
+  }
+}
+
+}  // namespace
+
+void attention(const AttnItem& a) {
+  const int64_t d = a.head_dim, G = a.group, R = a.nt * G;
+  const int64_t p_first = a.pos0 + a.t0, p_last = p_first + a.nt - 1;
+  const int64_t U0 = first_key(a, p_first), U1 = p_last;  // keys any row of the item reads
+  const int64_t base = U0 / kW * kW, span = (U1 + 1 - base + kW - 1) / kW * kW;
+  float* Q = a.scratch;    // [R][d] queries (rounded to f16 for an f16 cache)
+  float* O = Q + R * d;    // [R][d] output accumulators
+  float* K = O + R * d;    // [8][d] widened keys of one chunk
+  float* V = K + kW * d;   // [8][d] widened values of one chunk
+  float* S = V + kW * d;   // [R][span] scores, then probabilities; S[r][j - base]
+
+  for (int64_t tl = 0; tl < a.nt; ++tl)
+    for (int64_t g = 0; g < G; ++g) {
+      const float* q = a.q + ((a.t0 + tl) * a.n_heads + a.kvh * G + g) * d;
+      float* qr = Q + (tl * G + g) * d;
+      for (int64_t c = 0; c < d; c += kW) {
+        __m256 x = _mm256_loadu_ps(q + c);
+        if (a.f16) x = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm256_store_ps(qr + c, x);
+        _mm256_store_ps(O + (tl * G + g) * d + c, _mm256_setzero_ps());
+      }
+    }
+
+  // 1. Scores, chunk by chunk; keys outside [U0, U1] are zero (never read from the cache).
+  const __m256 scale = _mm256_set1_ps(a.scale), neg_inf = _mm256_set1_ps(-__builtin_inff());
+  for (int64_t c0 = base; c0 <= U1; c0 += kW) {
+    for (int64_t i = 0; i < kW; ++i) {
+      const int64_t j = c0 + i;
+      if (j < U0 || j > U1)
+        std::memset(K + i * d, 0, size_t(d) * sizeof(float));
+      else
+        widen_row(a, a.k, j, K + i * d);
+    }
+    for (int64_t tl = c0 > p_first ? c0 - p_first : 0; tl < a.nt; ++tl) {
+      const int64_t pos = p_first + tl, j0 = first_key(a, pos);
+      if (j0 >= c0 + kW) continue;
+      const __m256 out = outside_mask(c0, j0, pos);
+      for (int64_t g = 0; g < G; ++g) {
+        const int64_t r = tl * G + g;
+        const __m256 s = _mm256_blendv_ps(_mm256_mul_ps(dots8(Q + r * d, K, d), scale), neg_inf, out);
+        _mm256_store_ps(S + r * span + (c0 - base), s);
+      }
+    }
+  }
+
+  // 2. Softmax per row over its chunks (lanes outside the range hold -inf: exp gives 0).
+  for (int64_t tl = 0; tl < a.nt; ++tl) {
+    const int64_t pos = p_first + tl, j0 = first_key(a, pos), cb = j0 / kW * kW;
+    for (int64_t g = 0; g < G; ++g) {
+      float* s = S + (tl * G + g) * span;  // s[j - base]
+      __m256 mv = neg_inf;
+      for (int64_t c0 = cb; c0 <= pos; c0 += kW) mv = _mm256_max_ps(mv, _mm256_load_ps(s + (c0 - base)));
+      const __m256 mx = _mm256_set1_ps(hmax(mv));
+      __m256 sv = _mm256_setzero_ps();
+      for (int64_t c0 = cb; c0 <= pos; c0 += kW) {
+        float* sc = s + (c0 - base);
+        const __m256 e = _mm256_andnot_ps(outside_mask(c0, j0, pos), exp_neg(_mm256_sub_ps(_mm256_load_ps(sc), mx)));
+        sv = _mm256_add_ps(sv, e);
+        _mm256_store_ps(sc, e);
+      }
+      const __m256 inv = _mm256_set1_ps(1.0f / hsum(sv));
+      for (int64_t c0 = cb; c0 <= pos; c0 += kW)
+        _mm256_store_ps(s + (c0 - base), _mm256_mul_ps(_mm256_load_ps(s + (c0 - base)), inv));
+    }
+  }
+
+  // 3. Output, chunk by chunk; only keys of the row's range are read.
+  for (int64_t c0 = base; c0 <= U1; c0 += kW) {
+    const int64_t lo = c0 > U0 ? c0 : U0, hi = c0 + kW - 1 < U1 ? c0 + kW - 1 : U1;
+    for (int64_t j = lo; j <= hi; ++j) widen_row(a, a.v, j, V + (j - c0) * d);
+    for (int64_t tl = c0 > p_first ? c0 - p_first : 0; tl < a.nt; ++tl) {
+      const int64_t pos = p_first + tl, j0 = first_key(a, pos);
+      const int64_t js = j0 > c0 ? j0 : c0, je = pos < c0 + kW - 1 ? pos : c0 + kW - 1;
+      if (js > je) continue;
+      for (int64_t g = 0; g < G; ++g) {
+        const int64_t r = tl * G + g;
+        pv(O + r * d, S + r * span + (c0 - base), V, c0, js, je, d);
+      }
+    }
+  }
+
+  for (int64_t tl = 0; tl < a.nt; ++tl)
+    for (int64_t g = 0; g < G; ++g) {
+      float* out = a.out + ((a.t0 + tl) * a.n_heads + a.kvh * G + g) * d;
+      std::memcpy(out, O + (tl * G + g) * d, size_t(d) * sizeof(float));
+    }
+}
+
+}  // namespace ms::cpu::avx2
