@@ -2,6 +2,7 @@
 //
 //   StreamRead/<threads>          read bandwidth baseline: sum a 1 GiB buffer
 //   Matvec/<type>/<shape>/<n>     matmul with n activation rows (decode shapes);
+//   Matvec/<type>-panel/...       the same on the panel layout (ops::repack_panels)
 //                                 GB/s of weights streamed, tokens/s = n / time
 //   Gemm/<type>/<shape>/<n>       large n (prefill): int8 GOP/s (2*rows*cols*n)
 //   MixtralLayerPrefill/<type>    one Mixtral-8x7B-shaped layer's matmuls for
@@ -98,13 +99,19 @@ struct WeightSet {
   std::vector<std::unique_ptr<Buffer>> bufs;
   std::vector<MatView> mats;
   size_t bytes_each = 0;
-  WeightSet(DType t, int64_t rows, int64_t cols, size_t min_total = size_t(512) << 20) {
+  // panel: convert each copy to the kernels' panel layout (ops::repack_panels).
+  WeightSet(DType t, int64_t rows, int64_t cols, size_t min_total = size_t(512) << 20, bool panel = false) {
     bytes_each = row_bytes(t, cols) * size_t(rows);
     const size_t copies = std::max<size_t>(2, (min_total + bytes_each - 1) / bytes_each);
     for (size_t c = 0; c < copies; ++c) {
       bufs.push_back(std::make_unique<Buffer>(bytes_each));
       fill_weights(t, bufs.back()->p, bytes_each, c + 1);
       mats.push_back(make_mat(t, rows, cols, bufs.back()->p));
+      if (panel) {
+        auto rp = std::make_unique<Buffer>(ops::repacked_bytes(t, rows, cols));
+        mats.back() = ops::repack_panels(mats.back(), rp->p, pool());
+        bufs.back() = std::move(rp);
+      }
     }
   }
 };
@@ -156,12 +163,12 @@ void BM_StreamRead(benchmark::State& state) {
 }
 
 // ---------------------------------------------------------------- matvec / gemm
-void run_matmul(benchmark::State& state, DType t, int64_t rows, int64_t cols, int64_t n, bool gemm) {
+void run_matmul(benchmark::State& state, DType t, int64_t rows, int64_t cols, int64_t n, bool gemm, bool panel = false) {
   static std::map<std::string, std::unique_ptr<WeightSet>> cache;
-  const std::string key = std::string(dtype_name(t)) + std::to_string(rows) + "x" + std::to_string(cols);
+  const std::string key = std::string(dtype_name(t)) + std::to_string(rows) + "x" + std::to_string(cols) + (panel ? "p" : "");
   if (!cache.count(key)) {
     cache.clear();  // keep memory bounded
-    cache[key] = std::make_unique<WeightSet>(t, rows, cols, gemm ? size_t(1) : size_t(512) << 20);
+    cache[key] = std::make_unique<WeightSet>(t, rows, cols, gemm ? size_t(1) : size_t(512) << 20, panel);
   }
   WeightSet& ws = *cache[key];
   const auto X = activations(n, cols);
@@ -192,6 +199,19 @@ void register_all() {
             ->UseRealTime()
             ->MinTime(0.3);
       }
+  // The panel layout the model uses for Q8_0 / Q4_0 on AVX-512 machines.
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    if (!ops::can_repack(t)) continue;
+    for (auto [rows, cols] : shapes)
+      for (int64_t n : {1, 2, 4, 8, 16, 512}) {
+        const std::string name = std::string(n == 512 ? "Gemm/" : "Matvec/") + dtype_name(t) + "-panel/" +
+                                 std::to_string(rows) + "x" + std::to_string(cols) + "/" + std::to_string(n);
+        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_matmul(s, t, rows, cols, n, n == 512, true); })
+            ->Unit(benchmark::kMicrosecond)
+            ->UseRealTime()
+            ->MinTime(0.3);
+      }
+  }
   for (DType t : kTypes)
     for (auto [rows, cols] : shapes) {
       const int64_t n = 512;

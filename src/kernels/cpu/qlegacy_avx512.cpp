@@ -222,15 +222,25 @@ struct Legacy {
         __m512i v[8];
         __m512 dw;
         block_rp(vec + size_t(b) * kRpVec, scl + size_t(b) * 32, v, dw);
+        // Integer sums are exact in any order: K independent chains per row
+        // (and rows interleaved) keep the VPDPBUSD latency hidden at small n.
+        constexpr int K = C <= 4 ? 2 : 1;
+        __m512i ai[C][K];
 #pragma GCC unroll 16
         for (int c = 0; c < C; ++c) {
-          const int8_t* aq = A.qs + c * A.qs_stride + 32 * b;
-          const int32_t s = A.sum[c * A.nblk + b];
-          const float da = A.d[c * A.nblk + b];
-          __m512i ai = _mm512_set1_epi32(-kOffset * s);
+          ai[c][0] = _mm512_set1_epi32(-kOffset * A.sum[c * A.nblk + b]);
+          if constexpr (K == 2) ai[c][K - 1] = _mm512_setzero_si512();
+        }
 #pragma GCC unroll 8
-          for (int j = 0; j < 8; ++j) ai = dpbusd_bcast(ai, v[j], aq + 4 * j);
-          acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), _mm512_mul_ps(dw, _mm512_set1_ps(da)), acc[c]);
+        for (int j = 0; j < 8; ++j)
+#pragma GCC unroll 16
+          for (int c = 0; c < C; ++c)
+            ai[c][j % K] = dpbusd_bcast(ai[c][j % K], v[j], A.qs + c * A.qs_stride + 32 * b + 4 * j);
+#pragma GCC unroll 16
+        for (int c = 0; c < C; ++c) {
+          const __m512i isum = K == 2 ? _mm512_add_epi32(ai[c][0], ai[c][K - 1]) : ai[c][0];
+          const float da = A.d[c * A.nblk + b];
+          acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(da)), acc[c]);
         }
       }
 #pragma GCC unroll 16
