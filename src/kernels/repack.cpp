@@ -36,7 +36,7 @@ MatView repack_panels(const MatView& src, uint8_t* dst, ThreadPool& pool) {
   const int64_t nb = src.cols / 32, panels = (src.rows + 15) / 16;
   const size_t vb = panel_vec_bytes(t), bb = block_bytes(t);
   const size_t panel_bytes = size_t(nb) * (vb + 32);
-  const uint8_t flip = t == DType::Q8_0 ? 0x80 : 0x00;  // Q8_0: int8 -> u8 + 128
+  const uint32_t flip = t == DType::Q8_0 ? 0x80808080u : 0u;  // Q8_0: int8 -> u8 + 128
   pool.parallel_for(panels, [&](int64_t p0, int64_t p1, int) {
     for (int64_t P = p0; P < p1; ++P) {
       uint8_t* vec = dst + size_t(P) * panel_bytes;
@@ -46,8 +46,12 @@ MatView repack_panels(const MatView& src, uint8_t* dst, ThreadPool& pool) {
         for (int64_t b = 0; b < nb; ++b) {
           const uint8_t* blk = row + size_t(b) * bb;  // f16 d, then the quants
           uint8_t* v = vec + size_t(b) * vb + 4 * r;
-          for (size_t j = 0; j < vb / 64; ++j)
-            for (int k = 0; k < 4; ++k) v[64 * j + size_t(k)] = uint8_t(blk[2 + 4 * j + size_t(k)] ^ flip);
+          for (size_t j = 0; j < vb / 64; ++j) {
+            uint32_t w;
+            std::memcpy(&w, blk + 2 + 4 * j, 4);
+            w ^= flip;
+            std::memcpy(v + 64 * j, &w, 4);
+          }
           std::memcpy(scl + size_t(b) * 32 + 2 * r, blk, 2);
         }
       }
