@@ -101,6 +101,18 @@ void run_tiles(const TileArgs& base, int64_t n, const ActsRef& A, ChunkPrefetch&
   }
 }
 
+// The fields of TileArgs fixed for one group of `rows` (<= 32) output rows.
+inline TileArgs group_args(const ActsRef& A, int64_t ldy, int rows) {
+  TileArgs t{};
+  t.aq_stride = A.qs_stride;
+  t.a_blk_stride = A.nblk;
+  t.ab_stride = A.cols / 16;
+  t.ldy = ldy;
+  t.mask[0] = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+  t.mask[1] = rows >= 32 ? __mmask16(0xFFFF) : rows > 16 ? __mmask16((1u << (rows - 16)) - 1) : __mmask16(0);
+  return t;
+}
+
 template <class Fmt>
 void qmatmul(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
   const int64_t nb = W.cols / Fmt::kElems;
@@ -120,13 +132,7 @@ void qmatmul(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, floa
       next[1] = next[0];
       if (nrows > 16) next[1].init(W.data + size_t(g + 48) * W.row_stride, W.row_stride, nrows - 16);
     }
-    TileArgs t{};
-    t.aq_stride = A.qs_stride;
-    t.a_blk_stride = A.nblk;
-    t.ab_stride = A.cols / 16;
-    t.ldy = ldy;
-    t.mask[0] = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
-    t.mask[1] = rows >= 32 ? __mmask16(0xFFFF) : rows > 16 ? __mmask16((1u << (rows - 16)) - 1) : __mmask16(0);
+    TileArgs t = group_args(A, ldy, rows);
     for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {
       const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
       Fmt::pack(W, panels, nrows > 0 ? next : nullptr, RP, kb0, kb1, buf);

@@ -338,13 +338,7 @@ void qmatmul_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, f
   for (int64_t g = r0; g < r1; g += 32) {
     const int rows = int(r1 - g < 32 ? r1 - g : 32);
     const int RP = rows > 16 ? 2 : 1;
-    TileArgs t{};
-    t.aq_stride = A.qs_stride;
-    t.a_blk_stride = A.nblk;
-    t.ab_stride = A.cols / 16;
-    t.ldy = ldy;
-    t.mask[0] = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
-    t.mask[1] = rows >= 32 ? __mmask16(0xFFFF) : rows > 16 ? __mmask16((1u << (rows - 16)) - 1) : __mmask16(0);
+    TileArgs t = group_args(A, ldy, rows);
     for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {
       const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
       Fmt::pack_rp(W, g, RP, kb0, kb1, buf);
