@@ -181,7 +181,10 @@ struct Legacy {
   // ---- The panel layout (ops::repack_panels; Q8_0 and Q4_0 only) ----
   // Panel P: [nb x kRpVec bytes of vectors][nb x 32 bytes of f16 scales].
   static constexpr size_t kRpVec = T == DType::Q8_0 ? 512 : 256;
-  static constexpr size_t kRpAhead = 1024;  // prefetch distance in the vector stream
+  // Prefetch distance in the vector stream (tuned with bench_kernels): longer
+  // when each block takes longer (more activation rows).
+  template <int C>
+  static constexpr size_t kRpAhead = C == 1 ? 2048 : 4096;
 
   // The 8 u8 vectors (+kOffset) and the scales of one panel block.
   __attribute__((always_inline)) static inline void block_rp(const uint8_t* vec, const uint8_t* scl, __m512i* v,
@@ -217,8 +220,8 @@ struct Legacy {
       for (int64_t b = 0; b < nb; ++b) {
         // Each line once, kRpAhead bytes ahead (continuing into the next panel).
 #pragma GCC unroll 8
-        for (size_t o = 0; o < kRpVec; o += 64) prefetch_t0(vec + size_t(b) * kRpVec + kRpAhead + o);
-        if ((b & 1) == 0) prefetch_t0(scl + size_t(b) * 32 + kRpAhead / 8);
+        for (size_t o = 0; o < kRpVec; o += 64) prefetch_t0(vec + size_t(b) * kRpVec + kRpAhead<C> + o);
+        if ((b & 1) == 0) prefetch_t0(scl + size_t(b) * 32 + kRpAhead<C> / 8);
         __m512i v[8];
         __m512 dw;
         block_rp(vec + size_t(b) * kRpVec, scl + size_t(b) * 32, v, dw);
