@@ -171,7 +171,11 @@ void Mixtral::ffn_block(int64_t l, ForwardOutput& out) {
     ye_.resize(size_t(n * H));
     for (int64_t i = 0; i < n; ++i) std::copy_n(h_.data() + toks[size_t(i)] * H, H, xe_.data() + i * H);
     matmul_shared({{&lw.w1[size_t(e)], g_.data(), F}, {&lw.w3[size_t(e)], u_.data(), F}}, xe_.data(), n);
-    for (int64_t i = 0; i < n; ++i) ops::silu_mul(g_.data() + i * F, u_.data() + i * F, F, g_.data() + i * F);
+    // Elementwise over the n x F block, split over the pool (results do not
+    // depend on the split).
+    pool_.parallel_for(n * F, 4096, [&](int64_t b, int64_t e, int) {
+      ops::silu_mul(g_.data() + b, u_.data() + b, e - b, g_.data() + b);
+    });
     ops::matmul(lw.w2[size_t(e)], g_.data(), F, n, ye_.data(), H, pool_);
     for (int64_t i = 0; i < n; ++i) {
       float* dst = proj_.data() + toks[size_t(i)] * H;
