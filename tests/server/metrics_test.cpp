@@ -91,7 +91,9 @@ TEST(ServerMetrics, LoadingHasNoEngineStats) {
   std::istringstream is(text);
   std::string line;
   while (std::getline(is, line))
-    if (!line.empty() && line[0] != '#') EXPECT_EQ(line.rfind("moeserve_", 0), 0u) << line;
+    if (!line.empty() && line[0] != '#') {
+      EXPECT_EQ(line.rfind("moeserve_", 0), 0u) << line;
+    }
 }
 
 }  // namespace

@@ -33,7 +33,9 @@ void expect_cover(Seen& s, int64_t n, int64_t grain) {
   for (auto [b, e] : s.ranges) {
     EXPECT_LT(b, e);
     EXPECT_EQ(b % grain, 0) << "range start off the grain";
-    if (e != n) EXPECT_EQ(e % grain, 0) << "range end off the grain";
+    if (e != n) {
+      EXPECT_EQ(e % grain, 0) << "range end off the grain";
+    }
   }
 }
 
