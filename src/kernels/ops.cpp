@@ -148,41 +148,71 @@ QuantizedActs quantize_acts(DType wtype, const float* X, int64_t ldx, int64_t n,
   return A;
 }
 
-void matmul_q(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, ThreadPool& pool) {
+namespace {
+
+void check_q(const MatView& W, const QuantizedActs& A, int64_t ldy) {
   check_matmul_args(W, A.n, ldy, "matmul_q");
   if (A.cols != W.cols || A.format != ref::act_format(W.dtype))
     throw Error(ErrorKind::Internal, std::string("matmul_q: activations were prepared for another weight type/shape (") +
                                          dtype_name(W.dtype) + ")");
-  if (A.n == 0 || W.rows == 0) return;
-  if (W.cols == 0) {
-    for (int64_t i = 0; i < A.n; ++i) std::fill(Y + i * ldy, Y + i * ldy + W.rows, 0.0f);
-    return;
-  }
-  const int64_t work = W.rows * W.cols * A.n;
-  const Isa level = isa();
-  if (A.format == ref::ActFormat::None) {
-    const cpu::WeightsRef R = wref(W);
-    run_rows(pool, W.rows, work, [&](int64_t r0, int64_t r1, int) {
-      if (level == Isa::Avx512) return cpu::avx512::matmul_f(R, A.x.data(), A.cols, A.n, r0, r1, Y, ldy);
-      if (level == Isa::Avx2) return cpu::avx2::matmul_f(R, A.x.data(), A.cols, A.n, r0, r1, Y, ldy);
-      ref::matmul_float(W.slice_rows(r0, r1 - r0), A.x.data(), A.cols, A.n, Y + r0, ldy);
-    });
-    return;
-  }
-  const cpu::WeightsRef R = wref(W);
-  const cpu::ActsRef AR = aref(A);
-  const bool fast512 = level == Isa::Avx512 && cpu::avx512::has_q(W.dtype);
+  const bool fast512 = isa() == Isa::Avx512 && (A.format == ref::ActFormat::None || cpu::avx512::has_q(W.dtype));
   if (W.panel16 && !fast512)
     throw Error(ErrorKind::Internal, "matmul_q: a panel-layout matrix needs the AVX-512 kernels");
-  const bool fast2 = level == Isa::Avx2 && cpu::avx2::has_q(W.dtype);
-  run_rows(pool, W.rows, work, [&](int64_t r0, int64_t r1, int) {
-    if (fast512) return cpu::avx512::matmul_q(R, AR, r0, r1, Y, ldy);
-    if (fast2) return cpu::avx2::matmul_q(R, AR, r0, r1, Y, ldy);
-    for (int64_t i = 0; i < A.n; ++i) {
-      const ref::ActRow a = A.row(i);
-      for (int64_t r = r0; r < r1; ++r) Y[i * ldy + r] = ref::vec_dot(W.dtype, W.row(r), a, W.cols);
+}
+
+// Rows [r0, r1) of W times A, on the calling thread (W.cols > 0).
+void q_rows(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
+  const Isa level = isa();
+  const cpu::WeightsRef R = wref(W);
+  if (A.format == ref::ActFormat::None) {
+    if (level == Isa::Avx512) return cpu::avx512::matmul_f(R, A.x.data(), A.cols, A.n, r0, r1, Y, ldy);
+    if (level == Isa::Avx2) return cpu::avx2::matmul_f(R, A.x.data(), A.cols, A.n, r0, r1, Y, ldy);
+    return ref::matmul_float(W.slice_rows(r0, r1 - r0), A.x.data(), A.cols, A.n, Y + r0, ldy);
+  }
+  const cpu::ActsRef AR = aref(A);
+  if (level == Isa::Avx512 && cpu::avx512::has_q(W.dtype)) return cpu::avx512::matmul_q(R, AR, r0, r1, Y, ldy);
+  if (level == Isa::Avx2 && cpu::avx2::has_q(W.dtype)) return cpu::avx2::matmul_q(R, AR, r0, r1, Y, ldy);
+  for (int64_t i = 0; i < A.n; ++i) {
+    const ref::ActRow a = A.row(i);
+    for (int64_t r = r0; r < r1; ++r) Y[i * ldy + r] = ref::vec_dot(W.dtype, W.row(r), a, W.cols);
+  }
+}
+
+void zero_rows(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy) {
+  for (int64_t i = 0; i < A.n; ++i) std::fill(Y + i * ldy, Y + i * ldy + W.rows, 0.0f);
+}
+
+}  // namespace
+
+void matmul_q(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, ThreadPool& pool) {
+  const MatTarget t{&W, Y, ldy};
+  matmul_q_many(&t, 1, A, pool);
+}
+
+void matmul_q_many(const MatTarget* targets, int count, const QuantizedActs& A, ThreadPool& pool) {
+  // One virtual row space: target k's rows start at off[k], a multiple of
+  // the row grain, so no chunk of the pool splits a 32-row group.
+  std::vector<int64_t> off(static_cast<size_t>(count) + 1, 0);
+  int64_t work = 0;
+  for (int k = 0; k < count; ++k) {
+    const MatView& W = *targets[k].w;
+    check_q(W, A, targets[k].ldy);
+    if (A.n > 0 && W.rows > 0 && W.cols == 0) zero_rows(W, A, targets[k].y, targets[k].ldy);
+    const int64_t rows = (A.n == 0 || W.cols == 0) ? 0 : W.rows;
+    off[size_t(k) + 1] = off[size_t(k)] + (rows + kRowGrain - 1) / kRowGrain * kRowGrain;
+    work += rows * W.cols * A.n;
+  }
+  const int64_t total = off[size_t(count)];
+  if (total == 0) return;
+  auto body = [&](int64_t r0, int64_t r1, int) {
+    for (int k = 0; k < count; ++k) {
+      const int64_t b = std::max(r0, off[size_t(k)]) - off[size_t(k)];
+      const int64_t e = std::min({r1 - off[size_t(k)], targets[k].w->rows, off[size_t(k) + 1] - off[size_t(k)]});
+      if (b < e) q_rows(*targets[k].w, A, targets[k].y, targets[k].ldy, b, e);
     }
-  });
+  };
+  if (work < kMinParallelWork || pool.size() <= 1 || total <= kRowGrain) return body(0, total, 0);
+  pool.parallel_for_dynamic(total, kRowGrain, 4, body);
 }
 
 void matmul(const MatView& W, const float* X, int64_t ldx, int64_t n, float* Y, int64_t ldy, ThreadPool& pool) {

@@ -82,7 +82,9 @@ void Mixtral::matmul_shared(std::initializer_list<Target> targets, const float* 
     return;
   }
   ops::quantize_acts(first.w->dtype, X, cols, n, cols, pool_, &acts_);
-  for (const Target& t : targets) ops::matmul_q(*t.w, acts_, t.y, t.ldy, pool_);
+  std::vector<ops::MatTarget> mt;
+  for (const Target& t : targets) mt.push_back({t.w, t.y, t.ldy});
+  ops::matmul_q_many(mt.data(), int(mt.size()), acts_, pool_);
 }
 
 void Mixtral::attention_block(int64_t l, const std::vector<SeqChunk>& chunks, KvCache& kv) {

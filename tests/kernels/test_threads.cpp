@@ -71,5 +71,28 @@ TEST(Threads, ReadMemoryChecksum) {
   }
 }
 
+TEST(Threads, MatmulManyEqualsOneByOne) {
+  // Several weights sharing the activations in one parallel pass give each
+  // the bits matmul_q gives it alone (row counts not multiples of 32).
+  for (DType t : {DType::Q8_0, DType::Q4_K, DType::F16}) {
+    const int64_t cols = 512, n = 5;
+    const QMat a = quantized_matrix(t, 45, cols, 1), b = quantized_matrix(t, 7, cols, 2), c = quantized_matrix(t, 100, cols, 3);
+    const auto X = gaussian(size_t(n * cols), 9);
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      const ops::QuantizedActs A = ops::quantize_acts(t, X.data(), cols, n, cols, pool);
+      const MatView va = a.view(), vb = b.view(), vc = c.view();
+      std::vector<float> ya(size_t(n * 45)), yb(size_t(n * 7)), yc(size_t(n * 100));
+      const ops::MatTarget ts[3] = {{&va, ya.data(), 45}, {&vb, yb.data(), 7}, {&vc, yc.data(), 100}};
+      ops::matmul_q_many(ts, 3, A, pool);
+      for (const auto& [v, y] : {std::pair{&va, &ya}, std::pair{&vb, &yb}, std::pair{&vc, &yc}}) {
+        std::vector<float> want(y->size());
+        ops::matmul_q(*v, A, want.data(), v->rows, pool);
+        for (size_t k = 0; k < want.size(); ++k) ASSERT_EQ(bits(want[k]), bits((*y)[k])) << dtype_name(t) << " threads " << threads;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ms::test
