@@ -90,15 +90,22 @@ void ThreadPool::run_on_all(const std::function<void(int, int)>& fn) {
 
 void ThreadPool::parallel_for(int64_t n, const RangeFn& fn) { parallel_for(n, 1, fn); }
 
-void ThreadPool::parallel_for(int64_t n, int64_t grain, const RangeFn& fn) {
-  if (n <= 0) return;
+int ThreadPool::split(int64_t n, int64_t& grain, int64_t& units, const RangeFn& fn) {
+  if (n <= 0) return 0;
   if (grain < 1) grain = 1;
-  const int64_t units = (n + grain - 1) / grain;
+  units = (n + grain - 1) / grain;
   const int nt = int(std::min<int64_t>(units, n_threads_));
   if (nt <= 1) {
     fn(0, n, 0);
-    return;
+    return 0;
   }
+  return nt;
+}
+
+void ThreadPool::parallel_for(int64_t n, int64_t grain, const RangeFn& fn) {
+  int64_t units = 0;
+  const int nt = split(n, grain, units, fn);
+  if (nt == 0) return;
   run_on_all([&](int t, int) {
     if (t >= nt) return;
     const int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
@@ -108,14 +115,9 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const RangeFn& fn) {
 }
 
 void ThreadPool::parallel_for_dynamic(int64_t n, int64_t grain, int pieces, const RangeFn& fn) {
-  if (n <= 0) return;
-  if (grain < 1) grain = 1;
-  const int64_t units = (n + grain - 1) / grain;
-  const int nt = int(std::min<int64_t>(units, n_threads_));
-  if (nt <= 1) {
-    fn(0, n, 0);
-    return;
-  }
+  int64_t units = 0;
+  const int nt = split(n, grain, units, fn);
+  if (nt == 0) return;
   // Chunk size in units: about `pieces` chunks per thread.
   const int64_t per = std::max<int64_t>(1, units / (int64_t(nt) * std::max(pieces, 1)));
   std::atomic<int64_t> next{0};

@@ -44,6 +44,9 @@ class ThreadPool {
 
  private:
   void worker(int idx);
+  // Grain and unit count of [0, n); runs fn inline and returns 0 when one
+  // thread suffices, else the number of threads to use.
+  int split(int64_t n, int64_t& grain, int64_t& units, const RangeFn& fn);
 
   int n_threads_;
   std::vector<std::thread> threads_;

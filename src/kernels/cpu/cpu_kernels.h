@@ -52,6 +52,10 @@ struct ActsRef {
   /* Sum of the bytes as 64-bit words (a memory-read probe). */                                     \
   uint64_t read_sum(const uint8_t* p, size_t bytes);
 
+// Per-thread 64-byte aligned packing buffer of at least `bytes` (grows, never
+// shrinks; valid until the thread's next call). Defined in baseline code.
+uint8_t* pack_buffer(size_t bytes);
+
 namespace avx512 {
 MS_CPU_KERNEL_DECLS
 }

@@ -94,25 +94,6 @@ inline void prefetch_rows(const PanelRows& pr, size_t from, size_t to) {
     for (size_t o = from; o < to; o += 64) _mm_prefetch(reinterpret_cast<const char*>(pr.p[r] + o), _MM_HINT_T0);
 }
 
-inline uint8_t* pack_buffer(size_t bytes) {
-  struct Buf {
-    uint8_t* p = nullptr;
-    size_t cap = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf b;
-  if (bytes > b.cap) {
-    std::free(b.p);
-    b.cap = (bytes + 4095) / 4096 * 4096;
-    b.p = static_cast<uint8_t*>(std::aligned_alloc(64, b.cap));
-    if (!b.p) {
-      b.cap = 0;
-      throw std::bad_alloc();
-    }
-  }
-  return b.p;
-}
-
 struct TileArgs {
   const uint8_t* pk;
   int64_t nb;

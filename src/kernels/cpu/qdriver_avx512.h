@@ -21,26 +21,6 @@
 namespace ms::cpu::avx512 {
 namespace {
 
-// Per-thread packing buffer (grows, never shrinks).
-inline uint8_t* pack_buffer(size_t bytes) {
-  struct Buf {
-    uint8_t* p = nullptr;
-    size_t cap = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf b;
-  if (bytes > b.cap) {
-    std::free(b.p);
-    b.cap = (bytes + 4095) / 4096 * 4096;
-    b.p = static_cast<uint8_t*>(std::aligned_alloc(64, b.cap));
-    if (!b.p) {
-      b.cap = 0;
-      throw std::bad_alloc();
-    }
-  }
-  return b.p;
-}
-
 struct TileArgs {
   const uint8_t* pk;   // packed chunk: [block][panel][Fmt::kPanelBytes]
   int64_t nb;          // blocks in the chunk
@@ -113,13 +93,32 @@ inline TileArgs group_args(const ActsRef& A, int64_t ldy, int rows) {
   return t;
 }
 
+// The micro-kernels over one packed chunk (blocks [kb0, kb1) of a row group
+// of RP panels, packed at pk) for every activation row.
+template <class Fmt>
+void run_chunk(TileArgs t, const uint8_t* pk, const ActsRef& A, int64_t kb0, int64_t kb1, float* Yg, int RP,
+               ChunkPrefetch& pf) {
+  const int64_t ablk = Fmt::kElems / (A.format == kActQ8_32 ? 32 : 256);  // activation blocks per weight block
+  t.pk = pk;
+  t.nb = kb1 - kb0;
+  t.aq = A.qs + kb0 * Fmt::kElems;
+  t.ad = A.d + kb0 * ablk;
+  t.as = A.format == kActQ8_32 ? A.sum + kb0 * ablk : nullptr;
+  t.ab = A.format == kActQ8_256 ? A.bsum + kb0 * (Fmt::kElems / 16) : nullptr;
+  t.Y = Yg;
+  t.first = kb0 == 0;
+  if (RP == 2)
+    run_tiles<Fmt, 2>(t, A.n, A, pf);
+  else
+    run_tiles<Fmt, 1>(t, A.n, A, pf);
+}
+
 template <class Fmt>
 void qmatmul(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
   const int64_t nb = W.cols / Fmt::kElems;
   const int64_t n = A.n;
   const int64_t kc = n <= Fmt::kMaxC ? Fmt::kChunkSmall : Fmt::kChunkLarge;
   uint8_t* buf = pack_buffer(size_t(kc) * 2 * Fmt::kPanelBytes);
-  const int64_t ablk = Fmt::kElems / (A.format == kActQ8_32 ? 32 : 256);  // activation blocks per weight block
   for (int64_t g = r0; g < r1; g += 32) {
     const int rows = int(r1 - g < 32 ? r1 - g : 32);
     const int RP = rows > 16 ? 2 : 1;
@@ -143,18 +142,7 @@ void qmatmul(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, floa
         pf.start(panels, RP, size_t(kb1) * Fmt::kBlockBytes, size_t(kb1 + kc < nb ? kb1 + kc : nb) * Fmt::kBlockBytes, tiles);
       else if (nrows > 0)
         pf.start(next, nrows > 16 ? 2 : 1, 0, size_t(kc < nb ? kc : nb) * Fmt::kBlockBytes, tiles);
-      t.pk = buf;
-      t.nb = kb1 - kb0;
-      t.aq = A.qs + kb0 * Fmt::kElems;
-      t.ad = A.d + kb0 * ablk;
-      t.as = A.format == kActQ8_32 ? A.sum + kb0 * ablk : nullptr;
-      t.ab = A.format == kActQ8_256 ? A.bsum + kb0 * (Fmt::kElems / 16) : nullptr;
-      t.Y = Y + g;
-      t.first = kb0 == 0;
-      if (RP == 2)
-        run_tiles<Fmt, 2>(t, n, A, pf);
-      else
-        run_tiles<Fmt, 1>(t, n, A, pf);
+      run_chunk<Fmt>(t, buf, A, kb0, kb1, Y + g, RP, pf);
     }
   }
 }

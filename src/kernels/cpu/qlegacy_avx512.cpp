@@ -346,18 +346,7 @@ void qmatmul_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, f
       const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
       Fmt::pack_rp(W, g, RP, kb0, kb1, buf);
       ChunkPrefetch pf;  // pack_rp prefetched the next chunk already
-      t.pk = buf;
-      t.nb = kb1 - kb0;
-      t.aq = A.qs + kb0 * 32;
-      t.ad = A.d + kb0;
-      t.as = A.sum + kb0;
-      t.ab = nullptr;
-      t.Y = Y + g;
-      t.first = kb0 == 0;
-      if (RP == 2)
-        run_tiles<Fmt, 2>(t, n, A, pf);
-      else
-        run_tiles<Fmt, 1>(t, n, A, pf);
+      run_chunk<Fmt>(t, buf, A, kb0, kb1, Y + g, RP, pf);
     }
   }
 }
