@@ -185,19 +185,29 @@ void zero_rows(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy) 
 }  // namespace
 
 void matmul_q(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, ThreadPool& pool) {
-  const MatTarget t{&W, Y, ldy};
-  matmul_q_many(&t, 1, A, pool);
+  const MatTarget t{&W, Y, ldy, &A};
+  matmul_q_many(&t, 1, pool);
 }
 
 void matmul_q_many(const MatTarget* targets, int count, const QuantizedActs& A, ThreadPool& pool) {
+  std::vector<MatTarget> own(targets, targets + count);
+  for (MatTarget& t : own)
+    if (!t.a) t.a = &A;
+  matmul_q_many(own.data(), count, pool);
+}
+
+void matmul_q_many(const MatTarget* targets, int count, ThreadPool& pool) {
   // One virtual row space: target k's rows start at off[k], a multiple of
   // the row grain, so no chunk of the pool splits a 32-row group.
   std::vector<int64_t> off(static_cast<size_t>(count) + 1, 0);
   int64_t work = 0;
   for (int k = 0; k < count; ++k) {
-    const MatView& W = *targets[k].w;
-    check_q(W, A, targets[k].ldy);
-    if (A.n > 0 && W.rows > 0 && W.cols == 0) zero_rows(W, A, targets[k].y, targets[k].ldy);
+    const MatTarget& t = targets[k];
+    if (!t.a) throw Error(ErrorKind::Internal, "matmul_q_many: a target without activations");
+    const MatView& W = *t.w;
+    const QuantizedActs& A = *t.a;
+    check_q(W, A, t.ldy);
+    if (A.n > 0 && W.rows > 0 && W.cols == 0) zero_rows(W, A, t.y, t.ldy);
     const int64_t rows = (A.n == 0 || W.cols == 0) ? 0 : W.rows;
     off[size_t(k) + 1] = off[size_t(k)] + (rows + kRowGrain - 1) / kRowGrain * kRowGrain;
     work += rows * W.cols * A.n;
@@ -206,9 +216,10 @@ void matmul_q_many(const MatTarget* targets, int count, const QuantizedActs& A, 
   if (total == 0) return;
   auto body = [&](int64_t r0, int64_t r1, int) {
     for (int k = 0; k < count; ++k) {
+      const MatTarget& t = targets[k];
       const int64_t b = std::max(r0, off[size_t(k)]) - off[size_t(k)];
-      const int64_t e = std::min({r1 - off[size_t(k)], targets[k].w->rows, off[size_t(k) + 1] - off[size_t(k)]});
-      if (b < e) q_rows(*targets[k].w, A, targets[k].y, targets[k].ldy, b, e);
+      const int64_t e = std::min({r1 - off[size_t(k)], t.w->rows, off[size_t(k) + 1] - off[size_t(k)]});
+      if (b < e) q_rows(*t.w, *t.a, t.y, t.ldy, b, e);
     }
   };
   if (work < kMinParallelWork || pool.size() <= 1 || total <= kRowGrain) return body(0, total, 0);

@@ -126,7 +126,7 @@ void Mixtral::attention_block(int64_t l, const std::vector<SeqChunk>& chunks, Kv
 
 void Mixtral::ffn_block(int64_t l, ForwardOutput& out) {
   const LayerWeights& lw = w_.layers[size_t(l)];
-  const int64_t H = cfg_.hidden_size, F = cfg_.intermediate_size;
+  const int64_t H = cfg_.hidden_size;
   const float eps = float(cfg_.rms_norm_eps);
   for (int64_t t = 0; t < T_; ++t) ops::rmsnorm(x_.data() + t * H, lw.ffn_norm.data(), H, eps, h_.data() + t * H);
   std::fill(proj_.begin(), proj_.begin() + T_ * H, 0.0f);
@@ -162,31 +162,79 @@ void Mixtral::ffn_block(int64_t l, ForwardOutput& out) {
     }
   }
 
-  // Each expert runs once over all of its tokens.
-  for (int64_t e = 0; e < E; ++e) {
+  // Each chosen expert runs once over all of its tokens. Experts run in
+  // groups of consecutive indices holding up to kGroupRows routed tokens
+  // (whole layers at decode batch sizes), each group as one pass per matmul.
+  constexpr int64_t kGroupRows = 256;
+  for (int64_t e0 = 0; e0 < E;) {
+    int64_t e1 = e0 + 1, rows = int64_t(tok_of[size_t(e0)].size());
+    while (e1 < E && rows + int64_t(tok_of[size_t(e1)].size()) <= kGroupRows) rows += int64_t(tok_of[size_t(e1++)].size());
+    expert_group(lw, e0, e1, tok_of, wt_of);
+    e0 = e1;
+  }
+  for (int64_t i = 0; i < T_ * H; ++i) x_[size_t(i)] += proj_[size_t(i)];
+}
+
+void Mixtral::expert_group(const LayerWeights& lw, int64_t e0, int64_t e1,
+                           const std::vector<std::vector<int64_t>>& tok_of,
+                           const std::vector<std::vector<float>>& wt_of) {
+  const int64_t H = cfg_.hidden_size, F = cfg_.intermediate_size;
+  // Expert e's tokens are rows off[e]..off[e+1] of the gathered buffers. One
+  // parallel pass for all gate and up matmuls, one for all down matmuls:
+  // threads take rows of any expert as they finish, so there is one
+  // fork-join per pass rather than three per expert, and no tail per expert.
+  std::vector<int64_t> off(static_cast<size_t>(e1 - e0) + 1, 0);
+  for (int64_t e = e0; e < e1; ++e) off[size_t(e - e0) + 1] = off[size_t(e - e0)] + int64_t(tok_of[size_t(e)].size());
+  const int64_t R = off.back();
+  if (R == 0) return;
+  xe_.resize(size_t(R * H));
+  g_.resize(size_t(R * F));
+  u_.resize(size_t(R * F));
+  ye_.resize(size_t(R * H));
+  if (expert_acts_.size() < size_t(2 * (e1 - e0))) expert_acts_.resize(size_t(2 * (e1 - e0)));
+  std::vector<ops::MatTarget> mt;
+  for (int64_t e = e0; e < e1; ++e) {
     const auto& toks = tok_of[size_t(e)];
-    const int64_t n = int64_t(toks.size());
+    const int64_t n = int64_t(toks.size()), o = off[size_t(e - e0)];
     if (n == 0) continue;
-    xe_.resize(size_t(n * H));
-    g_.resize(size_t(n * F));
-    u_.resize(size_t(n * F));
-    ye_.resize(size_t(n * H));
-    for (int64_t i = 0; i < n; ++i) std::copy_n(h_.data() + toks[size_t(i)] * H, H, xe_.data() + i * H);
-    matmul_shared({{&lw.w1[size_t(e)], g_.data(), F}, {&lw.w3[size_t(e)], u_.data(), F}}, xe_.data(), n);
-    // Elementwise over the n x F block, split over the pool (results do not
-    // depend on the split).
-    pool_.parallel_for(n * F, 4096, [&](int64_t b, int64_t e, int) {
-      ops::silu_mul(g_.data() + b, u_.data() + b, e - b, g_.data() + b);
-    });
-    ops::matmul(lw.w2[size_t(e)], g_.data(), F, n, ye_.data(), H, pool_);
-    for (int64_t i = 0; i < n; ++i) {
-      float* dst = proj_.data() + toks[size_t(i)] * H;
-      const float* src = ye_.data() + i * H;
-      const float wgt = wt_of[size_t(e)][size_t(i)];
+    float* xe = xe_.data() + o * H;
+    for (int64_t i = 0; i < n; ++i) std::copy_n(h_.data() + toks[size_t(i)] * H, H, xe + i * H);
+    const MatView &w1 = lw.w1[size_t(e)], &w3 = lw.w3[size_t(e)];
+    ops::QuantizedActs& a1 = expert_acts_[size_t(2 * (e - e0))];
+    ops::QuantizedActs& a3 = expert_acts_[size_t(2 * (e - e0) + 1)];
+    ops::quantize_acts(w1.dtype, xe, H, n, H, pool_, &a1);
+    const bool shared = ref::act_format(w3.dtype) == ref::act_format(w1.dtype);
+    if (!shared) ops::quantize_acts(w3.dtype, xe, H, n, H, pool_, &a3);
+    mt.push_back({&w1, g_.data() + o * F, F, &a1});
+    mt.push_back({&w3, u_.data() + o * F, F, shared ? &a1 : &a3});
+  }
+  ops::matmul_q_many(mt.data(), int(mt.size()), pool_);
+  // Elementwise over the R x F block, split over the pool (results do not
+  // depend on the split).
+  pool_.parallel_for(R * F, 4096, [&](int64_t b, int64_t e, int) {
+    ops::silu_mul(g_.data() + b, u_.data() + b, e - b, g_.data() + b);
+  });
+  mt.clear();
+  for (int64_t e = e0; e < e1; ++e) {
+    const int64_t n = off[size_t(e - e0) + 1] - off[size_t(e - e0)], o = off[size_t(e - e0)];
+    if (n == 0) continue;
+    const MatView& w2 = lw.w2[size_t(e)];
+    ops::QuantizedActs& a2 = expert_acts_[size_t(2 * (e - e0))];
+    ops::quantize_acts(w2.dtype, g_.data() + o * F, F, n, F, pool_, &a2);
+    mt.push_back({&w2, ye_.data() + o * H, H, &a2});
+  }
+  ops::matmul_q_many(mt.data(), int(mt.size()), pool_);
+  // Weighted sum into each token's row, experts in index order (the same
+  // order whatever the batch and the grouping).
+  for (int64_t e = e0; e < e1; ++e) {
+    const auto& toks = tok_of[size_t(e)];
+    for (size_t i = 0; i < toks.size(); ++i) {
+      float* dst = proj_.data() + toks[i] * H;
+      const float* src = ye_.data() + (off[size_t(e - e0)] + int64_t(i)) * H;
+      const float wgt = wt_of[size_t(e)][i];
       for (int64_t c = 0; c < H; ++c) dst[c] += wgt * src[c];
     }
   }
-  for (int64_t i = 0; i < T_ * H; ++i) x_[size_t(i)] += proj_[size_t(i)];
 }
 
 }  // namespace ms

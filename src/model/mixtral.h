@@ -42,6 +42,10 @@ class Mixtral {
   using FVec = std::vector<float, AlignedAllocator<float>>;
   void attention_block(int64_t l, const std::vector<SeqChunk>& chunks, KvCache& kv);
   void ffn_block(int64_t l, ForwardOutput& out);
+  // Experts e0..e1-1 of a layer over their routed tokens (tok_of[e], with
+  // weights wt_of[e]), added into proj_.
+  void expert_group(const LayerWeights& lw, int64_t e0, int64_t e1, const std::vector<std::vector<int64_t>>& tok_of,
+                    const std::vector<std::vector<float>>& wt_of);
   // Y_i = X · W_iᵀ for weights sharing the input X [n][cols]: the activations
   // are quantized once when the weights share an activation format.
   struct Target {
@@ -66,8 +70,13 @@ class Mixtral {
   FVec att_;                     // [T][n_heads*head_dim]
   FVec proj_;                    // [T][hidden] block output
   FVec router_;                  // [T][n_experts]
-  FVec xe_, g_, u_, ye_;         // expert scratch: [n][hidden], [n][ffn], [n][ffn], [n][hidden]
+  FVec xe_, g_, u_, ye_;         // expert scratch over an expert group's R routed rows:
+                                 // [R][hidden], [R][ffn], [R][ffn], [R][hidden]
   ops::QuantizedActs acts_;      // shared quantized input of matmul_shared
+  // Per expert e of a group (from its first): [2e] its tokens' input (for w1,
+  // and w3 when it shares the activation format), then its SiLU-gated hidden
+  // (for w2); [2e+1] the input for a w3 of another activation format.
+  std::vector<ops::QuantizedActs> expert_acts_;
 };
 
 }  // namespace ms

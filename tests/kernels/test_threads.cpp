@@ -94,5 +94,46 @@ TEST(Threads, MatmulManyEqualsOneByOne) {
   }
 }
 
+TEST(Threads, MatmulManyWithOwnActivations) {
+  // A grouped pass (every expert over its own tokens): each target brings its
+  // activations, with different token counts (0 included), and gets the bits
+  // matmul_q gives it alone.
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::BF16}) {
+    const int64_t cols = 256;
+    const int64_t ns[4] = {3, 0, 9, 16};
+    const int64_t rows[4] = {45, 7, 100, 33};
+    std::vector<QMat> w;
+    std::vector<ops::QuantizedActs> acts(4);
+    std::vector<std::vector<float>> y(4);
+    for (int k = 0; k < 4; ++k) w.push_back(quantized_matrix(t, rows[k], cols, uint64_t(k + 1)));
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      std::vector<MatView> views;
+      std::vector<ops::MatTarget> ts;
+      for (int k = 0; k < 4; ++k) {
+        const auto X = gaussian(size_t(std::max<int64_t>(ns[k], 1) * cols), uint64_t(20 + k));
+        ops::quantize_acts(t, X.data(), cols, ns[k], cols, pool, &acts[size_t(k)]);
+        views.push_back(w[size_t(k)].view());
+        y[size_t(k)].assign(size_t(ns[k] * rows[k]), -1.0f);
+      }
+      for (int k = 0; k < 4; ++k) ts.push_back({&views[size_t(k)], y[size_t(k)].data(), rows[k], &acts[size_t(k)]});
+      ops::matmul_q_many(ts.data(), 4, pool);
+      for (int k = 0; k < 4; ++k) {
+        std::vector<float> want(y[size_t(k)].size());
+        ops::matmul_q(views[size_t(k)], acts[size_t(k)], want.data(), rows[k], pool);
+        for (size_t i = 0; i < want.size(); ++i)
+          ASSERT_EQ(bits(want[i]), bits(y[size_t(k)][i])) << dtype_name(t) << " target " << k << " threads " << threads;
+      }
+    }
+  }
+  // A target without activations is the caller's bug, reported as such.
+  ThreadPool pool(2);
+  const QMat m = quantized_matrix(DType::Q8_0, 16, 64, 5);
+  const MatView v = m.view();
+  std::vector<float> out(16);
+  const ops::MatTarget bad{&v, out.data(), 16};
+  EXPECT_THROW(ops::matmul_q_many(&bad, 1, pool), Error);
+}
+
 }  // namespace
 }  // namespace ms::test
