@@ -13,7 +13,8 @@ std::vector<float> tricky_acts(int64_t n, int64_t cols, uint64_t seed) {
   auto x = gaussian(size_t(n * cols), seed, 2.0f);
   for (int64_t i = 0; i < n; ++i) {
     float* r = x.data() + i * cols;
-    // An all-zero block, a block with exact .5 ties (amax 127 -> scale 1), tiny values.
+    // An all-zero block, a block with exact .5 ties (amax 127 -> scale 1), tiny
+  // values, huge values (scales beyond f16's range).
     if (cols >= 64) {
       for (int j = 0; j < 32; ++j) r[32 + j] = 0.0f;
     }
@@ -23,6 +24,9 @@ std::vector<float> tricky_acts(int64_t n, int64_t cols, uint64_t seed) {
     }
     if (cols >= 128) {
       for (int j = 0; j < 32; ++j) r[96 + j] *= 1e-20f;
+    }
+    if (cols >= 160) {
+      for (int j = 0; j < 32; ++j) r[128 + j] *= 1e7f;
     }
   }
   return x;
@@ -41,10 +45,24 @@ TEST(ActQuant, ReferenceSemantics) {
     for (int64_t b = 0; b < cols / B; ++b) {
       float amax = 0;
       for (int64_t i = 0; i < B; ++i) amax = std::max(amax, std::fabs(x[b * B + i]));
-      EXPECT_EQ(d[b], amax / 127.0f);
+      // llama.cpp's scales: q = round(x * 127/a); d = f16(a/127) for Q8_32
+      // (f32 where f16 cannot hold it), 1 / (127/a) for Q8_256.
+      const float id = amax > 0 ? 127.0f / amax : 0.0f;
+      const float d32 = amax / 127.0f, d16 = f16_to_f32(f32_to_f16(d32));
+      const float want = amax == 0 ? 0.0f
+                         : f == ref::ActFormat::Q8_256 ? 1.0f / id
+                         : (d16 != 0.0f && std::isfinite(d16) ? d16 : d32);
+      EXPECT_EQ(d[b], want) << "block " << b;
+      if (f == ref::ActFormat::Q8_32 && (b == 3 || b == 4)) {
+        EXPECT_EQ(d[b], d32) << "block " << b << " is beyond f16's range and keeps an f32 scale";
+      }
+      // Reconstruction: half a quantization step, plus the scale's own rounding
+      // (f16 has 11 significant bits) over at most 127 steps.
+      const float bound = d32 * 0.5f * (1 + 1e-5f) + std::fabs(d[b] - d32) * 127.0f * (1 + 1e-5f);
       for (int64_t i = 0; i < B; ++i) {
+        EXPECT_EQ(q[b * B + i], int8_t(std::nearbyint(x[b * B + i] * id)));
         EXPECT_LE(std::abs(int(q[b * B + i])), 127);
-        EXPECT_LE(std::fabs(x[b * B + i] - d[b] * q[b * B + i]), d[b] * 0.5f * (1 + 1e-5f));
+        EXPECT_LE(std::fabs(x[b * B + i] - d[b] * q[b * B + i]), bound);
       }
     }
     for (int64_t g = 0; g < cols / 16; ++g) {

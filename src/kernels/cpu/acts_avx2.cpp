@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/ref/quant_ref.h"
 
 namespace ms::cpu::avx2 {
 
@@ -31,14 +32,15 @@ inline int32_t hsum_i32(__m256i v) {
 
 // Quantizes 32*ng floats (ng groups of 4 vectors) with one scale: writes the
 // int8 quants, the per-16 sums into s16[] and returns the scale.
+template <ref::ActFormat F>
 inline float quant_block(const float* x, int ng, int8_t* qs, int32_t* s16) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   __m256 amax = _mm256_setzero_ps();
   #pragma GCC unroll 16
   for (int v = 0; v < 4 * ng; ++v) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * v)));
   const float m = hmax(amax);
-  const float d = m / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const ref::ActScale sc = ref::act_scale(F, m);
+  const float d = sc.d, id = sc.id;
   const __m256 vid = _mm256_set1_ps(id);
   const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   #pragma GCC unroll 16
@@ -65,13 +67,13 @@ void quantize_acts(const float* X, int64_t ldx, int64_t i0, int64_t i1, const Ac
     if (A.format == kActQ8_32) {
       int32_t* sum = A.sum + i * A.nblk;
       for (int64_t b = 0; b < A.nblk; ++b) {
-        d[b] = quant_block(x + 32 * b, 1, qs + 32 * b, s16);
+        d[b] = quant_block<ref::ActFormat::Q8_32>(x + 32 * b, 1, qs + 32 * b, s16);
         sum[b] = s16[0] + s16[1];
       }
     } else {
       int16_t* bsum = A.bsum + i * (A.cols / 16);
       for (int64_t b = 0; b < A.nblk; ++b) {
-        d[b] = quant_block(x + 256 * b, 8, qs + 256 * b, s16);
+        d[b] = quant_block<ref::ActFormat::Q8_256>(x + 256 * b, 8, qs + 256 * b, s16);
         #pragma GCC unroll 16
         for (int v = 0; v < 16; ++v) bsum[16 * b + v] = int16_t(s16[v]);
       }

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/ref/quant_ref.h"
 
 namespace ms::cpu::avx512 {
 
@@ -17,13 +18,14 @@ namespace {
 
 // Quantizes `nv` vectors of 16 floats sharing one scale; returns the scale and
 // leaves the int32 quants in q[].
+template <ref::ActFormat F>
 inline float quant_block(const float* x, int nv, __m512i* q) {
   __m512 amax = _mm512_setzero_ps();
   #pragma GCC unroll 16
   for (int v = 0; v < nv; ++v) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * v)));
   const float m = _mm512_reduce_max_ps(amax);
-  const float d = m / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const ref::ActScale sc = ref::act_scale(F, m);
+  const float d = sc.d, id = sc.id;
   const __m512 vid = _mm512_set1_ps(id);
   #pragma GCC unroll 16
   for (int v = 0; v < nv; ++v) q[v] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * v), vid));
@@ -41,7 +43,7 @@ void quantize_acts(const float* X, int64_t ldx, int64_t i0, int64_t i1, const Ac
       int32_t* sum = A.sum + i * A.nblk;
       for (int64_t b = 0; b < A.nblk; ++b) {
         __m512i q[2];
-        d[b] = quant_block(x + 32 * b, 2, q);
+        d[b] = quant_block<ref::ActFormat::Q8_32>(x + 32 * b, 2, q);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 32 * b), _mm512_cvtsepi32_epi8(q[0]));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 32 * b + 16), _mm512_cvtsepi32_epi8(q[1]));
         sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1]));
@@ -50,7 +52,7 @@ void quantize_acts(const float* X, int64_t ldx, int64_t i0, int64_t i1, const Ac
       int16_t* bsum = A.bsum + i * (A.cols / 16);
       for (int64_t b = 0; b < A.nblk; ++b) {
         __m512i q[16];
-        d[b] = quant_block(x + 256 * b, 16, q);
+        d[b] = quant_block<ref::ActFormat::Q8_256>(x + 256 * b, 16, q);
         #pragma GCC unroll 16
         for (int v = 0; v < 16; ++v) {
           _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 256 * b + 16 * v), _mm512_cvtsepi32_epi8(q[v]));

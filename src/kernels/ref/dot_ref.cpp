@@ -38,6 +38,18 @@ inline int round_even(float v) {
 }
 }  // namespace
 
+ActScale act_scale(ActFormat f, float amax) {
+  if (amax == 0.0f) return {0.0f, 0.0f};
+  const float id = 127.0f / amax;
+  if (f == ActFormat::Q8_32) {
+    // Outside f16's range (|x| beyond ~8e6 or below ~8e-6) the scale stays f32
+    // rather than becoming inf or 0.
+    const float d = amax / 127.0f, d16 = f16_to_f32(f32_to_f16(d));
+    return {d16 != 0.0f && std::isfinite(d16) ? d16 : d, id};
+  }
+  return {1.0f / id, id};
+}
+
 void quantize_act_row(ActFormat f, const float* x, int64_t cols, int8_t* qs, float* d, int32_t* sum,
                       int16_t* bsum) {
   const int64_t B = act_block(f);
@@ -48,10 +60,9 @@ void quantize_act_row(ActFormat f, const float* x, int64_t cols, int8_t* qs, flo
     int8_t* q = qs + b * B;
     float amax = 0.0f;
     for (int64_t i = 0; i < B; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
-    const float db = amax / 127.0f;
-    const float id = db != 0.0f ? 1.0f / db : 0.0f;
-    d[b] = db;
-    for (int64_t i = 0; i < B; ++i) q[i] = int8_t(round_even(xb[i] * id));
+    const ActScale sc = act_scale(f, amax);
+    d[b] = sc.d;
+    for (int64_t i = 0; i < B; ++i) q[i] = int8_t(round_even(xb[i] * sc.id));
     if (f == ActFormat::Q8_32 && sum) {
       int32_t s = 0;
       for (int64_t i = 0; i < B; ++i) s += q[i];

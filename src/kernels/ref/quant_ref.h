@@ -10,9 +10,15 @@
 // 8 bits, as the formats are meant to be run:
 //   legacy weights (Q8_0 Q4_0 Q4_1 Q5_0 Q5_1) -> ActFormat::Q8_32, blocks of 32;
 //   K weights (Q4_K Q5_K Q6_K Q8_K)          -> ActFormat::Q8_256, blocks of 256.
-// Per block: d = max|x| / 127 (float32), id = d ? 1/d : 0,
+// Per block, with a = max|x| (all scales 0 when a = 0), as llama.cpp's x86
+// build quantizes them, so that answers match llama.cpp's on its own files:
+//   Q8_32 (its block_q8_0):  id = 127 / a,  d = f16(a / 127) (the scale is stored as f16;
+//                            a / 127 itself where f16 would overflow or flush to 0);
+//   Q8_256 (its block_q8_K): id = 127 / a,  d = 1 / id        (float32);
 //   q[i] = round-half-even(x[i] * id)  (in [-127, 127]);
 //   Q8_32 also keeps sum = Σq (int32) per block, Q8_256 keeps bsum = Σq per 16 (int16).
+// (ggml's q8_K takes the signed extreme x_m and scales by -127/x_m; that flips
+// the signs of q and d together, which leaves every product unchanged.)
 //
 // Dot product of a weight row with an activation row: one float accumulator,
 // updated once per block in block order with fused multiply-adds:
@@ -48,6 +54,13 @@ struct ActRow {
   const int32_t* sum = nullptr;
   const int16_t* bsum = nullptr;
 };
+
+// The scales of one activation block of format f (Q8_32 or Q8_256) whose
+// largest magnitude is amax: q = round-half-even(x * id), value = q * d.
+struct ActScale {
+  float d, id;
+};
+ActScale act_scale(ActFormat f, float amax);
 
 // Quantizes one activation row (cols a multiple of the block). `sum` (Q8_32) or
 // `bsum` (Q8_256) receive the block sums.
