@@ -189,13 +189,6 @@ void matmul_q(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, T
   matmul_q_many(&t, 1, pool);
 }
 
-void matmul_q_many(const MatTarget* targets, int count, const QuantizedActs& A, ThreadPool& pool) {
-  std::vector<MatTarget> own(targets, targets + count);
-  for (MatTarget& t : own)
-    if (!t.a) t.a = &A;
-  matmul_q_many(own.data(), count, pool);
-}
-
 void matmul_q_many(const MatTarget* targets, int count, ThreadPool& pool) {
   // One virtual row space: target k's rows start at off[k], a multiple of
   // the row grain, so no chunk of the pool splits a 32-row group.

@@ -70,18 +70,16 @@ QuantizedActs quantize_acts(DType wtype, const float* X, int64_t ldx, int64_t n,
 void matmul_q(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, ThreadPool& pool);
 // Several matmul_q as one parallel pass: one fork-join instead of one per
 // weight, so the threads' tails do not add up. Each Y as matmul_q computes it.
-// Targets either share activations (Q, K and V; an expert's gate and up) or
-// bring their own (`a`: every expert of a layer over its own tokens, a
+// Targets may share activations (Q, K and V; an expert's gate and up) or
+// each have their own (every expert of a layer over its own tokens: a
 // grouped GEMM). Threads take the next rows of any target as they finish, so
 // there is one fork-join per pass and no tail per weight.
 struct MatTarget {
   const MatView* w;
   float* y;
   int64_t ldy;
-  const QuantizedActs* a = nullptr;  // null: the activations passed to matmul_q_many
+  const QuantizedActs* a;  // required (else Error)
 };
-void matmul_q_many(const MatTarget* targets, int count, const QuantizedActs& A, ThreadPool& pool);
-// Every target brings its own activations (t.a != null, else Error).
 void matmul_q_many(const MatTarget* targets, int count, ThreadPool& pool);
 
 // Name of the kernel set matmul uses on this CPU ("avx512", "avx2" or "scalar").

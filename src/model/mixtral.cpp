@@ -71,20 +71,17 @@ void Mixtral::forward(const std::vector<SeqChunk>& chunks, KvCache& kv, ForwardO
   ops::matmul(w_.output, h_.data(), H, int64_t(rows.size()), out.logits.data(), V, pool_);
 }
 
-void Mixtral::matmul_shared(std::initializer_list<Target> targets, const float* X, int64_t n) {
-  const Target& first = *targets.begin();
-  const int64_t cols = first.w->cols;
-  bool same = true;
-  for (const Target& t : targets)
-    same = same && t.w->cols == cols && ref::act_format(t.w->dtype) == ref::act_format(first.w->dtype);
-  if (!same) {
-    for (const Target& t : targets) ops::matmul(*t.w, X, cols, n, t.y, t.ldy, pool_);
-    return;
+void Mixtral::add_shared_input(std::initializer_list<Target> targets, const float* X, int64_t n,
+                               ops::QuantizedActs* slots, std::vector<ops::MatTarget>& mt) {
+  // One quantization of X per activation format among the weights (they
+  // usually share one; a Q4_K_M file mixes legacy and K types).
+  bool ready[kActFormats] = {};
+  for (const Target& t : targets) {
+    const int f = int(ref::act_format(t.w->dtype));
+    if (!ready[f]) ops::quantize_acts(t.w->dtype, X, t.w->cols, n, t.w->cols, pool_, &slots[f]);
+    ready[f] = true;
+    mt.push_back({t.w, t.y, t.ldy, &slots[f]});
   }
-  ops::quantize_acts(first.w->dtype, X, cols, n, cols, pool_, &acts_);
-  std::vector<ops::MatTarget> mt;
-  for (const Target& t : targets) mt.push_back({t.w, t.y, t.ldy});
-  ops::matmul_q_many(mt.data(), int(mt.size()), acts_, pool_);
 }
 
 void Mixtral::attention_block(int64_t l, const std::vector<SeqChunk>& chunks, KvCache& kv) {
@@ -99,7 +96,9 @@ void Mixtral::attention_block(int64_t l, const std::vector<SeqChunk>& chunks, Kv
   att_.resize(size_t(T_ * QD));
   proj_.resize(size_t(T_ * H));
   for (int64_t t = 0; t < T_; ++t) ops::rmsnorm(x_.data() + t * H, lw.attn_norm.data(), H, eps, h_.data() + t * H);
-  matmul_shared({{&lw.wq, q_.data(), QD}, {&lw.wk, k_.data(), KD}, {&lw.wv, v_.data(), KD}}, h_.data(), T_);
+  std::vector<ops::MatTarget> mt;
+  add_shared_input({{&lw.wq, q_.data(), QD}, {&lw.wk, k_.data(), KD}, {&lw.wv, v_.data(), KD}}, h_.data(), T_, acts_, mt);
+  ops::matmul_q_many(mt.data(), int(mt.size()), pool_);
 
   // Rotary embeddings, then store K/V of the new tokens in the paged cache.
   const ops::PagedKv cache = kv.layer(l);
@@ -191,7 +190,7 @@ void Mixtral::expert_group(const LayerWeights& lw, int64_t e0, int64_t e1,
   g_.resize(size_t(R * F));
   u_.resize(size_t(R * F));
   ye_.resize(size_t(R * H));
-  if (expert_acts_.size() < size_t(2 * (e1 - e0))) expert_acts_.resize(size_t(2 * (e1 - e0)));
+  if (expert_acts_.size() < size_t(kActFormats * (e1 - e0))) expert_acts_.resize(size_t(kActFormats * (e1 - e0)));
   std::vector<ops::MatTarget> mt;
   for (int64_t e = e0; e < e1; ++e) {
     const auto& toks = tok_of[size_t(e)];
@@ -199,14 +198,8 @@ void Mixtral::expert_group(const LayerWeights& lw, int64_t e0, int64_t e1,
     if (n == 0) continue;
     float* xe = xe_.data() + o * H;
     for (int64_t i = 0; i < n; ++i) std::copy_n(h_.data() + toks[size_t(i)] * H, H, xe + i * H);
-    const MatView &w1 = lw.w1[size_t(e)], &w3 = lw.w3[size_t(e)];
-    ops::QuantizedActs& a1 = expert_acts_[size_t(2 * (e - e0))];
-    ops::QuantizedActs& a3 = expert_acts_[size_t(2 * (e - e0) + 1)];
-    ops::quantize_acts(w1.dtype, xe, H, n, H, pool_, &a1);
-    const bool shared = ref::act_format(w3.dtype) == ref::act_format(w1.dtype);
-    if (!shared) ops::quantize_acts(w3.dtype, xe, H, n, H, pool_, &a3);
-    mt.push_back({&w1, g_.data() + o * F, F, &a1});
-    mt.push_back({&w3, u_.data() + o * F, F, shared ? &a1 : &a3});
+    add_shared_input({{&lw.w1[size_t(e)], g_.data() + o * F, F}, {&lw.w3[size_t(e)], u_.data() + o * F, F}}, xe, n,
+                     &expert_acts_[size_t(kActFormats * (e - e0))], mt);
   }
   ops::matmul_q_many(mt.data(), int(mt.size()), pool_);
   // Elementwise over the R x F block, split over the pool (results do not
@@ -218,10 +211,8 @@ void Mixtral::expert_group(const LayerWeights& lw, int64_t e0, int64_t e1,
   for (int64_t e = e0; e < e1; ++e) {
     const int64_t n = off[size_t(e - e0) + 1] - off[size_t(e - e0)], o = off[size_t(e - e0)];
     if (n == 0) continue;
-    const MatView& w2 = lw.w2[size_t(e)];
-    ops::QuantizedActs& a2 = expert_acts_[size_t(2 * (e - e0))];
-    ops::quantize_acts(w2.dtype, g_.data() + o * F, F, n, F, pool_, &a2);
-    mt.push_back({&w2, ye_.data() + o * H, H, &a2});
+    add_shared_input({{&lw.w2[size_t(e)], ye_.data() + o * H, H}}, g_.data() + o * F, n,
+                     &expert_acts_[size_t(kActFormats * (e - e0))], mt);
   }
   ops::matmul_q_many(mt.data(), int(mt.size()), pool_);
   // Weighted sum into each token's row, experts in index order (the same

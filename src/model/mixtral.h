@@ -46,14 +46,18 @@ class Mixtral {
   // weights wt_of[e]), added into proj_.
   void expert_group(const LayerWeights& lw, int64_t e0, int64_t e1, const std::vector<std::vector<int64_t>>& tok_of,
                     const std::vector<std::vector<float>>& wt_of);
-  // Y_i = X · W_iᵀ for weights sharing the input X [n][cols]: the activations
-  // are quantized once when the weights share an activation format.
+  // Weights sharing the input X [n][cols] (Q, K and V; an expert's gate and
+  // up): X is quantized once per activation format into slots[format]
+  // (kActFormats of them) and a target per weight is appended to mt, for
+  // ops::matmul_q_many.
   struct Target {
     const MatView* w;
     float* y;
     int64_t ldy;
   };
-  void matmul_shared(std::initializer_list<Target> targets, const float* X, int64_t n);
+  static constexpr int kActFormats = 3;  // ref::ActFormat: None, Q8_32, Q8_256
+  void add_shared_input(std::initializer_list<Target> targets, const float* X, int64_t n, ops::QuantizedActs* slots,
+                        std::vector<ops::MatTarget>& mt);
 
   ModelConfig cfg_;
   ThreadPool& pool_;
@@ -72,10 +76,9 @@ class Mixtral {
   FVec router_;                  // [T][n_experts]
   FVec xe_, g_, u_, ye_;         // expert scratch over an expert group's R routed rows:
                                  // [R][hidden], [R][ffn], [R][ffn], [R][hidden]
-  ops::QuantizedActs acts_;      // shared quantized input of matmul_shared
-  // Per expert e of a group (from its first): [2e] its tokens' input (for w1,
-  // and w3 when it shares the activation format), then its SiLU-gated hidden
-  // (for w2); [2e+1] the input for a w3 of another activation format.
+  ops::QuantizedActs acts_[kActFormats];  // the attention input, per activation format
+  // Per expert of a group, kActFormats slots: its tokens' input (gate, up),
+  // then its SiLU-gated hidden (down).
   std::vector<ops::QuantizedActs> expert_acts_;
 };
 

@@ -83,8 +83,8 @@ TEST(Threads, MatmulManyEqualsOneByOne) {
       const ops::QuantizedActs A = ops::quantize_acts(t, X.data(), cols, n, cols, pool);
       const MatView va = a.view(), vb = b.view(), vc = c.view();
       std::vector<float> ya(size_t(n * 45)), yb(size_t(n * 7)), yc(size_t(n * 100));
-      const ops::MatTarget ts[3] = {{&va, ya.data(), 45}, {&vb, yb.data(), 7}, {&vc, yc.data(), 100}};
-      ops::matmul_q_many(ts, 3, A, pool);
+      const ops::MatTarget ts[3] = {{&va, ya.data(), 45, &A}, {&vb, yb.data(), 7, &A}, {&vc, yc.data(), 100, &A}};
+      ops::matmul_q_many(ts, 3, pool);
       for (const auto& [v, y] : {std::pair{&va, &ya}, std::pair{&vb, &yb}, std::pair{&vc, &yc}}) {
         std::vector<float> want(y->size());
         ops::matmul_q(*v, A, want.data(), v->rows, pool);
@@ -131,7 +131,7 @@ TEST(Threads, MatmulManyWithOwnActivations) {
   const QMat m = quantized_matrix(DType::Q8_0, 16, 64, 5);
   const MatView v = m.view();
   std::vector<float> out(16);
-  const ops::MatTarget bad{&v, out.data(), 16};
+  const ops::MatTarget bad{&v, out.data(), 16, nullptr};
   EXPECT_THROW(ops::matmul_q_many(&bad, 1, pool), Error);
 }
 
