@@ -78,7 +78,7 @@ uint16_t f32_to_f16(float f) {
   std::memcpy(&u, &f, 4);
   const uint16_t sign = uint16_t((u >> 16) & 0x8000);
   const uint32_t au = u & 0x7fffffffu;
-  if (au > 0x7f800000u) return sign | 0x7e00;           // NaN
+  if (au > 0x7f800000u) return uint16_t(sign | 0x7e00 | ((au >> 13) & 0x3ff));  // NaN: quiet, payload's top bits
   if (au >= 0x477ff000u) return sign | 0x7c00;          // overflow -> inf (incl. rounding up)
   if (au < 0x38800000u) {                                // subnormal or zero in f16
     if (au < 0x33000000u) return sign;                   // < half of smallest subnormal

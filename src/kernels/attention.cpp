@@ -40,32 +40,24 @@ void rope_inv_freq(double theta, int64_t head_dim, float* inv_freq) {
   }
 }
 
-void rope(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, bool interleaved) {
+void rope_table(int64_t head_dim, int64_t pos, const float* inv_freq, float* cs) {
   const int64_t half = head_dim / 2;
   for (int64_t i = 0; i < half; ++i) {
     const float angle = float(pos) * inv_freq[i];
-    const float c = float(std::cos(double(angle)));
-    const float s = float(std::sin(double(angle)));
+    cs[i] = float(std::cos(double(angle)));
+    cs[half + i] = float(std::sin(double(angle)));
+  }
+}
+
+void rope_apply(float* x, int64_t head_dim, const float* cs, bool interleaved) {
+  const int64_t half = head_dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float c = cs[i], s = cs[half + i];
     const int64_t a = interleaved ? 2 * i : i;
     const int64_t b = interleaved ? 2 * i + 1 : i + half;
     const float x0 = x[a], x1 = x[b];
     x[a] = x0 * c - x1 * s;
     x[b] = x1 * c + x0 * s;
-  }
-}
-
-void kv_store(const PagedKv& kv, int32_t block, int32_t slot, const float* k, const float* v) {
-  const int64_t off = kv.offset(block, slot), n = kv.n_kv_heads * kv.head_dim;
-  if (kv.dtype == KvDType::F32) {
-    std::copy_n(k, n, static_cast<float*>(kv.k) + off);
-    std::copy_n(v, n, static_cast<float*>(kv.v) + off);
-    return;
-  }
-  uint16_t* hk = static_cast<uint16_t*>(kv.k) + off;
-  uint16_t* hv = static_cast<uint16_t*>(kv.v) + off;
-  for (int64_t i = 0; i < n; ++i) {
-    hk[i] = f32_to_f16(k[i]);
-    hv[i] = f32_to_f16(v[i]);
   }
 }
 
@@ -93,6 +85,26 @@ constexpr int64_t kTargetRows = 64;            // query rows per work item (toke
 constexpr int64_t kMaxScoreFloats = 1 << 19;   // cap on an item's score buffer (2 MiB)
 
 }  // namespace
+
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n) {
+  switch (auto_level()) {
+    case Level::Avx512: return cpu::avx512::f32_to_f16_row(x, y, n);
+    case Level::Avx2: return cpu::avx2::f32_to_f16_row(x, y, n);
+    case Level::Scalar:
+      for (int64_t i = 0; i < n; ++i) y[i] = f32_to_f16(x[i]);
+  }
+}
+
+void kv_store(const PagedKv& kv, int32_t block, int32_t slot, const float* k, const float* v) {
+  const int64_t off = kv.offset(block, slot), n = kv.n_kv_heads * kv.head_dim;
+  if (kv.dtype == KvDType::F32) {
+    std::copy_n(k, n, static_cast<float*>(kv.k) + off);
+    std::copy_n(v, n, static_cast<float*>(kv.v) + off);
+    return;
+  }
+  f32_to_f16_row(k, static_cast<uint16_t*>(kv.k) + off, n);
+  f32_to_f16_row(v, static_cast<uint16_t*>(kv.v) + off, n);
+}
 
 void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, int64_t n_heads,
                      int64_t window, ThreadPool& pool) {

@@ -15,8 +15,12 @@ namespace ms::ops {
 // interleaved=false: HF rotate-half (pairs i, i + head_dim/2);
 // interleaved=true: adjacent pairs (2i, 2i+1), llama.cpp's layout.
 // inv_freq[i] = theta^(-2i/head_dim) as computed by rope_inv_freq.
+// A position's rotation depends only on pos, so a forward pass computes its
+// table once per token (rope_table) and applies it to every head of every
+// layer (rope_apply).
 void rope_inv_freq(double theta, int64_t head_dim, float* inv_freq /*[head_dim/2]*/);
-void rope(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, bool interleaved);
+void rope_table(int64_t head_dim, int64_t pos, const float* inv_freq, float* cs /*[head_dim]: cos, then sin*/);
+void rope_apply(float* x, int64_t head_dim, const float* cs /*[head_dim] from rope_table*/, bool interleaved);
 
 // Element type of the cache. F16 halves its memory and is what llama.cpp
 // keeps by default; with it the query is rounded to f16 too, so q·k is the
@@ -34,6 +38,9 @@ struct PagedKv {
     return (int64_t(block) * block_size + slot) * n_kv_heads * head_dim;
   }
 };
+
+// y[i] = f32_to_f16(x[i]) (round to nearest even), with F16C where the CPU has it.
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
 
 // Stores one token's keys and values (each [n_kv_heads * head_dim] f32) at (block, slot).
 void kv_store(const PagedKv& kv, int32_t block, int32_t slot, const float* k, const float* v);

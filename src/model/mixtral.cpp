@@ -30,12 +30,14 @@ void Mixtral::forward(const std::vector<SeqChunk>& chunks, KvCache& kv, ForwardO
   }
   pos_.resize(size_t(T_));
   x_.resize(size_t(T_ * H));
+  rope_cs_.resize(size_t(T_ * cfg_.head_dim));
   int64_t t = 0;
   for (const SeqChunk& c : chunks) {
     for (int32_t i = 0; i < c.n_tokens; ++i, ++t) {
       const int32_t tok = c.tokens[i];
       if (tok < 0 || tok >= V) bad_input("token id " + std::to_string(tok) + " outside the vocabulary");
       pos_[size_t(t)] = c.pos0 + i;
+      ops::rope_table(cfg_.head_dim, pos_[size_t(t)], inv_freq_.data(), rope_cs_.data() + t * cfg_.head_dim);
       ops::dequantize_row(w_.tok_embd.dtype, w_.tok_embd.row(tok), x_.data() + t * H, H);
     }
   }
@@ -109,10 +111,9 @@ void Mixtral::attention_block(int64_t l, const std::vector<SeqChunk>& chunks, Kv
     tasks.push_back({q_.data() + t * QD, att_.data() + t * QD, c.n_tokens, c.pos0, c.block_table});
     for (int32_t i = 0; i < c.n_tokens; ++i, ++t) {
       const int64_t pos = pos_[size_t(t)];
-      for (int64_t h = 0; h < cfg_.num_heads; ++h)
-        ops::rope(q_.data() + t * QD + h * D, D, pos, inv_freq_.data(), cfg_.rope_interleaved);
-      for (int64_t h = 0; h < cfg_.num_kv_heads; ++h)
-        ops::rope(k_.data() + t * KD + h * D, D, pos, inv_freq_.data(), cfg_.rope_interleaved);
+      const float* cs = rope_cs_.data() + t * D;
+      for (int64_t h = 0; h < cfg_.num_heads; ++h) ops::rope_apply(q_.data() + t * QD + h * D, D, cs, cfg_.rope_interleaved);
+      for (int64_t h = 0; h < cfg_.num_kv_heads; ++h) ops::rope_apply(k_.data() + t * KD + h * D, D, cs, cfg_.rope_interleaved);
       const int32_t block = c.block_table[pos / kv.block_size()];
       const int32_t slot = int32_t(pos % kv.block_size());
       ops::kv_store(cache, block, slot, k_.data() + t * KD, v_.data() + t * KD);

@@ -67,6 +67,7 @@ class Mixtral {
   // Run state of the current step (T = tokens in the step).
   int64_t T_ = 0;
   std::vector<int32_t> pos_;     // [T] position of each token
+  std::vector<float> rope_cs_;   // [T][head_dim] cos, then sin, of each token's rotation
   FVec x_;                       // [T][hidden] residual stream
   FVec h_;                       // [T][hidden] normed input of a block
   FVec q_;                       // [T][n_heads*head_dim]

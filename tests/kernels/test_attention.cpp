@@ -26,6 +26,7 @@
 
 #include "kernel_test_util.h"
 #include "kernels/attention.h"
+#include "kernels/cpu/attention_cpu.h"
 #include "kernels/ref/attention_ref.h"
 
 namespace ms::test {
@@ -288,6 +289,39 @@ TEST(Attention, AutoIsTheMatmulIsa) {
   const std::string n = ops::isa_name();
   const AttnImpl expect = n == "avx512" ? AttnImpl::Avx512 : n == "avx2" ? AttnImpl::Avx2 : AttnImpl::Scalar;
   EXPECT_TRUE(bit_equal(f.run(AttnImpl::Auto, 2), f.run(expect, 2))) << n;
+}
+
+// The KV cache's f32 -> f16 stores: each SIMD converter equals the scalar
+// f32_to_f16 bit for bit, over lengths around the vector widths and values
+// that exercise every rounding path (ties, subnormals, overflow, NaN payloads).
+TEST(Attention, F16RowConversionMatchesScalar) {
+  std::vector<uint32_t> special = {0x00000000u, 0x80000000u, 0x33000000u, 0x33000001u, 0x387fe000u, 0x38800000u,
+                                   0x38801000u, 0x38803000u, 0x3f801000u, 0x3f803000u, 0x477fe000u, 0x477ff000u,
+                                   0x477fefffu, 0x7f7fffffu, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u,
+                                   0xffffffffu, 0x00000001u, 0x80400000u, 0x3c000000u};
+  std::mt19937 rng(7);
+  for (int64_t n : {1, 7, 8, 9, 15, 16, 17, 33, 4097}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      uint32_t u = i < int64_t(special.size()) && n > 30 ? special[size_t(i)] : uint32_t(rng());
+      if (i % 3 == 1) u = (u & 0x807fffffu) | (uint32_t(100 + rng() % 50) << 23);  // mostly in f16's range
+      std::memcpy(&x[size_t(i)], &u, 4);
+    }
+    std::vector<uint16_t> want(static_cast<size_t>(n)), got(static_cast<size_t>(n), 0xABCD);
+    for (int64_t i = 0; i < n; ++i) want[size_t(i)] = f32_to_f16(x[size_t(i)]);
+    ops::f32_to_f16_row(x.data(), got.data(), n);
+    EXPECT_EQ(got, want) << "dispatched, n=" << n;
+    if (has_isa(Isa::Avx512)) {
+      std::fill(got.begin(), got.end(), 0xABCD);
+      cpu::avx512::f32_to_f16_row(x.data(), got.data(), n);
+      EXPECT_EQ(got, want) << "avx512, n=" << n;
+    }
+    if (has_isa(Isa::Avx2)) {
+      std::fill(got.begin(), got.end(), 0xABCD);
+      cpu::avx2::f32_to_f16_row(x.data(), got.data(), n);
+      EXPECT_EQ(got, want) << "avx2, n=" << n;
+    }
+  }
 }
 
 }  // namespace

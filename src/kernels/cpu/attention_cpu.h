@@ -31,13 +31,17 @@ struct AttnItem {
 //   q[R][dp], O[R][dp], K[16][dp], V[16][dp], S[R][span] floats, in this order.
 int64_t attn_scratch_floats(const AttnItem& a);
 
+// f32 -> f16 with VCVTPS2PH, round to nearest even: bit-identical to
+// ms::f32_to_f16 element by element (the KV cache's stores).
 namespace avx512 {
 // Any head_dim.
 void attention(const AttnItem& a);
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
 }
 namespace avx2 {
 // head_dim must be a multiple of 8.
 void attention(const AttnItem& a);
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
 }
 
 }  // namespace ms::cpu
