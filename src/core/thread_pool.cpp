@@ -118,15 +118,22 @@ void ThreadPool::parallel_for_dynamic(int64_t n, int64_t grain, int pieces, cons
   int64_t units = 0;
   const int nt = split(n, grain, units, fn);
   if (nt == 0) return;
-  // Chunk size in units: about `pieces` chunks per thread.
+  // Guided self-scheduling: a claim takes 1/(2·threads) of what is left, at
+  // most 1/pieces of a thread's share and at least one unit. Chunks shrink
+  // towards the end, so threads finish within a small chunk of each other;
+  // fixed chunks of 1/pieces left one thread idle for up to one whole chunk
+  // at the end of every call (decode steps were 3-9% slower, alternating
+  // step by step).
   const int64_t per = std::max<int64_t>(1, units / (int64_t(nt) * std::max(pieces, 1)));
+  const int64_t div = 2 * int64_t(nt);
   std::atomic<int64_t> next{0};
   run_on_all([&](int t, int) {
-    for (;;) {
-      const int64_t u0 = next.fetch_add(per, std::memory_order_relaxed);
-      if (u0 >= units) return;
-      const int64_t u1 = std::min(units, u0 + per);
-      fn(u0 * grain, std::min(n, u1 * grain), t);
+    int64_t u0 = next.load(std::memory_order_relaxed);
+    while (u0 < units) {
+      const int64_t take = std::min(per, std::max<int64_t>(1, (units - u0 + div - 1) / div));
+      if (!next.compare_exchange_weak(u0, u0 + take, std::memory_order_relaxed)) continue;  // u0 reloaded
+      fn(u0 * grain, std::min(n, (u0 + take) * grain), t);
+      u0 = next.load(std::memory_order_relaxed);
     }
   });
 }

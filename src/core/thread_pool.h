@@ -31,11 +31,12 @@ class ThreadPool {
   void parallel_for(int64_t n, const RangeFn& fn);
   // Like parallel_for, but ranges are multiples of `grain` (except the last).
   void parallel_for(int64_t n, int64_t grain, const RangeFn& fn);
-  // Like parallel_for with `grain`, but [0, n) is cut into about `pieces`
-  // chunks per thread that threads claim as they finish the previous one, so
-  // a thread slowed down (by memory, the OS, a late wake-up) does not hold up
-  // the others. Chunks are contiguous, multiples of `grain`, and fn is called
-  // once per chunk; which thread runs a chunk varies from call to call.
+  // Like parallel_for with `grain`, but threads claim contiguous chunks as
+  // they finish the previous one, so a thread slowed down (by memory, the OS,
+  // a late wake-up) does not hold up the others. Chunks start at 1/pieces of
+  // a thread's share and shrink towards the end (guided scheduling); they are
+  // multiples of `grain` (except the last), and fn is called once per chunk;
+  // which thread runs a chunk varies from call to call.
   void parallel_for_dynamic(int64_t n, int64_t grain, int pieces, const RangeFn& fn);
   // fn(thread_index, n_threads) on every thread.
   void run_on_all(const std::function<void(int, int)>& fn);

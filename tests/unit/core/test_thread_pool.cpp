@@ -2,6 +2,7 @@
 // the grain, and the dynamic split balances work across threads.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -84,6 +85,33 @@ TEST(ThreadPool, DynamicSplitLetsAFastThreadTakeMore) {
   });
   expect_cover(s, n, 32);
   EXPECT_GE(chunks_by_others.load(), 20);
+}
+
+TEST(ThreadPool, DynamicSplitChunksShrinkTowardsTheEnd) {
+  // Chunks are claimed in address order whatever the timing: in that order
+  // their sizes never grow, the first is at most 1/pieces of a thread's
+  // share, and the end is cut down to single grains (so that threads finish
+  // close together).
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    const int64_t n = 1000 * 32;
+    std::mutex mu;
+    std::vector<std::pair<int64_t, int64_t>> chunks;
+    pool.parallel_for_dynamic(n, 32, 4, [&](int64_t b, int64_t e, int) {
+      std::lock_guard<std::mutex> lk(mu);
+      chunks.emplace_back(b, e);
+    });
+    std::sort(chunks.begin(), chunks.end());
+    ASSERT_GE(chunks.size(), 3u);
+    EXPECT_EQ(chunks.front().first, 0);
+    EXPECT_EQ(chunks.back().second, n);
+    EXPECT_LE(chunks.front().second, n / (4 * threads) + 32);
+    for (size_t i = 1; i < chunks.size(); ++i) {
+      EXPECT_EQ(chunks[i].first, chunks[i - 1].second);
+      EXPECT_LE(chunks[i].second - chunks[i].first, chunks[i - 1].second - chunks[i - 1].first) << i;
+    }
+    EXPECT_EQ(chunks.back().second - chunks.back().first, 32);
+  }
 }
 
 TEST(AlignedAlloc, SmallAndHugeBuffers) {
