@@ -241,12 +241,21 @@ struct Legacy {
         }
       av = {ia, st, da, 0, 0};
     }
+    // The chunk's first lines, which no earlier block prefetched.
+    // (Measured as decode steps alternating with and without this and the
+    // cross-panel prefetch below: Q4_0 5% faster at batch 1, 6-10% at 4-16;
+    // Q8_0 3-4% at 4-16.)
+    {
+      const uint8_t* first = W.data + size_t(r0 / 16) * panel_bytes;
+      for (size_t o = 0; o < kRpAhead<C>; o += 64) prefetch_t0(first + o);
+      for (size_t o = 0; o < kRpAhead<C> / 8; o += 64) prefetch_t0(first + size_t(nb) * kRpVec + o);
+    }
     for (int64_t g = r0; g < r1; g += 16) {
       const int rows = int(r1 - g < 16 ? r1 - g : 16);
       const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
       const uint8_t* vec = W.data + size_t(g / 16) * panel_bytes;
-      const uint8_t* scl = vec + size_t(nb) * kRpVec;
-      rp_pass<C, kInter>(vec, scl, nb, av, Y + g, ldy, mask);
+      const uint8_t* next = g + 16 < r1 ? vec + panel_bytes : nullptr;
+      rp_pass<C, kInter>(vec, next, nb, av, Y + g, ldy, mask);
     }
   }
 
@@ -258,24 +267,37 @@ struct Legacy {
     int64_t qs_stride, nblk;  // not interleaved only
   };
 
+  // Where the byte `o` bytes into a panel's vectors (or scales) is, when o
+  // may run past their end: in the next panel of the chunk if there is one.
+  __attribute__((always_inline)) static inline const uint8_t* ahead(const uint8_t* part, const uint8_t* next_part,
+                                                                    size_t size, size_t o) {
+    return o < size || !next_part ? part + o : next_part + (o - size);
+  }
+
   // One panel: per block, the tokens in groups of at most 8 (so that a
   // group's integer sums and the block's weights fit in registers).
   template <int C, bool I>
-  __attribute__((always_inline)) static inline void rp_pass(const uint8_t* vec, const uint8_t* scl, int64_t nb,
+  __attribute__((always_inline)) static inline void rp_pass(const uint8_t* vec, const uint8_t* next, int64_t nb,
                                                             const ActView& av, float* Y, int64_t ldy, __mmask16 mask) {
     constexpr int G0 = C <= 8 ? C : (C + 1) / 2;
+    const size_t vbytes = size_t(nb) * kRpVec, sbytes = size_t(nb) * 32;
+    const uint8_t* scl = vec + vbytes;
+    const uint8_t* nscl = next ? next + vbytes : nullptr;
     __m512 acc[C];
 #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      // Each line once, kRpAhead bytes ahead (continuing into the next panel).
+      // Each line once, kRpAhead bytes ahead, into the chunk's next panel
+      // near the end of this one.
+      const uint8_t* pv = ahead(vec, next, vbytes, size_t(b) * kRpVec + kRpAhead<C>);
 #pragma GCC unroll 8
-      for (size_t o = 0; o < kRpVec; o += 64) prefetch_t0(vec + size_t(b) * kRpVec + kRpAhead<C> + o);
-      if ((b & 1) == 0) prefetch_t0(scl + size_t(b) * 32 + kRpAhead<C> / 8);
+      for (size_t o = 0; o < kRpVec; o += 64) prefetch_t0(pv + o);
+      if ((b & 1) == 0) prefetch_t0(ahead(scl, nscl, sbytes, size_t(b) * 32 + kRpAhead<C> / 8));
       if constexpr (C >= kFarFromC) {
+        const uint8_t* fv = ahead(vec, next, vbytes, size_t(b) * kRpVec + kRpFar);
 #pragma GCC unroll 8
-        for (size_t o = 0; o < kRpVec; o += 64) prefetch_t1(vec + size_t(b) * kRpVec + kRpFar + o);
-        if ((b & 1) == 0) prefetch_t1(scl + size_t(b) * 32 + kRpFar / 8);
+        for (size_t o = 0; o < kRpVec; o += 64) prefetch_t1(fv + o);
+        if ((b & 1) == 0) prefetch_t1(ahead(scl, nscl, sbytes, size_t(b) * 32 + kRpFar / 8));
       }
       __m512i v[8];
       __m512 dw;
