@@ -244,6 +244,10 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) { ref::quanti
 
 void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out) { ref::rmsnorm(x, w, n, eps, out); }
 void softmax(float* x, int64_t n) { ref::softmax(x, n); }
-void silu_mul(const float* gate, const float* up, int64_t n, float* out) { ref::silu_mul(gate, up, n, out); }
+void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
+  if (isa() == Isa::Avx512) return cpu::avx512::silu_mul(gate, up, n, out);
+  if (isa() == Isa::Avx2) return cpu::avx2::silu_mul(gate, up, n, out);
+  ref::silu_mul(gate, up, n, out);
+}
 
 }  // namespace ms::ops

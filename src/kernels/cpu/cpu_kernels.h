@@ -50,7 +50,9 @@ struct ActsRef {
   void matmul_f(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,  \
                 float* Y, int64_t ldy);                                                               \
   /* Sum of the bytes as 64-bit words (a memory-read probe). */                                     \
-  uint64_t read_sum(const uint8_t* p, size_t bytes);
+  uint64_t read_sum(const uint8_t* p, size_t bytes);                                                  \
+  /* out[i] = silu(gate[i]) * up[i], exp by a polynomial (elementwise_*.cpp). */                      \
+  void silu_mul(const float* gate, const float* up, int64_t n, float* out);
 
 // Per-thread 64-byte aligned packing buffer of at least `bytes` (grows, never
 // shrinks; valid until the thread's next call). Defined in baseline code.
