@@ -192,8 +192,11 @@ struct Legacy {
   // faster and at 8 tokens 7-12% (Q4_0: 3-7%, 0-7%) when memory was fast,
   // and made no difference when it was slow; at 1-2 tokens it was 1-6%
   // slower, so they keep the L1 prefetch alone. Decode steps of the synth
-  // Mixtral (alternating step by step): batch 4 and 16, 0-3% faster.
-  static constexpr int kFarFromC = 3;
+  // Mixtral (alternating step by step): batch 4 and 16, 0-3% faster. From
+  // 13 tokens on the kernel is compute-bound even from memory: there the
+  // extra instructions only cost (3-5% with the weights in L2, none gained
+  // from memory), so they go without.
+  static constexpr int kFarFromC = 3, kFarToC = 12;
   static constexpr size_t kRpFar = 8192;
 
   // The 8 u8 vectors (+kOffset) and the scales of one panel block.
@@ -293,7 +296,7 @@ struct Legacy {
 #pragma GCC unroll 8
       for (size_t o = 0; o < kRpVec; o += 64) prefetch_t0(pv + o);
       if ((b & 1) == 0) prefetch_t0(ahead(scl, nscl, sbytes, size_t(b) * 32 + kRpAhead<C> / 8));
-      if constexpr (C >= kFarFromC) {
+      if constexpr (C >= kFarFromC && C <= kFarToC) {
         const uint8_t* fv = ahead(vec, next, vbytes, size_t(b) * kRpVec + kRpFar);
 #pragma GCC unroll 8
         for (size_t o = 0; o < kRpVec; o += 64) prefetch_t1(fv + o);
