@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "kernels/cpu/attention_cpu.h"
+#include "kernels/cpu/vexp_avx2.h"
 
 namespace ms::cpu::avx2 {
 namespace {
@@ -87,24 +88,13 @@ float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
 }
 
-// e^x for x <= 0 (Cephes expf); x < -87 (and -inf) gives 0.
+// e^x for x <= 0; x < -87 (and -inf) gives 0.
 __m256 exp_neg(__m256 x0) {
   const __m256 lo = _mm256_set1_ps(-87.0f);
   const __m256 keep = _mm256_cmp_ps(x0, lo, _CMP_GE_OQ);
-  const __m256 x = _mm256_max_ps(x0, lo);
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_and_ps(keep, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+  __m256 n;
+  const __m256 y = exp_poly(_mm256_max_ps(x0, lo), n);
+  return _mm256_and_ps(keep, _mm256_mul_ps(y, pow2i(_mm256_cvtps_epi32(n))));
 }
 
 // o[c .. c+8*NV) += Σ_{j=js..je} p[j - c0] * V[j - c0][c ..]  (keys ascending).

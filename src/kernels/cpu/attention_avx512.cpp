@@ -27,6 +27,7 @@
 #include <cstring>
 
 #include "kernels/cpu/attention_cpu.h"
+#include "kernels/cpu/vexp_avx512.h"
 
 namespace ms::cpu::avx512 {
 namespace {
@@ -99,22 +100,8 @@ __m512 dots16(const float* q, const float* K, int64_t dp) {
   return reduce16(acc);
 }
 
-// e^x for x <= 0 (Cephes expf: x = n ln2 + r, degree-6 polynomial, 2^n by scalef).
-__m512 exp_neg(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // e^-104 underflows to 0
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(y, n);
-}
+// e^x for x <= 0; e^-104 underflows to 0.
+__m512 exp_neg(__m512 x) { return exp_in_range(_mm512_max_ps(x, _mm512_set1_ps(-104.0f))); }
 
 // o[c .. c+16*NV) += Σ_{j=js..je} p[j - c0] * V[j - c0][c ..]  (keys ascending).
 template <int NV>

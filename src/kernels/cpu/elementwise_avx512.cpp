@@ -1,34 +1,21 @@
 // elementwise_avx512.cpp — SwiGLU's elementwise step with AVX-512.
 //
-// silu(g)·u = g / (1 + e^-g) · u, 16 lanes at a time. e^x is Cephes' expf
-// (x = n·ln2 + r with ln2 split in two, a degree-6 polynomial in r, 2^n by
-// VSCALEFPS, which also gives +inf past 88.7 and subnormals below -87), within
-// 2 ulp of libm's; the division is IEEE. Against the scalar reference
+// silu(g)·u = g / (1 + e^-g) · u, 16 lanes at a time, e^x as in
+// vexp_avx512.h (within 2 ulp of libm's), the division IEEE. Against the scalar reference
 // (ref::silu_mul) each output is within a few ulp (tests/kernels).
 #include <immintrin.h>
 
 #include <cstdint>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/vexp_avx512.h"
 
 namespace ms::cpu::avx512 {
 namespace {
 
 __m512 exp_any(__m512 x) {
-  // Beyond these, e^x is +inf or 0 whatever r is (NaN lanes: see silu_mul).
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(y, n);
+  // Beyond these, e^x is +inf or 0 whatever r is (NaN lanes: see silu_mul16).
+  return exp_in_range(_mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f)));
 }
 
 __m512 silu_mul16(__m512 g, __m512 u) {
