@@ -148,6 +148,7 @@ uint32_t llama_file_type(DType t) {  // llama.cpp's LLAMA_FTYPE_*
     case DType::F16: return 1;
     case DType::Q4_0: return 2;
     case DType::Q8_0: return 7;
+    case DType::Q4_K: return 14;  // MOSTLY_Q4_K_S: every matrix Q4_K
     case DType::BF16: return 32;
     default: return 0;
   }
@@ -199,8 +200,9 @@ void run_synth(const SynthArgs& a) {
   const auto t0 = clock::now();
   if (a.layers < 1 || a.layers > 32) bad_input("synth: --layers must be in 1..32 (got " + std::to_string(a.layers) + ")");
   DType wt;
-  if (!parse_dtype(a.type, &wt) || !(wt == DType::F16 || wt == DType::BF16 || wt == DType::Q8_0 || wt == DType::Q4_0))
-    bad_input("synth: --type must be f16, bf16, q8_0 or q4_0 (got '" + a.type + "')");
+  if (!parse_dtype(a.type, &wt) ||
+      !(wt == DType::F16 || wt == DType::BF16 || wt == DType::Q8_0 || wt == DType::Q4_0 || wt == DType::Q4_K))
+    bad_input("synth: --type must be f16, bf16, q8_0, q4_0 or q4_k (got '" + a.type + "')");
   const std::string tok_path = a.tokenizer.empty() ? default_tokenizer() : a.tokenizer;
   const SpmModel tok = read_spm_model(tok_path);
   const int64_t vocab = int64_t(tok.vocab.pieces.size());
@@ -258,7 +260,7 @@ void add_synth(CLI::App& app) {
       "synth", "Write a Mixtral-8x7B-shaped GGUF with random weights (for benchmarks at real scale)");
   cmd->add_option("--out", a->out, "Output .gguf file")->required();
   cmd->add_option("--layers", a->layers, "Number of layers (Mixtral-8x7B has 32)")->capture_default_str();
-  cmd->add_option("--type", a->type, "Weight type: f16, bf16, q8_0 or q4_0 (norms and router stay f32)")
+  cmd->add_option("--type", a->type, "Weight type: f16, bf16, q8_0, q4_0 or q4_k (norms and router stay f32)")
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "Random seed")->capture_default_str();
   cmd->add_option("--tokenizer", a->tokenizer,

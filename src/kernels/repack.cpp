@@ -1,4 +1,4 @@
-// repack.cpp — the panel layout of Q8_0 / Q4_0 matrices (see ops.h).
+// repack.cpp — the panel layout of Q8_0 / Q4_0 / Q4_K matrices (see ops.h).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +14,27 @@ namespace ms::ops {
 namespace {
 // Bytes of one block of vectors (16 rows) in the panel layout.
 size_t panel_vec_bytes(DType t) { return t == DType::Q8_0 ? 512 : 256; }
+
+// Q4_K: per 16-row panel and super-block, the quants as the AVX-512 kernel's
+// 16x32 transposes give them, [4 pairs of sub-blocks][8][64 B] with byte
+// 4r+k of vector (c, j) = quant byte 32c + 4j + k of row r, then the first
+// 16 header bytes (d, dmin, 12 scale bytes) as [4 words][16 rows] int32.
+// 2304 bytes: the same as the 16 rows' blocks.
+constexpr size_t kQ4kPanelBlock = 2048 + 256;
+
+void repack_q4k_panel(const MatView& src, int64_t P, uint8_t* dst) {
+  const int64_t nb = src.cols / 256;
+  for (int r = 0; r < 16; ++r) {
+    const uint8_t* row = src.row(std::min<int64_t>(P * 16 + r, src.rows - 1));
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + size_t(b) * sizeof(BlockQ4_K);
+      uint8_t* o = dst + size_t(b) * kQ4kPanelBlock;
+      for (int c = 0; c < 4; ++c)
+        for (int j = 0; j < 8; ++j) std::memcpy(o + (8 * c + j) * 64 + 4 * r, blk + 16 + 32 * c + 4 * j, 4);
+      for (int w = 0; w < 4; ++w) std::memcpy(o + 2048 + 64 * w + 4 * r, blk + 4 * w, 4);
+    }
+  }
+}
 }  // namespace
 
 bool can_repack(DType t) {
@@ -21,18 +42,31 @@ bool can_repack(DType t) {
     const char* e = std::getenv("MOESERVE_REPACK");
     return !(e && std::string(e) == "0");
   }();
-  return enabled && (t == DType::Q8_0 || t == DType::Q4_0) && std::string(isa_name()) == "avx512";
+  return enabled && (t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K) && std::string(isa_name()) == "avx512";
 }
 
 size_t repacked_bytes(DType t, int64_t rows, int64_t cols) {
-  const size_t panels = size_t((rows + 15) / 16), nb = size_t(cols / 32);
-  return panels * nb * (panel_vec_bytes(t) + 32);
+  const size_t panels = size_t((rows + 15) / 16);
+  if (t == DType::Q4_K) return panels * size_t(cols / 256) * kQ4kPanelBlock;
+  return panels * size_t(cols / 32) * (panel_vec_bytes(t) + 32);
 }
 
 MatView repack_panels(const MatView& src, uint8_t* dst, ThreadPool& pool) {
   const DType t = src.dtype;
-  if (!(t == DType::Q8_0 || t == DType::Q4_0) || src.panel16 || src.cols % 32 != 0)
+  const int64_t elems = t == DType::Q4_K ? 256 : 32;
+  if (!(t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K) || src.panel16 || src.cols % elems != 0)
     throw Error(ErrorKind::Internal, std::string("repack_panels: cannot repack a ") + dtype_name(t) + " matrix");
+  if (t == DType::Q4_K) {
+    const int64_t panels = (src.rows + 15) / 16;
+    const size_t panel_bytes = size_t(src.cols / 256) * kQ4kPanelBlock;
+    pool.parallel_for(panels, [&](int64_t p0, int64_t p1, int) {
+      for (int64_t P = p0; P < p1; ++P) repack_q4k_panel(src, P, dst + size_t(P) * panel_bytes);
+    });
+    MatView m = src;
+    m.data = dst;
+    m.panel16 = true;
+    return m;
+  }
   const int64_t nb = src.cols / 32, panels = (src.rows + 15) / 16;
   const size_t vb = panel_vec_bytes(t), bb = block_bytes(t);
   const size_t panel_bytes = size_t(nb) * (vb + 32);

@@ -166,5 +166,38 @@ void qmatmul_any(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, 
   qmatmul<Fmt>(W, A, r0, r1, Y, ldy);
 }
 
+// The same for a matrix in the panel layout (ops::repack_panels). Fmt
+// provides fused_rp<C> for small n, and pack_rp(W, first row, RP, kb0, kb1,
+// out), which unpacks blocks [kb0, kb1) of one or two panels into the
+// packed format of pack() and prefetches the next chunk meanwhile.
+template <class Fmt, int C>
+void fused_rp_if(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  if constexpr (C <= Fmt::kFusedMaxC) Fmt::template fused_rp<C>(W, A, r0, r1, Y, ldy);
+}
+
+template <class Fmt>
+void qmatmul_panels(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  using Fn = void (*)(const WeightsRef&, const ActsRef&, int64_t, int64_t, float*, int64_t);
+  static constexpr Fn table[16] = {
+      fused_rp_if<Fmt, 1>,  fused_rp_if<Fmt, 2>,  fused_rp_if<Fmt, 3>,  fused_rp_if<Fmt, 4>,
+      fused_rp_if<Fmt, 5>,  fused_rp_if<Fmt, 6>,  fused_rp_if<Fmt, 7>,  fused_rp_if<Fmt, 8>,
+      fused_rp_if<Fmt, 9>,  fused_rp_if<Fmt, 10>, fused_rp_if<Fmt, 11>, fused_rp_if<Fmt, 12>,
+      fused_rp_if<Fmt, 13>, fused_rp_if<Fmt, 14>, fused_rp_if<Fmt, 15>, fused_rp_if<Fmt, 16>};
+  if (A.n >= 1 && A.n <= Fmt::kFusedMaxC) return table[A.n - 1](W, A, r0, r1, Y, ldy);
+  const int64_t nb = W.cols / Fmt::kElems, kc = Fmt::kChunkLarge;
+  uint8_t* buf = pack_buffer(size_t(kc) * 2 * Fmt::kPanelBytes);
+  for (int64_t g = r0; g < r1; g += 32) {
+    const int rows = int(r1 - g < 32 ? r1 - g : 32);
+    const int RP = rows > 16 ? 2 : 1;
+    TileArgs t = group_args(A, ldy, rows);
+    for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {
+      const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
+      Fmt::pack_rp(W, g, RP, kb0, kb1, buf);
+      ChunkPrefetch pf;  // pack_rp prefetched the next chunk already
+      run_chunk<Fmt>(t, buf, A, kb0, kb1, Y + g, RP, pf);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ms::cpu::avx512

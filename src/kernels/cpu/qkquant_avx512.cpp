@@ -195,6 +195,116 @@ struct K45 {
     }
   }
 
+  // Panel layout (Q4_K only; ops::repack_panels): per 16-row panel and
+  // super-block, the quants as quants() transposes them ([4][8] vectors, low
+  // and high nibbles still packed), then the header words as collect_u32
+  // gathers them. One sequential stream; the arithmetic of fused() / pack().
+  static constexpr size_t kRpBlock = 2048 + 256;
+  static constexpr size_t kRpAhead = 2 * kRpBlock;  // prefetch distance
+
+  __attribute__((always_inline)) static inline void quants_rp(const uint8_t* blk, int c, __m512i* lo, __m512i* hi) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m512i t = _mm512_load_si512(blk + (8 * c + j) * 64);
+      lo[j] = _mm512_and_si512(t, m4);
+      hi[j] = _mm512_and_si512(_mm512_srli_epi16(t, 4), m4);
+    }
+  }
+
+  template <int C>
+  static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+    const int64_t nb = W.cols / 256;
+    const size_t panel_bytes = size_t(nb) * kRpBlock;
+    // The chunk's first lines, which no earlier block prefetched.
+    for (size_t o = 0; o < kRpAhead; o += 64) prefetch_t0(W.data + size_t(r0 / 16) * panel_bytes + o);
+    for (int64_t g = r0; g < r1; g += 16) {
+      const int rows = int(r1 - g < 16 ? r1 - g : 16);
+      const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+      const uint8_t* pan = W.data + size_t(g / 16) * panel_bytes;
+      __m512 acc[C];
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = pan + size_t(b) * kRpBlock;
+        // Each line once, two super-blocks ahead (into the next panel, which
+        // follows this one, near its end).
+        for (size_t o = 0; o < kRpBlock; o += 64) prefetch_t0(blk + kRpAhead + o);
+        __m512i sc[8], m2[8];
+        __m512 d, dmin;
+        scales(reinterpret_cast<const int32_t*>(blk + 2048), sc, m2, d, dmin);
+        __m512i isum[C];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; ++c) isum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int cc = 0; cc < 4; ++cc) {
+          __m512i q[2][8];
+          quants_rp(blk, cc, q[0], q[1]);
+#pragma GCC unroll 2
+          for (int h = 0; h < 2; ++h) {
+            const int j = 2 * cc + h;
+#pragma GCC unroll 8
+            for (int c = 0; c < C; ++c) {
+              const int8_t* aq = A.qs + c * A.qs_stride + 256 * b + 32 * j;
+              __m512i P = _mm512_setzero_si512();
+#pragma GCC unroll 8
+              for (int s = 0; s < 8; ++s) P = dpbusd_bcast(P, q[h][s], aq + 4 * s);
+              isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[j]));
+            }
+          }
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; ++c) {
+          const int16_t* bs = A.bsum + c * (A.cols / 16) + 16 * b;
+          __m512i msum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+          for (int j = 0; j < 8; ++j) msum = _mm512_dpwssd_epi32(msum, m2[j], _mm512_set1_epi32(load_i32(bs + 2 * j)));
+          const __m512 da = _mm512_set1_ps(A.d[c * A.nblk + b]);
+          acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(d, da), acc[c]);
+          acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, da), acc[c]);
+        }
+      }
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(Y + c * ldy + g, mask, acc[c]);
+    }
+  }
+
+  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
+    const int64_t nb = W.cols / 256;
+    const size_t panel_bytes = size_t(nb) * kRpBlock;
+    for (int p = 0; p < RP; ++p) {
+      const uint8_t* pan = W.data + size_t(g / 16 + p) * panel_bytes;
+      for (int64_t b = kb0; b < kb1; ++b) {
+        const uint8_t* blk = pan + size_t(b) * kRpBlock;
+        uint8_t* o = out + ((b - kb0) * RP + p) * kPanelBytes;
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+          __m512i lo[8], hi[8];
+          quants_rp(blk, c, lo, hi);
+#pragma GCC unroll 8
+          for (int j = 0; j < 8; ++j) {
+            _mm512_store_si512(o + (16 * c + j) * 64, lo[j]);
+            _mm512_store_si512(o + (16 * c + 8 + j) * 64, hi[j]);
+          }
+        }
+        __m512i sc[8], m2[8];
+        __m512 d, dmin;
+        scales(reinterpret_cast<const int32_t*>(blk + 2048), sc, m2, d, dmin);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) {
+          _mm512_store_si512(o + 4096 + 64 * j, sc[j]);
+          _mm512_store_si512(o + 4608 + 64 * j, m2[j]);
+        }
+        _mm512_store_ps(o + 5120, d);
+        _mm512_store_ps(o + 5184, dmin);
+        // Fetch the same block of the next chunk meanwhile.
+        const int64_t nx = b + (kb1 - kb0);
+        if (nx < nb)
+          for (size_t k = 0; k < kRpBlock; k += 64) prefetch_t1(pan + size_t(nx) * kRpBlock + k);
+      }
+    }
+  }
+
   template <int RP, int C>
   static void kernel(const TileArgs& t) {
     __m512 acc[RP][C];
@@ -466,7 +576,9 @@ struct Q6K {
 
 void qmatmul_kquant(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
   switch (W.dtype) {
-    case DType::Q4_K: return qmatmul_any<K45<false>>(W, A, r0, r1, Y, ldy);
+    case DType::Q4_K:
+      if (W.panel16) return qmatmul_panels<K45<false>>(W, A, r0, r1, Y, ldy);
+      return qmatmul_any<K45<false>>(W, A, r0, r1, Y, ldy);
     case DType::Q5_K: return qmatmul_any<K45<true>>(W, A, r0, r1, Y, ldy);
     case DType::Q6_K: return qmatmul_any<Q6K>(W, A, r0, r1, Y, ldy);
     default: return;

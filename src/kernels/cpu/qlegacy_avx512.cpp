@@ -413,40 +413,13 @@ struct Legacy {
   }
 };
 
-template <class Fmt>
-void qmatmul_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-  const int64_t n = A.n, nb = W.cols / 32;
-  if (n >= 1 && n <= Fmt::kFusedMaxC) {
-    using Fn = void (*)(const WeightsRef&, const ActsRef&, int64_t, int64_t, float*, int64_t);
-    static constexpr Fn table[16] = {
-        Fmt::template fused_rp<1>,  Fmt::template fused_rp<2>,  Fmt::template fused_rp<3>,  Fmt::template fused_rp<4>,
-        Fmt::template fused_rp<5>,  Fmt::template fused_rp<6>,  Fmt::template fused_rp<7>,  Fmt::template fused_rp<8>,
-        Fmt::template fused_rp<9>,  Fmt::template fused_rp<10>, Fmt::template fused_rp<11>, Fmt::template fused_rp<12>,
-        Fmt::template fused_rp<13>, Fmt::template fused_rp<14>, Fmt::template fused_rp<15>, Fmt::template fused_rp<16>};
-    return table[n - 1](W, A, r0, r1, Y, ldy);
-  }
-  const int64_t kc = Fmt::kChunkLarge;
-  uint8_t* buf = pack_buffer(size_t(kc) * 2 * Fmt::kPanelBytes);
-  for (int64_t g = r0; g < r1; g += 32) {
-    const int rows = int(r1 - g < 32 ? r1 - g : 32);
-    const int RP = rows > 16 ? 2 : 1;
-    TileArgs t = group_args(A, ldy, rows);
-    for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {
-      const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
-      Fmt::pack_rp(W, g, RP, kb0, kb1, buf);
-      ChunkPrefetch pf;  // pack_rp prefetched the next chunk already
-      run_chunk<Fmt>(t, buf, A, kb0, kb1, Y + g, RP, pf);
-    }
-  }
-}
-
 }  // namespace
 
 // Entry point for the legacy formats (called from matmul_q in acts_avx512.cpp).
 void qmatmul_legacy(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
   if (W.panel16) {
-    if (W.dtype == DType::Q8_0) return qmatmul_rp<Legacy<DType::Q8_0>>(W, A, r0, r1, Y, ldy);
-    if (W.dtype == DType::Q4_0) return qmatmul_rp<Legacy<DType::Q4_0>>(W, A, r0, r1, Y, ldy);
+    if (W.dtype == DType::Q8_0) return qmatmul_panels<Legacy<DType::Q8_0>>(W, A, r0, r1, Y, ldy);
+    if (W.dtype == DType::Q4_0) return qmatmul_panels<Legacy<DType::Q4_0>>(W, A, r0, r1, Y, ldy);
     return;
   }
   switch (W.dtype) {
