@@ -94,6 +94,73 @@ struct K45 {
     }
   }
 
+  // One super-block in the micro-kernels' packed format, from its header
+  // words h and get(c, lo, hi), which gives the quants of sub-blocks 2c, 2c+1.
+  template <class Get>
+  __attribute__((always_inline)) static inline void store_packed(uint8_t* o, const int32_t* h, Get get) {
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      __m512i lo[8], hi[8];
+      get(c, lo, hi);
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        _mm512_store_si512(o + (16 * c + j) * 64, lo[j]);
+        _mm512_store_si512(o + (16 * c + 8 + j) * 64, hi[j]);
+      }
+    }
+    __m512i sc[8], m2[8];
+    __m512 d, dmin;
+    scales(h, sc, m2, d, dmin);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      _mm512_store_si512(o + 4096 + 64 * j, sc[j]);
+      _mm512_store_si512(o + 4608 + 64 * j, m2[j]);
+    }
+    _mm512_store_ps(o + 5120, d);
+    _mm512_store_ps(o + 5184, dmin);
+  }
+
+  // Super-block b of C activation rows into acc: Σ_j sc_j·(VPDPBUSD over
+  // sub-block j) in integers, the mins from the 16-sums, then the ref's two
+  // fmas. get(c, lo, hi) gives the quants of sub-blocks 2c and 2c+1.
+  template <int C, class Get>
+  __attribute__((always_inline)) static inline void superblock(const ActsRef& A, int64_t b, const int32_t* h, Get get,
+                                                              __m512* acc) {
+    __m512i sc[8], m2[8];
+    __m512 d, dmin;
+    scales(h, sc, m2, d, dmin);
+    __m512i isum[C];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) isum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int cc = 0; cc < 4; ++cc) {
+      __m512i q[2][8];
+      get(cc, q[0], q[1]);
+#pragma GCC unroll 2
+      for (int hh = 0; hh < 2; ++hh) {
+        const int j = 2 * cc + hh;
+#pragma GCC unroll 8
+        for (int c = 0; c < C; ++c) {
+          const int8_t* aq = A.qs + c * A.qs_stride + 256 * b + 32 * j;
+          __m512i P = _mm512_setzero_si512();
+#pragma GCC unroll 8
+          for (int s = 0; s < 8; ++s) P = dpbusd_bcast(P, q[hh][s], aq + 4 * s);
+          isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[j]));
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) {
+      const int16_t* bs = A.bsum + c * (A.cols / 16) + 16 * b;
+      __m512i msum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) msum = _mm512_dpwssd_epi32(msum, m2[j], _mm512_set1_epi32(load_i32(bs + 2 * j)));
+      const __m512 da = _mm512_set1_ps(A.d[c * A.nblk + b]);
+      acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(d, da), acc[c]);
+      acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, da), acc[c]);
+    }
+  }
+
   static void pack(const WeightsRef& W, const PanelRows* panels, const PanelRows* next, int RP, int64_t kb0,
                    int64_t kb1, uint8_t* out) {
     const size_t rbytes = size_t(W.cols / 256) * kBlockBytes;
@@ -107,26 +174,7 @@ struct K45 {
         prefetch_ahead(pr, next ? &next[p] : nullptr, bo + kAhead, kBlockBytes, rbytes);
         __m512i th[8];
         high_bits(pr, bo, th);
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c) {
-          __m512i lo[8], hi[8];
-          quants(pr, bo, c, th, lo, hi);
-#pragma GCC unroll 8
-          for (int j = 0; j < 8; ++j) {
-            _mm512_store_si512(o + (16 * c + j) * 64, lo[j]);
-            _mm512_store_si512(o + (16 * c + 8 + j) * 64, hi[j]);
-          }
-        }
-        __m512i sc[8], m2[8];
-        __m512 d, dmin;
-        scales(hdr + (b - kb0) * 64, sc, m2, d, dmin);
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; ++j) {
-          _mm512_store_si512(o + 4096 + 64 * j, sc[j]);
-          _mm512_store_si512(o + 4608 + 64 * j, m2[j]);
-        }
-        _mm512_store_ps(o + 5120, d);
-        _mm512_store_ps(o + 5184, dmin);
+        store_packed(o, hdr + (b - kb0) * 64, [&](int c, __m512i* lo, __m512i* hi) { quants(pr, bo, c, th, lo, hi); });
       }
     }
   }
@@ -153,41 +201,10 @@ struct K45 {
         for (int64_t b = kb0; b < kb1; ++b) {
           const size_t bo = size_t(b) * kBlockBytes;
           prefetch_ahead(pr, nrows > 0 ? &next : nullptr, bo + kAhead, kBlockBytes, rbytes);
-          __m512i sc[8], m2[8];
-          __m512 d, dmin;
-          scales(hdr + (b - kb0) * 64, sc, m2, d, dmin);
           __m512i th[8];
           high_bits(pr, bo, th);
-          __m512i isum[C];
-#pragma GCC unroll 8
-          for (int c = 0; c < C; ++c) isum[c] = _mm512_setzero_si512();
-#pragma GCC unroll 4
-          for (int cc = 0; cc < 4; ++cc) {
-            __m512i q[2][8];
-            quants(pr, bo, cc, th, q[0], q[1]);
-#pragma GCC unroll 2
-            for (int h = 0; h < 2; ++h) {
-              const int j = 2 * cc + h;
-#pragma GCC unroll 8
-              for (int c = 0; c < C; ++c) {
-                const int8_t* aq = A.qs + c * A.qs_stride + 256 * b + 32 * j;
-                __m512i P = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                for (int s = 0; s < 8; ++s) P = dpbusd_bcast(P, q[h][s], aq + 4 * s);
-                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[j]));
-              }
-            }
-          }
-#pragma GCC unroll 8
-          for (int c = 0; c < C; ++c) {
-            const int16_t* bs = A.bsum + c * (A.cols / 16) + 16 * b;
-            __m512i msum = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; ++j) msum = _mm512_dpwssd_epi32(msum, m2[j], _mm512_set1_epi32(load_i32(bs + 2 * j)));
-            const __m512 da = _mm512_set1_ps(A.d[c * A.nblk + b]);
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(d, da), acc[c]);
-            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, da), acc[c]);
-          }
+          superblock<C>(A, b, hdr + (b - kb0) * 64,
+                        [&](int cc, __m512i* lo, __m512i* hi) { quants(pr, bo, cc, th, lo, hi); }, acc);
         }
       }
 #pragma GCC unroll 8
@@ -230,39 +247,8 @@ struct K45 {
         // Each line once, two super-blocks ahead (into the next panel, which
         // follows this one, near its end).
         for (size_t o = 0; o < kRpBlock; o += 64) prefetch_t0(blk + kRpAhead + o);
-        __m512i sc[8], m2[8];
-        __m512 d, dmin;
-        scales(reinterpret_cast<const int32_t*>(blk + 2048), sc, m2, d, dmin);
-        __m512i isum[C];
-#pragma GCC unroll 8
-        for (int c = 0; c < C; ++c) isum[c] = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int cc = 0; cc < 4; ++cc) {
-          __m512i q[2][8];
-          quants_rp(blk, cc, q[0], q[1]);
-#pragma GCC unroll 2
-          for (int h = 0; h < 2; ++h) {
-            const int j = 2 * cc + h;
-#pragma GCC unroll 8
-            for (int c = 0; c < C; ++c) {
-              const int8_t* aq = A.qs + c * A.qs_stride + 256 * b + 32 * j;
-              __m512i P = _mm512_setzero_si512();
-#pragma GCC unroll 8
-              for (int s = 0; s < 8; ++s) P = dpbusd_bcast(P, q[h][s], aq + 4 * s);
-              isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[j]));
-            }
-          }
-        }
-#pragma GCC unroll 8
-        for (int c = 0; c < C; ++c) {
-          const int16_t* bs = A.bsum + c * (A.cols / 16) + 16 * b;
-          __m512i msum = _mm512_setzero_si512();
-#pragma GCC unroll 8
-          for (int j = 0; j < 8; ++j) msum = _mm512_dpwssd_epi32(msum, m2[j], _mm512_set1_epi32(load_i32(bs + 2 * j)));
-          const __m512 da = _mm512_set1_ps(A.d[c * A.nblk + b]);
-          acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(d, da), acc[c]);
-          acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, da), acc[c]);
-        }
+        superblock<C>(A, b, reinterpret_cast<const int32_t*>(blk + 2048),
+                      [&](int cc, __m512i* lo, __m512i* hi) { quants_rp(blk, cc, lo, hi); }, acc);
       }
 #pragma GCC unroll 8
       for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(Y + c * ldy + g, mask, acc[c]);
@@ -277,26 +263,8 @@ struct K45 {
       for (int64_t b = kb0; b < kb1; ++b) {
         const uint8_t* blk = pan + size_t(b) * kRpBlock;
         uint8_t* o = out + ((b - kb0) * RP + p) * kPanelBytes;
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c) {
-          __m512i lo[8], hi[8];
-          quants_rp(blk, c, lo, hi);
-#pragma GCC unroll 8
-          for (int j = 0; j < 8; ++j) {
-            _mm512_store_si512(o + (16 * c + j) * 64, lo[j]);
-            _mm512_store_si512(o + (16 * c + 8 + j) * 64, hi[j]);
-          }
-        }
-        __m512i sc[8], m2[8];
-        __m512 d, dmin;
-        scales(reinterpret_cast<const int32_t*>(blk + 2048), sc, m2, d, dmin);
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; ++j) {
-          _mm512_store_si512(o + 4096 + 64 * j, sc[j]);
-          _mm512_store_si512(o + 4608 + 64 * j, m2[j]);
-        }
-        _mm512_store_ps(o + 5120, d);
-        _mm512_store_ps(o + 5184, dmin);
+        store_packed(o, reinterpret_cast<const int32_t*>(blk + 2048),
+                     [&](int c, __m512i* lo, __m512i* hi) { quants_rp(blk, c, lo, hi); });
         // Fetch the same block of the next chunk meanwhile.
         const int64_t nx = b + (kb1 - kb0);
         if (nx < nb)
