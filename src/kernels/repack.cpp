@@ -1,4 +1,4 @@
-// repack.cpp — the panel layout of Q8_0 / Q4_0 / Q4_K matrices (see ops.h).
+// repack.cpp — the panel layout of Q8_0 / Q4_0 / Q4_K / Q6_K matrices (see ops.h).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +35,34 @@ void repack_q4k_panel(const MatView& src, int64_t P, uint8_t* dst) {
     }
   }
 }
+
+// Q6_K: per 16-row panel and super-block, for each half h the transposes of
+// ql bytes 64h.., 64h+32.. and qh bytes 128+32h.. ([2][3][8][64 B], lane r =
+// 4 bytes of row r), then the header words at bytes 192, 196, 200, 204, 206
+// (scales, and d in the last one's high half) as [5][16] int32: 3392 bytes,
+// 1% more than the 16 rows' blocks.
+constexpr size_t kQ6kPanelBlock = 3072 + 320;
+
+void repack_q6k_panel(const MatView& src, int64_t P, uint8_t* dst) {
+  const int64_t nb = src.cols / 256;
+  static constexpr size_t kHdr[5] = {192, 196, 200, 204, 206};
+  for (int r = 0; r < 16; ++r) {
+    const uint8_t* row = src.row(std::min<int64_t>(P * 16 + r, src.rows - 1));
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + size_t(b) * sizeof(BlockQ6_K);
+      uint8_t* o = dst + size_t(b) * kQ6kPanelBlock;
+      for (int h = 0; h < 2; ++h)
+        for (int j = 0; j < 8; ++j) {
+          std::memcpy(o + (24 * h + j) * 64 + 4 * r, blk + 64 * h + 4 * j, 4);
+          std::memcpy(o + (24 * h + 8 + j) * 64 + 4 * r, blk + 64 * h + 32 + 4 * j, 4);
+          std::memcpy(o + (24 * h + 16 + j) * 64 + 4 * r, blk + 128 + 32 * h + 4 * j, 4);
+        }
+      for (int w = 0; w < 5; ++w) std::memcpy(o + 3072 + 64 * w + 4 * r, blk + kHdr[w], 4);
+    }
+  }
+}
+
+bool k_panels(DType t) { return t == DType::Q4_K || t == DType::Q6_K; }
 }  // namespace
 
 bool can_repack(DType t) {
@@ -42,25 +70,30 @@ bool can_repack(DType t) {
     const char* e = std::getenv("MOESERVE_REPACK");
     return !(e && std::string(e) == "0");
   }();
-  return enabled && (t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K) && std::string(isa_name()) == "avx512";
+  return enabled && (t == DType::Q8_0 || t == DType::Q4_0 || k_panels(t)) && std::string(isa_name()) == "avx512";
 }
 
 size_t repacked_bytes(DType t, int64_t rows, int64_t cols) {
   const size_t panels = size_t((rows + 15) / 16);
-  if (t == DType::Q4_K) return panels * size_t(cols / 256) * kQ4kPanelBlock;
+  if (k_panels(t)) return panels * size_t(cols / 256) * (t == DType::Q4_K ? kQ4kPanelBlock : kQ6kPanelBlock);
   return panels * size_t(cols / 32) * (panel_vec_bytes(t) + 32);
 }
 
 MatView repack_panels(const MatView& src, uint8_t* dst, ThreadPool& pool) {
   const DType t = src.dtype;
-  const int64_t elems = t == DType::Q4_K ? 256 : 32;
-  if (!(t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K) || src.panel16 || src.cols % elems != 0)
+  const int64_t elems = k_panels(t) ? 256 : 32;
+  if (!(t == DType::Q8_0 || t == DType::Q4_0 || k_panels(t)) || src.panel16 || src.cols % elems != 0)
     throw Error(ErrorKind::Internal, std::string("repack_panels: cannot repack a ") + dtype_name(t) + " matrix");
-  if (t == DType::Q4_K) {
+  if (k_panels(t)) {
     const int64_t panels = (src.rows + 15) / 16;
-    const size_t panel_bytes = size_t(src.cols / 256) * kQ4kPanelBlock;
+    const size_t panel_bytes = repacked_bytes(t, 16, src.cols);
     pool.parallel_for(panels, [&](int64_t p0, int64_t p1, int) {
-      for (int64_t P = p0; P < p1; ++P) repack_q4k_panel(src, P, dst + size_t(P) * panel_bytes);
+      for (int64_t P = p0; P < p1; ++P) {
+        if (t == DType::Q4_K)
+          repack_q4k_panel(src, P, dst + size_t(P) * panel_bytes);
+        else
+          repack_q6k_panel(src, P, dst + size_t(P) * panel_bytes);
+      }
     });
     MatView m = src;
     m.data = dst;

@@ -382,6 +382,134 @@ struct Q6K {
     return _mm512_or_si512(_mm512_and_si512(lo, _mm512_set1_epi8(0x0F)), _mm512_and_si512(hb, _mm512_set1_epi8(0x30)));
   }
 
+  // One super-block in the micro-kernels' packed format, from its header
+  // words h and get(half, tl0, tl1, th), which gives half()'s transposes.
+  template <class Get>
+  __attribute__((always_inline)) static inline void store_packed(uint8_t* o, const int32_t* hw, Get get) {
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      __m512i tl0[8], tl1[8], th[8];
+      get(h, tl0, tl1, th);
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k)
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) _mm512_store_si512(o + ((4 * h + k) * 8 + j) * 64, value(tl0, tl1, th, k, j));
+    }
+    __m512i sc[16], sc2[8];
+    __m512 d;
+    scales(hw, sc, sc2, d);
+#pragma GCC unroll 16
+    for (int s = 0; s < 16; ++s) _mm512_store_si512(o + 4096 + 64 * s, sc[s]);
+#pragma GCC unroll 8
+    for (int u = 0; u < 8; ++u) _mm512_store_si512(o + 5120 + 64 * u, sc2[u]);
+    _mm512_store_ps(o + 5632, d);
+  }
+
+  // Super-block b of C activation rows into acc: Σ sc·(VPDPBUSD over each
+  // 16-value sub-block) in integers, minus 32·Σ sc·(activation 16-sums), then
+  // the ref's fma. get(half, tl0, tl1, th) gives half()'s transposes.
+  template <int C, class Get>
+  __attribute__((always_inline)) static inline void superblock(const ActsRef& A, int64_t b, const int32_t* hw, Get get,
+                                                              __m512* acc) {
+    __m512i sc[16], sc2[8];
+    __m512 d;
+    scales(hw, sc, sc2, d);
+    __m512i isum[C];
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) isum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      __m512i tl0[8], tl1[8], th[8];
+      get(h, tl0, tl1, th);
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        __m512i v[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) v[j] = value(tl0, tl1, th, k, j);
+#pragma GCC unroll 2
+        for (int u = 0; u < 2; ++u) {  // two sub-blocks of 16 per group
+          const int s16 = 8 * h + 2 * k + u;
+#pragma GCC unroll 4
+          for (int c = 0; c < C; ++c) {
+            const int8_t* aq = A.qs + c * A.qs_stride + 256 * b + 16 * s16;
+            __m512i P = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; ++t) P = dpbusd_bcast(P, v[4 * u + t], aq + 4 * t);
+            isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[s16]));
+          }
+        }
+      }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) {
+      const int16_t* bs = A.bsum + c * (A.cols / 16) + 16 * b;
+      __m512i corr = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) corr = _mm512_dpwssd_epi32(corr, sc2[u], _mm512_set1_epi32(load_i32(bs + 2 * u)));
+      const __m512i is = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(corr, 5));
+      acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(d, _mm512_set1_ps(A.d[c * A.nblk + b])), acc[c]);
+    }
+  }
+
+  // Panel layout (ops::repack_panels): per 16-row panel and super-block,
+  // half()'s transposes for both halves ([2][tl0, tl1, th][8] vectors), then
+  // the 5 header words as collect_u32 gathers them ([5][16] int32).
+  static constexpr size_t kRpBlock = 3072 + 320;
+  static constexpr size_t kRpAhead = 2 * kRpBlock;  // prefetch distance
+
+  __attribute__((always_inline)) static inline void half_rp(const uint8_t* blk, int h, __m512i* tl0, __m512i* tl1,
+                                                            __m512i* th) {
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      tl0[j] = _mm512_load_si512(blk + (24 * h + j) * 64);
+      tl1[j] = _mm512_load_si512(blk + (24 * h + 8 + j) * 64);
+      th[j] = _mm512_load_si512(blk + (24 * h + 16 + j) * 64);
+    }
+  }
+
+  template <int C>
+  static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+    const int64_t nb = W.cols / 256;
+    const size_t panel_bytes = size_t(nb) * kRpBlock;
+    // The chunk's first lines, which no earlier block prefetched.
+    for (size_t o = 0; o < kRpAhead; o += 64) prefetch_t0(W.data + size_t(r0 / 16) * panel_bytes + o);
+    for (int64_t g = r0; g < r1; g += 16) {
+      const int rows = int(r1 - g < 16 ? r1 - g : 16);
+      const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+      const uint8_t* pan = W.data + size_t(g / 16) * panel_bytes;
+      __m512 acc[C];
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = pan + size_t(b) * kRpBlock;
+        // Each line once, two super-blocks ahead (into the next panel, which
+        // follows this one, near its end).
+        for (size_t o = 0; o < kRpBlock; o += 64) prefetch_t0(blk + kRpAhead + o);
+        superblock<C>(A, b, reinterpret_cast<const int32_t*>(blk + 3072),
+                      [&](int h, __m512i* tl0, __m512i* tl1, __m512i* th) { half_rp(blk, h, tl0, tl1, th); }, acc);
+      }
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(Y + c * ldy + g, mask, acc[c]);
+    }
+  }
+
+  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
+    const int64_t nb = W.cols / 256;
+    const size_t panel_bytes = size_t(nb) * kRpBlock;
+    for (int p = 0; p < RP; ++p) {
+      const uint8_t* pan = W.data + size_t(g / 16 + p) * panel_bytes;
+      for (int64_t b = kb0; b < kb1; ++b) {
+        const uint8_t* blk = pan + size_t(b) * kRpBlock;
+        store_packed(out + ((b - kb0) * RP + p) * kPanelBytes, reinterpret_cast<const int32_t*>(blk + 3072),
+                     [&](int h, __m512i* tl0, __m512i* tl1, __m512i* th) { half_rp(blk, h, tl0, tl1, th); });
+        // Fetch the same block of the next chunk meanwhile.
+        const int64_t nx = b + (kb1 - kb0);
+        if (nx < nb)
+          for (size_t q = 0; q < kRpBlock; q += 64) prefetch_t1(pan + size_t(nx) * kRpBlock + q);
+      }
+    }
+  }
+
   static void pack(const WeightsRef& W, const PanelRows* panels, const PanelRows* next, int RP, int64_t kb0,
                    int64_t kb1, uint8_t* out) {
     const size_t rbytes = size_t(W.cols / 256) * kBlockBytes;
@@ -393,23 +521,8 @@ struct Q6K {
         const size_t bo = size_t(b) * kBlockBytes;
         uint8_t* o = out + ((b - kb0) * RP + p) * kPanelBytes;
         prefetch_ahead(pr, next ? &next[p] : nullptr, bo + kAhead, kBlockBytes, rbytes);
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; ++h) {
-          __m512i tl0[8], tl1[8], th[8];
-          half(pr, bo, h, tl0, tl1, th);
-#pragma GCC unroll 4
-          for (int k = 0; k < 4; ++k)
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; ++j) _mm512_store_si512(o + ((4 * h + k) * 8 + j) * 64, value(tl0, tl1, th, k, j));
-        }
-        __m512i sc[16], sc2[8];
-        __m512 d;
-        scales(hdr + (b - kb0) * 80, sc, sc2, d);
-#pragma GCC unroll 16
-        for (int s = 0; s < 16; ++s) _mm512_store_si512(o + 4096 + 64 * s, sc[s]);
-#pragma GCC unroll 8
-        for (int u = 0; u < 8; ++u) _mm512_store_si512(o + 5120 + 64 * u, sc2[u]);
-        _mm512_store_ps(o + 5632, d);
+        store_packed(o, hdr + (b - kb0) * 80,
+                     [&](int h, __m512i* tl0, __m512i* tl1, __m512i* th) { half(pr, bo, h, tl0, tl1, th); });
       }
     }
   }
@@ -436,44 +549,8 @@ struct Q6K {
         for (int64_t b = kb0; b < kb1; ++b) {
           const size_t bo = size_t(b) * kBlockBytes;
           prefetch_ahead(pr, nrows > 0 ? &next : nullptr, bo + kAhead, kBlockBytes, rbytes);
-          __m512i sc[16], sc2[8];
-          __m512 d;
-          scales(hdr + (b - kb0) * 80, sc, sc2, d);
-          __m512i isum[C];
-#pragma GCC unroll 4
-          for (int c = 0; c < C; ++c) isum[c] = _mm512_setzero_si512();
-#pragma GCC unroll 2
-          for (int h = 0; h < 2; ++h) {
-            __m512i tl0[8], tl1[8], th[8];
-            half(pr, bo, h, tl0, tl1, th);
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; ++k) {
-              __m512i v[8];
-#pragma GCC unroll 8
-              for (int j = 0; j < 8; ++j) v[j] = value(tl0, tl1, th, k, j);
-#pragma GCC unroll 2
-              for (int u = 0; u < 2; ++u) {  // two sub-blocks of 16 per group
-                const int s16 = 8 * h + 2 * k + u;
-#pragma GCC unroll 4
-                for (int c = 0; c < C; ++c) {
-                  const int8_t* aq = A.qs + c * A.qs_stride + 256 * b + 16 * s16;
-                  __m512i P = _mm512_setzero_si512();
-#pragma GCC unroll 4
-                  for (int t = 0; t < 4; ++t) P = dpbusd_bcast(P, v[4 * u + t], aq + 4 * t);
-                  isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[s16]));
-                }
-              }
-            }
-          }
-#pragma GCC unroll 4
-          for (int c = 0; c < C; ++c) {
-            const int16_t* bs = A.bsum + c * (A.cols / 16) + 16 * b;
-            __m512i corr = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int u = 0; u < 8; ++u) corr = _mm512_dpwssd_epi32(corr, sc2[u], _mm512_set1_epi32(load_i32(bs + 2 * u)));
-            const __m512i is = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(corr, 5));
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(d, _mm512_set1_ps(A.d[c * A.nblk + b])), acc[c]);
-          }
+          superblock<C>(A, b, hdr + (b - kb0) * 80,
+                        [&](int h, __m512i* tl0, __m512i* tl1, __m512i* th) { half(pr, bo, h, tl0, tl1, th); }, acc);
         }
       }
 #pragma GCC unroll 4
@@ -548,7 +625,9 @@ void qmatmul_kquant(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r
       if (W.panel16) return qmatmul_panels<K45<false>>(W, A, r0, r1, Y, ldy);
       return qmatmul_any<K45<false>>(W, A, r0, r1, Y, ldy);
     case DType::Q5_K: return qmatmul_any<K45<true>>(W, A, r0, r1, Y, ldy);
-    case DType::Q6_K: return qmatmul_any<Q6K>(W, A, r0, r1, Y, ldy);
+    case DType::Q6_K:
+      if (W.panel16) return qmatmul_panels<Q6K>(W, A, r0, r1, Y, ldy);
+      return qmatmul_any<Q6K>(W, A, r0, r1, Y, ldy);
     default: return;
   }
 }
