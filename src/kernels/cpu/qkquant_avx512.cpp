@@ -26,6 +26,54 @@ inline __m512i sel_bits(__m512i v, __m512i hbytes, int bit) {
   return _mm512_mask_add_epi8(v, k, v, _mm512_set1_epi8(16));
 }
 
+// The panel layout of a K format (ops::repack_panels): panels of 16 rows,
+// [super-blocks][Fmt::kRpBlock bytes], each the format's transposes followed
+// by its header words at Fmt::kRpHeader. Fmt::rp_get(blk) returns what
+// superblock() / store_packed() take to read the quants of block blk.
+template <class Fmt, int C>
+void kpanel_fused(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  const int64_t nb = W.cols / 256;
+  const size_t panel_bytes = size_t(nb) * Fmt::kRpBlock;
+  constexpr size_t kAheadRp = 2 * Fmt::kRpBlock;  // prefetch distance
+  // The chunk's first lines, which no earlier block prefetched.
+  for (size_t o = 0; o < kAheadRp; o += 64) prefetch_t0(W.data + size_t(r0 / 16) * panel_bytes + o);
+  for (int64_t g = r0; g < r1; g += 16) {
+    const int rows = int(r1 - g < 16 ? r1 - g : 16);
+    const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+    const uint8_t* pan = W.data + size_t(g / 16) * panel_bytes;
+    __m512 acc[C];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = pan + size_t(b) * Fmt::kRpBlock;
+      // Each line once, two super-blocks ahead (into the next panel, which
+      // follows this one, near its end).
+      for (size_t o = 0; o < Fmt::kRpBlock; o += 64) prefetch_t0(blk + kAheadRp + o);
+      Fmt::template superblock<C>(A, b, reinterpret_cast<const int32_t*>(blk + Fmt::kRpHeader), Fmt::rp_get(blk), acc);
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(Y + c * ldy + g, mask, acc[c]);
+  }
+}
+
+template <class Fmt>
+void kpanel_pack(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
+  const int64_t nb = W.cols / 256;
+  const size_t panel_bytes = size_t(nb) * Fmt::kRpBlock;
+  for (int p = 0; p < RP; ++p) {
+    const uint8_t* pan = W.data + size_t(g / 16 + p) * panel_bytes;
+    for (int64_t b = kb0; b < kb1; ++b) {
+      const uint8_t* blk = pan + size_t(b) * Fmt::kRpBlock;
+      Fmt::store_packed(out + ((b - kb0) * RP + p) * Fmt::kPanelBytes,
+                        reinterpret_cast<const int32_t*>(blk + Fmt::kRpHeader), Fmt::rp_get(blk));
+      // Fetch the same block of the next chunk meanwhile.
+      const int64_t nx = b + (kb1 - kb0);
+      if (nx < nb)
+        for (size_t q = 0; q < Fmt::kRpBlock; q += 64) prefetch_t1(pan + size_t(nx) * Fmt::kRpBlock + q);
+    }
+  }
+}
+
 // Q4_K and Q5_K share everything but the 5th bit.
 template <bool kFive>
 struct K45 {
@@ -216,8 +264,7 @@ struct K45 {
   // super-block, the quants as quants() transposes them ([4][8] vectors, low
   // and high nibbles still packed), then the header words as collect_u32
   // gathers them. One sequential stream; the arithmetic of fused() / pack().
-  static constexpr size_t kRpBlock = 2048 + 256;
-  static constexpr size_t kRpAhead = 2 * kRpBlock;  // prefetch distance
+  static constexpr size_t kRpBlock = 2048 + 256, kRpHeader = 2048;
 
   __attribute__((always_inline)) static inline void quants_rp(const uint8_t* blk, int c, __m512i* lo, __m512i* hi) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -231,46 +278,13 @@ struct K45 {
 
   template <int C>
   static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-    const int64_t nb = W.cols / 256;
-    const size_t panel_bytes = size_t(nb) * kRpBlock;
-    // The chunk's first lines, which no earlier block prefetched.
-    for (size_t o = 0; o < kRpAhead; o += 64) prefetch_t0(W.data + size_t(r0 / 16) * panel_bytes + o);
-    for (int64_t g = r0; g < r1; g += 16) {
-      const int rows = int(r1 - g < 16 ? r1 - g : 16);
-      const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
-      const uint8_t* pan = W.data + size_t(g / 16) * panel_bytes;
-      __m512 acc[C];
-#pragma GCC unroll 8
-      for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* blk = pan + size_t(b) * kRpBlock;
-        // Each line once, two super-blocks ahead (into the next panel, which
-        // follows this one, near its end).
-        for (size_t o = 0; o < kRpBlock; o += 64) prefetch_t0(blk + kRpAhead + o);
-        superblock<C>(A, b, reinterpret_cast<const int32_t*>(blk + 2048),
-                      [&](int cc, __m512i* lo, __m512i* hi) { quants_rp(blk, cc, lo, hi); }, acc);
-      }
-#pragma GCC unroll 8
-      for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(Y + c * ldy + g, mask, acc[c]);
-    }
+    kpanel_fused<K45, C>(W, A, r0, r1, Y, ldy);
   }
-
   static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
-    const int64_t nb = W.cols / 256;
-    const size_t panel_bytes = size_t(nb) * kRpBlock;
-    for (int p = 0; p < RP; ++p) {
-      const uint8_t* pan = W.data + size_t(g / 16 + p) * panel_bytes;
-      for (int64_t b = kb0; b < kb1; ++b) {
-        const uint8_t* blk = pan + size_t(b) * kRpBlock;
-        uint8_t* o = out + ((b - kb0) * RP + p) * kPanelBytes;
-        store_packed(o, reinterpret_cast<const int32_t*>(blk + 2048),
-                     [&](int c, __m512i* lo, __m512i* hi) { quants_rp(blk, c, lo, hi); });
-        // Fetch the same block of the next chunk meanwhile.
-        const int64_t nx = b + (kb1 - kb0);
-        if (nx < nb)
-          for (size_t k = 0; k < kRpBlock; k += 64) prefetch_t1(pan + size_t(nx) * kRpBlock + k);
-      }
-    }
+    kpanel_pack<K45>(W, g, RP, kb0, kb1, out);
+  }
+  static auto rp_get(const uint8_t* blk) {
+    return [blk](int c, __m512i* lo, __m512i* hi) { quants_rp(blk, c, lo, hi); };
   }
 
   template <int RP, int C>
@@ -454,8 +468,7 @@ struct Q6K {
   // Panel layout (ops::repack_panels): per 16-row panel and super-block,
   // half()'s transposes for both halves ([2][tl0, tl1, th][8] vectors), then
   // the 5 header words as collect_u32 gathers them ([5][16] int32).
-  static constexpr size_t kRpBlock = 3072 + 320;
-  static constexpr size_t kRpAhead = 2 * kRpBlock;  // prefetch distance
+  static constexpr size_t kRpBlock = 3072 + 320, kRpHeader = 3072;
 
   __attribute__((always_inline)) static inline void half_rp(const uint8_t* blk, int h, __m512i* tl0, __m512i* tl1,
                                                             __m512i* th) {
@@ -469,45 +482,13 @@ struct Q6K {
 
   template <int C>
   static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-    const int64_t nb = W.cols / 256;
-    const size_t panel_bytes = size_t(nb) * kRpBlock;
-    // The chunk's first lines, which no earlier block prefetched.
-    for (size_t o = 0; o < kRpAhead; o += 64) prefetch_t0(W.data + size_t(r0 / 16) * panel_bytes + o);
-    for (int64_t g = r0; g < r1; g += 16) {
-      const int rows = int(r1 - g < 16 ? r1 - g : 16);
-      const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
-      const uint8_t* pan = W.data + size_t(g / 16) * panel_bytes;
-      __m512 acc[C];
-#pragma GCC unroll 4
-      for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* blk = pan + size_t(b) * kRpBlock;
-        // Each line once, two super-blocks ahead (into the next panel, which
-        // follows this one, near its end).
-        for (size_t o = 0; o < kRpBlock; o += 64) prefetch_t0(blk + kRpAhead + o);
-        superblock<C>(A, b, reinterpret_cast<const int32_t*>(blk + 3072),
-                      [&](int h, __m512i* tl0, __m512i* tl1, __m512i* th) { half_rp(blk, h, tl0, tl1, th); }, acc);
-      }
-#pragma GCC unroll 4
-      for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(Y + c * ldy + g, mask, acc[c]);
-    }
+    kpanel_fused<Q6K, C>(W, A, r0, r1, Y, ldy);
   }
-
   static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
-    const int64_t nb = W.cols / 256;
-    const size_t panel_bytes = size_t(nb) * kRpBlock;
-    for (int p = 0; p < RP; ++p) {
-      const uint8_t* pan = W.data + size_t(g / 16 + p) * panel_bytes;
-      for (int64_t b = kb0; b < kb1; ++b) {
-        const uint8_t* blk = pan + size_t(b) * kRpBlock;
-        store_packed(out + ((b - kb0) * RP + p) * kPanelBytes, reinterpret_cast<const int32_t*>(blk + 3072),
-                     [&](int h, __m512i* tl0, __m512i* tl1, __m512i* th) { half_rp(blk, h, tl0, tl1, th); });
-        // Fetch the same block of the next chunk meanwhile.
-        const int64_t nx = b + (kb1 - kb0);
-        if (nx < nb)
-          for (size_t q = 0; q < kRpBlock; q += 64) prefetch_t1(pan + size_t(nx) * kRpBlock + q);
-      }
-    }
+    kpanel_pack<Q6K>(W, g, RP, kb0, kb1, out);
+  }
+  static auto rp_get(const uint8_t* blk) {
+    return [blk](int h, __m512i* tl0, __m512i* tl1, __m512i* th) { half_rp(blk, h, tl0, tl1, th); };
   }
 
   static void pack(const WeightsRef& W, const PanelRows* panels, const PanelRows* next, int RP, int64_t kb0,
