@@ -167,12 +167,12 @@ void qmatmul_any(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, 
 }
 
 // The same for a matrix in the panel layout (ops::repack_panels). Fmt
-// provides fused_rp<C> for small n, and pack_rp(W, first row, RP, kb0, kb1,
+// provides fused_rp<C> for n <= kFusedRpMaxC, and pack_rp(W, first row, RP, kb0, kb1,
 // out), which unpacks blocks [kb0, kb1) of one or two panels into the
 // packed format of pack() and prefetches the next chunk meanwhile.
 template <class Fmt, int C>
 void fused_rp_if(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-  if constexpr (C <= Fmt::kFusedMaxC) Fmt::template fused_rp<C>(W, A, r0, r1, Y, ldy);
+  if constexpr (C <= Fmt::kFusedRpMaxC) Fmt::template fused_rp<C>(W, A, r0, r1, Y, ldy);
 }
 
 template <class Fmt>
@@ -183,7 +183,7 @@ void qmatmul_panels(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r
       fused_rp_if<Fmt, 5>,  fused_rp_if<Fmt, 6>,  fused_rp_if<Fmt, 7>,  fused_rp_if<Fmt, 8>,
       fused_rp_if<Fmt, 9>,  fused_rp_if<Fmt, 10>, fused_rp_if<Fmt, 11>, fused_rp_if<Fmt, 12>,
       fused_rp_if<Fmt, 13>, fused_rp_if<Fmt, 14>, fused_rp_if<Fmt, 15>, fused_rp_if<Fmt, 16>};
-  if (A.n >= 1 && A.n <= Fmt::kFusedMaxC) return table[A.n - 1](W, A, r0, r1, Y, ldy);
+  if (A.n >= 1 && A.n <= Fmt::kFusedRpMaxC) return table[A.n - 1](W, A, r0, r1, Y, ldy);
   const int64_t nb = W.cols / Fmt::kElems, kc = Fmt::kChunkLarge;
   uint8_t* buf = pack_buffer(size_t(kc) * 2 * Fmt::kPanelBytes);
   for (int64_t g = r0; g < r1; g += 32) {

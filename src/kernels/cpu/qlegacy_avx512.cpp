@@ -130,7 +130,7 @@ struct Legacy {
   }
 
   // Small n: unpack each panel block in registers and use it at once.
-  static constexpr int kFusedMaxC = 16;
+  static constexpr int kFusedMaxC = 16, kFusedRpMaxC = 16;
   static constexpr int64_t kFusedChunk = 16;
   static constexpr size_t kAhead = 640;  // prefetch distance in bytes of a row
   static constexpr int64_t kPfEvery = 64 / kBlockBytes;  // blocks per prefetch (< one line apart)
