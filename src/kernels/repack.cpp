@@ -62,7 +62,37 @@ void repack_q6k_panel(const MatView& src, int64_t P, uint8_t* dst) {
   }
 }
 
-bool k_panels(DType t) { return t == DType::Q4_K || t == DType::Q6_K; }
+// Q8_0 / Q4_0: [nb blocks of vectors][nb blocks of 16 f16 scales] (ops.h).
+void repack_legacy_panel(const MatView& src, int64_t P, uint8_t* dst) {
+  const DType t = src.dtype;
+  const int64_t nb = src.cols / 32;
+  const size_t vb = panel_vec_bytes(t), bb = block_bytes(t);
+  const uint32_t flip = t == DType::Q8_0 ? 0x80808080u : 0u;  // Q8_0: int8 -> u8 + 128
+  uint8_t* scl = dst + size_t(nb) * vb;
+  for (int r = 0; r < 16; ++r) {
+    const uint8_t* row = src.row(std::min<int64_t>(P * 16 + r, src.rows - 1));
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + size_t(b) * bb;  // f16 d, then the quants
+      uint8_t* v = dst + size_t(b) * vb + 4 * r;
+      for (size_t j = 0; j < vb / 64; ++j) {
+        uint32_t w;
+        std::memcpy(&w, blk + 2 + 4 * j, 4);
+        w ^= flip;
+        std::memcpy(v + 64 * j, &w, 4);
+      }
+      std::memcpy(scl + size_t(b) * 32 + 2 * r, blk, 2);
+    }
+  }
+}
+
+// The types with a panel layout, and the block of weights each repacks.
+int64_t panel_block_elems(DType t) {
+  switch (t) {
+    case DType::Q8_0: case DType::Q4_0: return 32;
+    case DType::Q4_K: case DType::Q6_K: return 256;
+    default: return 0;
+  }
+}
 }  // namespace
 
 bool can_repack(DType t) {
@@ -70,59 +100,27 @@ bool can_repack(DType t) {
     const char* e = std::getenv("MOESERVE_REPACK");
     return !(e && std::string(e) == "0");
   }();
-  return enabled && (t == DType::Q8_0 || t == DType::Q4_0 || k_panels(t)) && std::string(isa_name()) == "avx512";
+  return enabled && panel_block_elems(t) > 0 && std::string(isa_name()) == "avx512";
 }
 
 size_t repacked_bytes(DType t, int64_t rows, int64_t cols) {
   const size_t panels = size_t((rows + 15) / 16);
-  if (k_panels(t)) return panels * size_t(cols / 256) * (t == DType::Q4_K ? kQ4kPanelBlock : kQ6kPanelBlock);
+  if (t == DType::Q4_K) return panels * size_t(cols / 256) * kQ4kPanelBlock;
+  if (t == DType::Q6_K) return panels * size_t(cols / 256) * kQ6kPanelBlock;
   return panels * size_t(cols / 32) * (panel_vec_bytes(t) + 32);
 }
 
 MatView repack_panels(const MatView& src, uint8_t* dst, ThreadPool& pool) {
   const DType t = src.dtype;
-  const int64_t elems = k_panels(t) ? 256 : 32;
-  if (!(t == DType::Q8_0 || t == DType::Q4_0 || k_panels(t)) || src.panel16 || src.cols % elems != 0)
+  const int64_t elems = panel_block_elems(t);
+  if (elems == 0 || src.panel16 || src.cols % elems != 0)
     throw Error(ErrorKind::Internal, std::string("repack_panels: cannot repack a ") + dtype_name(t) + " matrix");
-  if (k_panels(t)) {
-    const int64_t panels = (src.rows + 15) / 16;
-    const size_t panel_bytes = repacked_bytes(t, 16, src.cols);
-    pool.parallel_for(panels, [&](int64_t p0, int64_t p1, int) {
-      for (int64_t P = p0; P < p1; ++P) {
-        if (t == DType::Q4_K)
-          repack_q4k_panel(src, P, dst + size_t(P) * panel_bytes);
-        else
-          repack_q6k_panel(src, P, dst + size_t(P) * panel_bytes);
-      }
-    });
-    MatView m = src;
-    m.data = dst;
-    m.panel16 = true;
-    return m;
-  }
-  const int64_t nb = src.cols / 32, panels = (src.rows + 15) / 16;
-  const size_t vb = panel_vec_bytes(t), bb = block_bytes(t);
-  const size_t panel_bytes = size_t(nb) * (vb + 32);
-  const uint32_t flip = t == DType::Q8_0 ? 0x80808080u : 0u;  // Q8_0: int8 -> u8 + 128
-  pool.parallel_for(panels, [&](int64_t p0, int64_t p1, int) {
-    for (int64_t P = p0; P < p1; ++P) {
-      uint8_t* vec = dst + size_t(P) * panel_bytes;
-      uint8_t* scl = vec + size_t(nb) * vb;
-      for (int r = 0; r < 16; ++r) {
-        const uint8_t* row = src.row(std::min<int64_t>(P * 16 + r, src.rows - 1));
-        for (int64_t b = 0; b < nb; ++b) {
-          const uint8_t* blk = row + size_t(b) * bb;  // f16 d, then the quants
-          uint8_t* v = vec + size_t(b) * vb + 4 * r;
-          for (size_t j = 0; j < vb / 64; ++j) {
-            uint32_t w;
-            std::memcpy(&w, blk + 2 + 4 * j, 4);
-            w ^= flip;
-            std::memcpy(v + 64 * j, &w, 4);
-          }
-          std::memcpy(scl + size_t(b) * 32 + 2 * r, blk, 2);
-        }
-      }
-    }
+  void (*panel)(const MatView&, int64_t, uint8_t*) = t == DType::Q4_K   ? repack_q4k_panel
+                                                     : t == DType::Q6_K ? repack_q6k_panel
+                                                                        : repack_legacy_panel;
+  const size_t panel_bytes = repacked_bytes(t, 16, src.cols);
+  pool.parallel_for((src.rows + 15) / 16, [&](int64_t p0, int64_t p1, int) {
+    for (int64_t P = p0; P < p1; ++P) panel(src, P, dst + size_t(P) * panel_bytes);
   });
   MatView m = src;
   m.data = dst;

@@ -11,9 +11,11 @@
 #pragma once
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <utility>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/pack_avx512.h"
@@ -149,40 +151,39 @@ void qmatmul(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, floa
 
 // Small n goes to Fmt::fused<n> (n <= Fmt::kFusedMaxC <= 16): weights are
 // unpacked in registers and used at once, so reading them from memory overlaps
-// with the arithmetic; larger n packs panels once and reuses them.
-template <class Fmt, int C>
-void fused_if(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-  if constexpr (C <= Fmt::kFusedMaxC) Fmt::template fused<C>(W, A, r0, r1, Y, ldy);
+// with the arithmetic; larger n packs panels once and reuses them. Matrices
+// in the panel layout go to Fmt::fused_rp<n> (n <= Fmt::kFusedRpMaxC).
+using FusedFn = void (*)(const WeightsRef&, const ActsRef&, int64_t, int64_t, float*, int64_t);
+
+template <class Fmt, bool kPanels, int C>
+void fused_at(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  if constexpr (kPanels) {
+    if constexpr (C <= Fmt::kFusedRpMaxC) Fmt::template fused_rp<C>(W, A, r0, r1, Y, ldy);
+  } else if constexpr (C <= Fmt::kFusedMaxC) {
+    Fmt::template fused<C>(W, A, r0, r1, Y, ldy);
+  }
+}
+
+// fused_at<Fmt, kPanels, n> at index n - 1, for n = 1..16.
+template <class Fmt, bool kPanels, size_t... I>
+constexpr std::array<FusedFn, sizeof...(I)> fused_table(std::index_sequence<I...>) {
+  return {fused_at<Fmt, kPanels, int(I) + 1>...};
 }
 
 template <class Fmt>
 void qmatmul_any(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-  using Fn = void (*)(const WeightsRef&, const ActsRef&, int64_t, int64_t, float*, int64_t);
-  static constexpr Fn table[16] = {
-      fused_if<Fmt, 1>,  fused_if<Fmt, 2>,  fused_if<Fmt, 3>,  fused_if<Fmt, 4>,  fused_if<Fmt, 5>,  fused_if<Fmt, 6>,
-      fused_if<Fmt, 7>,  fused_if<Fmt, 8>,  fused_if<Fmt, 9>,  fused_if<Fmt, 10>, fused_if<Fmt, 11>, fused_if<Fmt, 12>,
-      fused_if<Fmt, 13>, fused_if<Fmt, 14>, fused_if<Fmt, 15>, fused_if<Fmt, 16>};
+  static constexpr auto table = fused_table<Fmt, false>(std::make_index_sequence<16>{});
   if (A.n >= 1 && A.n <= Fmt::kFusedMaxC) return table[A.n - 1](W, A, r0, r1, Y, ldy);
   qmatmul<Fmt>(W, A, r0, r1, Y, ldy);
 }
 
-// The same for a matrix in the panel layout (ops::repack_panels). Fmt
-// provides fused_rp<C> for n <= kFusedRpMaxC, and pack_rp(W, first row, RP, kb0, kb1,
+// The same for a matrix in the panel layout (ops::repack_panels): Fmt
+// provides fused_rp<C> for small n, and pack_rp(W, first row, RP, kb0, kb1,
 // out), which unpacks blocks [kb0, kb1) of one or two panels into the
 // packed format of pack() and prefetches the next chunk meanwhile.
-template <class Fmt, int C>
-void fused_rp_if(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-  if constexpr (C <= Fmt::kFusedRpMaxC) Fmt::template fused_rp<C>(W, A, r0, r1, Y, ldy);
-}
-
 template <class Fmt>
 void qmatmul_panels(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-  using Fn = void (*)(const WeightsRef&, const ActsRef&, int64_t, int64_t, float*, int64_t);
-  static constexpr Fn table[16] = {
-      fused_rp_if<Fmt, 1>,  fused_rp_if<Fmt, 2>,  fused_rp_if<Fmt, 3>,  fused_rp_if<Fmt, 4>,
-      fused_rp_if<Fmt, 5>,  fused_rp_if<Fmt, 6>,  fused_rp_if<Fmt, 7>,  fused_rp_if<Fmt, 8>,
-      fused_rp_if<Fmt, 9>,  fused_rp_if<Fmt, 10>, fused_rp_if<Fmt, 11>, fused_rp_if<Fmt, 12>,
-      fused_rp_if<Fmt, 13>, fused_rp_if<Fmt, 14>, fused_rp_if<Fmt, 15>, fused_rp_if<Fmt, 16>};
+  static constexpr auto table = fused_table<Fmt, true>(std::make_index_sequence<16>{});
   if (A.n >= 1 && A.n <= Fmt::kFusedRpMaxC) return table[A.n - 1](W, A, r0, r1, Y, ldy);
   const int64_t nb = W.cols / Fmt::kElems, kc = Fmt::kChunkLarge;
   uint8_t* buf = pack_buffer(size_t(kc) * 2 * Fmt::kPanelBytes);
