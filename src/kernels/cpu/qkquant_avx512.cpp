@@ -29,7 +29,9 @@ inline __m512i sel_bits(__m512i v, __m512i hbytes, int bit) {
 // The panel layout of a K format (ops::repack_panels): panels of 16 rows,
 // [super-blocks][Fmt::kRpBlock bytes], each the format's transposes followed
 // by its header words at Fmt::kRpHeader. Fmt::rp_get(blk) returns what
-// superblock() / store_packed() take to read the quants of block blk.
+// superblock() / store_packed() take to read the quants of block blk;
+// Fmt::superblock_rp<C>(A, b, blk, acc) adds super-block b of C activation
+// rows to acc (C x 16 floats).
 template <class Fmt, int C>
 void kpanel_fused(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
   const int64_t nb = W.cols / 256;
@@ -41,18 +43,17 @@ void kpanel_fused(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1,
     const int rows = int(r1 - g < 16 ? r1 - g : 16);
     const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
     const uint8_t* pan = W.data + size_t(g / 16) * panel_bytes;
-    __m512 acc[C];
-#pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+    // The accumulators stay in memory (L1): a super-block touches each twice.
+    alignas(64) float acc[C * 16];
+    for (int c = 0; c < C; ++c) _mm512_store_ps(acc + 16 * c, _mm512_setzero_ps());
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = pan + size_t(b) * Fmt::kRpBlock;
       // Each line once, two super-blocks ahead (into the next panel, which
       // follows this one, near its end).
       for (size_t o = 0; o < Fmt::kRpBlock; o += 64) prefetch_t0(blk + kAheadRp + o);
-      Fmt::template superblock<C>(A, b, reinterpret_cast<const int32_t*>(blk + Fmt::kRpHeader), Fmt::rp_get(blk), acc);
+      Fmt::template superblock_rp<C>(A, b, blk, acc);
     }
-#pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(Y + c * ldy + g, mask, acc[c]);
+    for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(Y + c * ldy + g, mask, _mm512_load_ps(acc + 16 * c));
   }
 }
 
@@ -79,7 +80,7 @@ template <bool kFive>
 struct K45 {
   static constexpr int64_t kElems = 256;
   static constexpr size_t kPanelBytes = 4096 + 512 + 512 + 64 + 64;
-  static constexpr int kMaxC = 4, kFusedMaxC = 8, kFusedRpMaxC = 8;
+  static constexpr int kMaxC = 4, kFusedMaxC = 8, kFusedRpMaxC = 16;
   static constexpr int64_t kChunkSmall = 2, kChunkLarge = 4, kMaxChunk = 16, kFusedChunk = 4;
   static constexpr size_t kAhead = 640;
   static constexpr size_t kBlockBytes = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
@@ -276,6 +277,72 @@ struct K45 {
     }
   }
 
+  // Tokens C0..C0+G-1 of panel super-block blk (b-th of its row), the
+  // arithmetic of superblock(). Only one sub-block's weights, the group's
+  // integer sums and its chains are live (8 + 2G vectors); the scales are
+  // decoded once per super-block into sc/m2 (memory operands here).
+  template <int C0, int G>
+  __attribute__((always_inline)) static inline void rp_group(const ActsRef& A, int64_t b, const uint8_t* blk,
+                                                             const __m512i* sc, const __m512i* m2, __m512 d,
+                                                             __m512 dmin, float* acc) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i isum[G];
+#pragma GCC unroll 16
+    for (int c = 0; c < G; ++c) isum[c] = _mm512_setzero_si512();
+    // A real loop over the sub-block pairs: with it fully unrolled as well,
+    // GCC stopped unrolling the token loops at 16 tokens and kept the integer
+    // sums in memory.
+#pragma GCC unroll 1
+    for (int cc = 0; cc < 4; ++cc)
+#pragma GCC unroll 2
+    for (int hh = 0; hh < 2; ++hh) {
+      const int j = 2 * cc + hh;
+      __m512i w[8];
+#pragma GCC unroll 8
+      for (int s = 0; s < 8; ++s) {
+        const __m512i t = _mm512_load_si512(blk + (8 * cc + s) * 64);
+        w[s] = _mm512_and_si512(hh ? _mm512_srli_epi16(t, 4) : t, m4);
+      }
+#pragma GCC unroll 16
+      for (int c = 0; c < G; ++c) {
+        const int8_t* aq = A.qs + (C0 + c) * A.qs_stride + 256 * b + 32 * j;
+        __m512i P = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; ++s) P = dpbusd_bcast(P, w[s], aq + 4 * s);
+        isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[j]));
+      }
+    }
+#pragma GCC unroll 16
+    for (int c = 0; c < G; ++c) {
+      const int16_t* bs = A.bsum + (C0 + c) * (A.cols / 16) + 16 * b;
+      __m512i msum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) msum = _mm512_dpwssd_epi32(msum, m2[j], _mm512_set1_epi32(load_i32(bs + 2 * j)));
+      const __m512 da = _mm512_set1_ps(A.d[(C0 + c) * A.nblk + b]);
+      float* ac = acc + 16 * (C0 + c);
+      __m512 a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(d, da), _mm512_load_ps(ac));
+      _mm512_store_ps(ac, _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, da), a));
+    }
+  }
+
+  // Super-block b of C activation rows from the panel layout: tokens in
+  // groups of at most 8, each a pass over the super-block's 2 KiB of quants
+  // (from L1 after the first). Against superblock() with the quants of
+  // rp_get, which holds every scale and both nibbles of a sub-block pair in
+  // registers and spills: 14336x4096 from memory, alternating call by call,
+  // 1.1-1.2x faster at 2-8 tokens, equal at 1; and at 9-16 tokens (which
+  // went through the packed path) 1.6-2.0x.
+  template <int C>
+  __attribute__((always_inline)) static inline void superblock_rp(const ActsRef& A, int64_t b, const uint8_t* blk,
+                                                                 float* acc) {
+    alignas(64) __m512i sc[8], m2[8];
+    __m512 d, dmin;
+    scales(reinterpret_cast<const int32_t*>(blk + kRpHeader), sc, m2, d, dmin);
+    constexpr int G0 = C <= 8 ? C : (C + 1) / 2;
+    rp_group<0, G0>(A, b, blk, sc, m2, d, dmin, acc);
+    if constexpr (C > G0) rp_group<G0, C - G0>(A, b, blk, sc, m2, d, dmin, acc);
+  }
+
   template <int C>
   static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
     kpanel_fused<K45, C>(W, A, r0, r1, Y, ldy);
@@ -350,10 +417,10 @@ struct K45 {
 struct Q6K {
   static constexpr int64_t kElems = 256;
   static constexpr size_t kPanelBytes = 4096 + 1024 + 512 + 64;
-  // From panels the fused path pays up to 8 tokens (Q6_K streaming 14336x4096
-  // at 8 tokens: 27 GB/s against 15 through the packed path); from rows its
-  // transposes keep it to 4.
-  static constexpr int kMaxC = 4, kFusedMaxC = 4, kFusedRpMaxC = 8;
+  // From panels the fused path pays up to 16 tokens (superblock_rp; Q6_K
+  // streaming 14336x4096 at 8 tokens: 36 GB/s, at 16: 17, against 15 and 11
+  // through the packed path); from rows its transposes keep it to 4.
+  static constexpr int kMaxC = 4, kFusedMaxC = 4, kFusedRpMaxC = 16;
   static constexpr int64_t kChunkSmall = 2, kChunkLarge = 4, kMaxChunk = 16, kFusedChunk = 4;
   static constexpr size_t kAhead = 640;
   static constexpr size_t kBlockBytes = sizeof(BlockQ6_K);
@@ -492,6 +559,83 @@ struct Q6K {
   }
   static auto rp_get(const uint8_t* blk) {
     return [blk](int h, __m512i* tl0, __m512i* tl1, __m512i* th) { half_rp(blk, h, tl0, tl1, th); };
+  }
+  // Tokens C0..C0+G-1 of panel super-block blk, the arithmetic of
+  // superblock(): one group of 32 values (8 vectors) live at a time, the
+  // scales decoded once per super-block into sc/sc2 (memory operands here).
+  static constexpr int kRpGroupFromC = 6;
+  template <int C0, int G>
+  __attribute__((always_inline)) static inline void rp_group(const ActsRef& A, int64_t b, const uint8_t* blk,
+                                                             const __m512i* sc, const __m512i* sc2, __m512 d,
+                                                             float* acc) {
+    __m512i isum[G];
+#pragma GCC unroll 16
+    for (int c = 0; c < G; ++c) isum[c] = _mm512_setzero_si512();
+    // A real loop over the 8 groups of 32 values (h, k), as in K45::rp_group.
+#pragma GCC unroll 1
+    for (int hk = 0; hk < 8; ++hk) {
+      const int h = hk / 4, k = hk % 4;
+      const uint8_t* ql = blk + (24 * h + 8 * (k & 1)) * 64;
+      const uint8_t* qh = blk + (24 * h + 16) * 64;
+      const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+      __m512i v[8];
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        const __m512i lq = _mm512_load_si512(ql + 64 * j), hq = _mm512_load_si512(qh + 64 * j);
+        const __m512i lo = (k >> 1) ? _mm512_srli_epi16(lq, 4) : lq;
+        // (qh >> 2k) << 4 keeps bits 2k, 2k+1 of each byte in bits 4, 5.
+        const __m512i hb = _mm512_slli_epi16(_mm512_srlv_epi16(hq, _mm512_set1_epi16(short(2 * k))), 4);
+        v[j] = _mm512_or_si512(_mm512_and_si512(lo, m4), _mm512_and_si512(hb, m30));
+      }
+#pragma GCC unroll 2
+      for (int u = 0; u < 2; ++u) {
+        const int s16 = 8 * h + 2 * k + u;
+#pragma GCC unroll 16
+        for (int c = 0; c < G; ++c) {
+          const int8_t* aq = A.qs + (C0 + c) * A.qs_stride + 256 * b + 16 * s16;
+          __m512i P = _mm512_setzero_si512();
+#pragma GCC unroll 4
+          for (int t = 0; t < 4; ++t) P = dpbusd_bcast(P, v[4 * u + t], aq + 4 * t);
+          isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[s16]));
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int c = 0; c < G; ++c) {
+      const int16_t* bs = A.bsum + (C0 + c) * (A.cols / 16) + 16 * b;
+      __m512i corr = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) corr = _mm512_dpwssd_epi32(corr, sc2[u], _mm512_set1_epi32(load_i32(bs + 2 * u)));
+      const __m512i is = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(corr, 5));
+      float* ac = acc + 16 * (C0 + c);
+      _mm512_store_ps(ac, _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(d, _mm512_set1_ps(A.d[(C0 + c) * A.nblk + b])),
+                                          _mm512_load_ps(ac)));
+    }
+  }
+
+  // Super-block b of C activation rows from the panel layout. Up to 5
+  // tokens, superblock() with every weight vector in registers; from 6, in
+  // groups of at most 8 tokens (a pass over the super-block each, from L1
+  // after the first), which reads 14336x4096 from memory 1.3-1.6x faster at
+  // 6-16 tokens and was 5-12% slower at 1-5 (alternating call by call).
+  template <int C>
+  __attribute__((always_inline)) static inline void superblock_rp(const ActsRef& A, int64_t b, const uint8_t* blk,
+                                                                 float* acc) {
+    if constexpr (C < kRpGroupFromC) {
+      __m512 a[C];
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) a[c] = _mm512_load_ps(acc + 16 * c);
+      superblock<C>(A, b, reinterpret_cast<const int32_t*>(blk + kRpHeader), rp_get(blk), a);
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) _mm512_store_ps(acc + 16 * c, a[c]);
+      return;
+    }
+    alignas(64) __m512i sc[16], sc2[8];
+    __m512 d;
+    scales(reinterpret_cast<const int32_t*>(blk + kRpHeader), sc, sc2, d);
+    constexpr int G0 = C <= 8 ? C : (C + 1) / 2;
+    rp_group<0, G0>(A, b, blk, sc, sc2, d, acc);
+    if constexpr (C > G0) rp_group<G0, C - G0>(A, b, blk, sc, sc2, d, acc);
   }
 
   static void pack(const WeightsRef& W, const PanelRows* panels, const PanelRows* next, int RP, int64_t kb0,
