@@ -2,7 +2,7 @@
 //
 //   StreamRead/<threads>          read bandwidth baseline: sum a 1 GiB buffer
 //   Matvec/<type>/<shape>/<n>     matmul with n activation rows (decode shapes);
-//   Matvec/<type>-panel/...       the same on the panel layout (ops::repack_panels; Q8_0, Q4_0, Q4_K, Q6_K)
+//   Matvec/<type>-panel/...       the same on the panel layout (ops::repack_panels; Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)
 //                                 GB/s of weights streamed, tokens/s = n / time
 //   Gemm/<type>/<shape>/<n>       large n (prefill): int8 GOP/s (2*rows*cols*n)
 //   MixtralLayerPrefill/<type>    one Mixtral-8x7B-shaped layer's matmuls for
@@ -199,8 +199,8 @@ void register_all() {
             ->UseRealTime()
             ->MinTime(0.3);
       }
-  // The panel layout the model uses for Q8_0 / Q4_0 / Q4_K / Q6_K on AVX-512 machines.
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  // The panel layout the model uses for Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K on AVX-512 machines.
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     if (!ops::can_repack(t)) continue;
     for (auto [rows, cols] : shapes)
       for (int64_t n : {1, 2, 4, 8, 16, 512}) {

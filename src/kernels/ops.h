@@ -86,7 +86,7 @@ void matmul_q_many(const MatTarget* targets, int count, ThreadPool& pool);
 // Panel layout. The AVX-512 kernels read a quantized matrix 16 rows at a time
 // with one row per vector lane, so in the file's row-major layout they must
 // transpose every block on the fly, from 16 separate row streams. For Q8_0,
-// Q4_0, Q4_K and Q6_K, repack_panels() stores the matrix once, at load, the way the kernels
+// Q4_0, Q4_K, Q5_K and Q6_K, repack_panels() stores the matrix once, at load, the way the kernels
 // consume it: panel P (rows 16P..16P+15; the last panel repeats its last row)
 // is [nb blocks of vectors][nb blocks of 16 f16 scales], where a block's
 // vectors are (Q8_0) 8 x 64 bytes, vector j lane r = qs[4j..4j+3] of row r
@@ -94,6 +94,8 @@ void matmul_q_many(const MatTarget* targets, int count, ThreadPool& pool);
 // r as stored. Q4_K panels are [nb super-blocks][2304 bytes]: the quants as
 // [4][8] vectors, lane r of vector (c, j) = qs bytes 32c+4j..+3 of row r, then
 // the first 16 header bytes (d, dmin, scales) as 4 vectors of one u32 per row;
+// Q5_K panels are [nb][2816 bytes], the same with the 32 qh bytes per row as
+// 8 vectors (lane r of vector j = qh bytes 4j..4j+3 of row r) before the header;
 // Q6_K panels are [nb][3392 bytes]: per half h the transposes of ql bytes
 // 64h.., 64h+32.. and qh bytes 128+32h.., then 5 header words per row (at
 // bytes 192..206: scales, d), 1% more than stored.

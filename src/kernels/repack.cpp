@@ -1,4 +1,4 @@
-// repack.cpp — the panel layout of Q8_0 / Q4_0 / Q4_K / Q6_K matrices (see ops.h).
+// repack.cpp — the panel layout of Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K matrices (see ops.h).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -15,23 +15,30 @@ namespace {
 // Bytes of one block of vectors (16 rows) in the panel layout.
 size_t panel_vec_bytes(DType t) { return t == DType::Q8_0 ? 512 : 256; }
 
-// Q4_K: per 16-row panel and super-block, the quants as the AVX-512 kernel's
-// 16x32 transposes give them, [4 pairs of sub-blocks][8][64 B] with byte
-// 4r+k of vector (c, j) = quant byte 32c + 4j + k of row r, then the first
-// 16 header bytes (d, dmin, 12 scale bytes) as [4 words][16 rows] int32.
-// 2304 bytes: the same as the 16 rows' blocks.
-constexpr size_t kQ4kPanelBlock = 2048 + 256;
+// Q4_K / Q5_K: per 16-row panel and super-block, the quants as the AVX-512
+// kernel's 16x32 transposes give them, [4 pairs of sub-blocks][8][64 B] with
+// byte 4r+k of vector (c, j) = quant byte 32c + 4j + k of row r; Q5_K then
+// its 32 high-bit bytes the same way ([8][64 B], byte 4r+k of vector j = qh
+// byte 4j + k of row r); then the first 16 header bytes (d, dmin, 12 scale
+// bytes) as [4 words][16 rows] int32. 2304 (Q4_K) or 2816 (Q5_K) bytes: the
+// same as the 16 rows' blocks.
+constexpr size_t kQ4kPanelBlock = 2048 + 256, kQ5kPanelBlock = 2048 + 512 + 256;
 
-void repack_q4k_panel(const MatView& src, int64_t P, uint8_t* dst) {
+template <bool kFive>
+void repack_k45_panel(const MatView& src, int64_t P, uint8_t* dst) {
   const int64_t nb = src.cols / 256;
+  const size_t bb = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K), qs = kFive ? 48 : 16;
+  const size_t pb = kFive ? kQ5kPanelBlock : kQ4kPanelBlock, hdr = pb - 256;
   for (int r = 0; r < 16; ++r) {
     const uint8_t* row = src.row(std::min<int64_t>(P * 16 + r, src.rows - 1));
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* blk = row + size_t(b) * sizeof(BlockQ4_K);
-      uint8_t* o = dst + size_t(b) * kQ4kPanelBlock;
+      const uint8_t* blk = row + size_t(b) * bb;
+      uint8_t* o = dst + size_t(b) * pb;
       for (int c = 0; c < 4; ++c)
-        for (int j = 0; j < 8; ++j) std::memcpy(o + (8 * c + j) * 64 + 4 * r, blk + 16 + 32 * c + 4 * j, 4);
-      for (int w = 0; w < 4; ++w) std::memcpy(o + 2048 + 64 * w + 4 * r, blk + 4 * w, 4);
+        for (int j = 0; j < 8; ++j) std::memcpy(o + (8 * c + j) * 64 + 4 * r, blk + qs + 32 * c + 4 * j, 4);
+      if (kFive)
+        for (int j = 0; j < 8; ++j) std::memcpy(o + 2048 + 64 * j + 4 * r, blk + 16 + 4 * j, 4);
+      for (int w = 0; w < 4; ++w) std::memcpy(o + hdr + 64 * w + 4 * r, blk + 4 * w, 4);
     }
   }
 }
@@ -89,7 +96,7 @@ void repack_legacy_panel(const MatView& src, int64_t P, uint8_t* dst) {
 int64_t panel_block_elems(DType t) {
   switch (t) {
     case DType::Q8_0: case DType::Q4_0: return 32;
-    case DType::Q4_K: case DType::Q6_K: return 256;
+    case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: return 256;
     default: return 0;
   }
 }
@@ -106,6 +113,7 @@ bool can_repack(DType t) {
 size_t repacked_bytes(DType t, int64_t rows, int64_t cols) {
   const size_t panels = size_t((rows + 15) / 16);
   if (t == DType::Q4_K) return panels * size_t(cols / 256) * kQ4kPanelBlock;
+  if (t == DType::Q5_K) return panels * size_t(cols / 256) * kQ5kPanelBlock;
   if (t == DType::Q6_K) return panels * size_t(cols / 256) * kQ6kPanelBlock;
   return panels * size_t(cols / 32) * (panel_vec_bytes(t) + 32);
 }
@@ -115,7 +123,8 @@ MatView repack_panels(const MatView& src, uint8_t* dst, ThreadPool& pool) {
   const int64_t elems = panel_block_elems(t);
   if (elems == 0 || src.panel16 || src.cols % elems != 0)
     throw Error(ErrorKind::Internal, std::string("repack_panels: cannot repack a ") + dtype_name(t) + " matrix");
-  void (*panel)(const MatView&, int64_t, uint8_t*) = t == DType::Q4_K   ? repack_q4k_panel
+  void (*panel)(const MatView&, int64_t, uint8_t*) = t == DType::Q4_K   ? repack_k45_panel<false>
+                                                     : t == DType::Q5_K ? repack_k45_panel<true>
                                                      : t == DType::Q6_K ? repack_q6k_panel
                                                                         : repack_legacy_panel;
   const size_t panel_bytes = repacked_bytes(t, 16, src.cols);

@@ -30,9 +30,9 @@ std::vector<float> product(const MatView& W, const std::vector<float>& X, int64_
 
 TEST(Repack, SameBitsAsRowMajor) {
   MS_REQUIRE_ISA(Isa::Avx512);
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     if (!ops::can_repack(t)) GTEST_SKIP() << "panel layout off (MOESERVE_REPACK=0 or ISA capped)";
-    const int64_t k = t == DType::Q4_K || t == DType::Q6_K ? 8 : 1;  // columns in multiples of the block
+    const int64_t k = block_elems(t) / 32;  // columns in multiples of the block
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 32 * k}, {7, 64 * k}, {16, 96 * k}, {33, 128 * k},
                               {100, 4096 + 32 * k}}) {
       const QMat M = random_block_matrix(t, rows, cols, uint64_t(rows * 7 + cols));
@@ -59,6 +59,7 @@ TEST(Repack, LayoutAndErrors) {
   EXPECT_EQ(ops::repacked_bytes(DType::Q8_0, 17, 64), size_t(2 * 2 * 544));  // padded to 2 panels
   EXPECT_EQ(ops::repacked_bytes(DType::Q4_0, 32, 4096), size_t(2 * 128 * 288));
   EXPECT_EQ(ops::repacked_bytes(DType::Q4_K, 17, 512), size_t(2 * 2 * 16 * 144));  // as stored, padded to 2 panels
+  EXPECT_EQ(ops::repacked_bytes(DType::Q5_K, 16, 256), size_t(16 * 176));          // as stored
   EXPECT_EQ(ops::repacked_bytes(DType::Q6_K, 16, 256), size_t(16 * 210 + 32));      // + the header's overlap
   ThreadPool pool(1);
   const QMat M = random_block_matrix(DType::Q4_1, 16, 64, 1);

@@ -261,19 +261,26 @@ struct K45 {
     }
   }
 
-  // Panel layout (Q4_K only; ops::repack_panels): per 16-row panel and
-  // super-block, the quants as quants() transposes them ([4][8] vectors, low
-  // and high nibbles still packed), then the header words as collect_u32
-  // gathers them. One sequential stream; the arithmetic of fused() / pack().
-  static constexpr size_t kRpBlock = 2048 + 256, kRpHeader = 2048;
+  // Panel layout (ops::repack_panels): per 16-row panel and super-block, the
+  // quants as quants() transposes them ([4][8] vectors, low and high nibbles
+  // still packed), Q5_K's high bits as high_bits() transposes them ([8]
+  // vectors at kRpQh), then the header words as collect_u32 gathers them.
+  // One sequential stream; the arithmetic of fused() / pack().
+  static constexpr size_t kRpQh = 2048, kRpHeader = kFive ? 2048 + 512 : 2048, kRpBlock = kRpHeader + 256;
+
+  // Step j of sub-block 2c + h (h = 0: low nibbles, 1: high) as u8 quants.
+  __attribute__((always_inline)) static inline __m512i quant_rp(const uint8_t* blk, int c, int h, int j) {
+    const __m512i t = _mm512_load_si512(blk + (8 * c + j) * 64);
+    const __m512i q = _mm512_and_si512(h ? _mm512_srli_epi16(t, 4) : t, _mm512_set1_epi8(0x0F));
+    if constexpr (kFive) return sel_bits(q, _mm512_load_si512(blk + kRpQh + 64 * j), 2 * c + h);
+    return q;
+  }
 
   __attribute__((always_inline)) static inline void quants_rp(const uint8_t* blk, int c, __m512i* lo, __m512i* hi) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
-      const __m512i t = _mm512_load_si512(blk + (8 * c + j) * 64);
-      lo[j] = _mm512_and_si512(t, m4);
-      hi[j] = _mm512_and_si512(_mm512_srli_epi16(t, 4), m4);
+      lo[j] = quant_rp(blk, c, 0, j);
+      hi[j] = quant_rp(blk, c, 1, j);
     }
   }
 
@@ -285,7 +292,6 @@ struct K45 {
   __attribute__((always_inline)) static inline void rp_group(const ActsRef& A, int64_t b, const uint8_t* blk,
                                                              const __m512i* sc, const __m512i* m2, __m512 d,
                                                              __m512 dmin, float* acc) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512i isum[G];
 #pragma GCC unroll 16
     for (int c = 0; c < G; ++c) isum[c] = _mm512_setzero_si512();
@@ -299,10 +305,7 @@ struct K45 {
       const int j = 2 * cc + hh;
       __m512i w[8];
 #pragma GCC unroll 8
-      for (int s = 0; s < 8; ++s) {
-        const __m512i t = _mm512_load_si512(blk + (8 * cc + s) * 64);
-        w[s] = _mm512_and_si512(hh ? _mm512_srli_epi16(t, 4) : t, m4);
-      }
+      for (int s = 0; s < 8; ++s) w[s] = quant_rp(blk, cc, hh, s);
 #pragma GCC unroll 16
       for (int c = 0; c < G; ++c) {
         const int8_t* aq = A.qs + (C0 + c) * A.qs_stride + 256 * b + 32 * j;
@@ -752,7 +755,9 @@ void qmatmul_kquant(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r
     case DType::Q4_K:
       if (W.panel16) return qmatmul_panels<K45<false>>(W, A, r0, r1, Y, ldy);
       return qmatmul_any<K45<false>>(W, A, r0, r1, Y, ldy);
-    case DType::Q5_K: return qmatmul_any<K45<true>>(W, A, r0, r1, Y, ldy);
+    case DType::Q5_K:
+      if (W.panel16) return qmatmul_panels<K45<true>>(W, A, r0, r1, Y, ldy);
+      return qmatmul_any<K45<true>>(W, A, r0, r1, Y, ldy);
     case DType::Q6_K:
       if (W.panel16) return qmatmul_panels<Q6K>(W, A, r0, r1, Y, ldy);
       return qmatmul_any<Q6K>(W, A, r0, r1, Y, ldy);
