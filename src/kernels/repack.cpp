@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/quant.h"
 #include "kernels/ops.h"
+#include "kernels/panel_layout.h"
 
 namespace ms::ops {
 
@@ -69,25 +70,24 @@ void repack_q6k_panel(const MatView& src, int64_t P, uint8_t* dst) {
   }
 }
 
-// Q8_0 / Q4_0: [nb blocks of vectors][nb blocks of 16 f16 scales] (ops.h).
+// Q8_0 / Q4_0: groups of 8 blocks of vectors and their 16 f16 scales (panel_layout.h).
 void repack_legacy_panel(const MatView& src, int64_t P, uint8_t* dst) {
   const DType t = src.dtype;
   const int64_t nb = src.cols / 32;
   const size_t vb = panel_vec_bytes(t), bb = block_bytes(t);
   const uint32_t flip = t == DType::Q8_0 ? 0x80808080u : 0u;  // Q8_0: int8 -> u8 + 128
-  uint8_t* scl = dst + size_t(nb) * vb;
   for (int r = 0; r < 16; ++r) {
     const uint8_t* row = src.row(std::min<int64_t>(P * 16 + r, src.rows - 1));
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = row + size_t(b) * bb;  // f16 d, then the quants
-      uint8_t* v = dst + size_t(b) * vb + 4 * r;
+      uint8_t* v = dst + panel::vec_offset(vb, b) + 4 * r;
       for (size_t j = 0; j < vb / 64; ++j) {
         uint32_t w;
         std::memcpy(&w, blk + 2 + 4 * j, 4);
         w ^= flip;
         std::memcpy(v + 64 * j, &w, 4);
       }
-      std::memcpy(scl + size_t(b) * 32 + 2 * r, blk, 2);
+      std::memcpy(dst + panel::scale_offset(vb, nb, b) + 2 * r, blk, 2);
     }
   }
 }

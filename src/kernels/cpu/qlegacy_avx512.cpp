@@ -15,6 +15,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/pack_avx512.h"
 #include "kernels/cpu/qdriver_avx512.h"
+#include "kernels/panel_layout.h"
 
 namespace ms::cpu::avx512 {
 namespace {
@@ -179,8 +180,9 @@ struct Legacy {
   }
 
   // ---- The panel layout (ops::repack_panels; Q8_0 and Q4_0 only) ----
-  // Panel P: [nb x kRpVec bytes of vectors][nb x 32 bytes of f16 scales].
-  static constexpr size_t kRpVec = T == DType::Q8_0 ? 512 : 256;
+  // Panel P: one stream of groups of 8 blocks, [8 x kRpVec bytes of vectors]
+  // [8 x 32 bytes of f16 scales] (kernels/panel_layout.h).
+  static constexpr size_t kRpVec = T == DType::Q8_0 ? 512 : 256, kRpBlock = kRpVec + 32;
   // Prefetch distance in the vector stream (tuned with bench_kernels): longer
   // when each block takes longer (more activation rows). Q4_0 at 1 token
   // reads 14336x4096 from memory 7-15% faster 4096 bytes (16 blocks) ahead
@@ -251,17 +253,12 @@ struct Legacy {
     // (Measured as decode steps alternating with and without this and the
     // cross-panel prefetch below: Q4_0 5% faster at batch 1, 6-10% at 4-16;
     // Q8_0 3-4% at 4-16.)
-    {
-      const uint8_t* first = W.data + size_t(r0 / 16) * panel_bytes;
-      for (size_t o = 0; o < kRpAhead<C>; o += 64) prefetch_t0(first + o);
-      for (size_t o = 0; o < kRpAhead<C> / 8; o += 64) prefetch_t0(first + size_t(nb) * kRpVec + o);
-    }
+    const uint8_t* first = W.data + size_t(r0 / 16) * panel_bytes;
+    for (size_t o = 0; o < kRpAhead<C>; o += 64) prefetch_t0(first + o);
     for (int64_t g = r0; g < r1; g += 16) {
       const int rows = int(r1 - g < 16 ? r1 - g : 16);
       const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
-      const uint8_t* vec = W.data + size_t(g / 16) * panel_bytes;
-      const uint8_t* next = g + 16 < r1 ? vec + panel_bytes : nullptr;
-      rp_pass<C, kInter>(vec, next, nb, av, Y + g, ldy, mask);
+      rp_pass<C, kInter>(W.data + size_t(g / 16) * panel_bytes, nb, av, Y + g, ldy, mask);
     }
   }
 
@@ -273,43 +270,43 @@ struct Legacy {
     int64_t qs_stride, nblk;  // not interleaved only
   };
 
-  // Where the byte `o` bytes into a panel's vectors (or scales) is, when o
-  // may run past their end: in the next panel of the chunk if there is one.
-  __attribute__((always_inline)) static inline const uint8_t* ahead(const uint8_t* part, const uint8_t* next_part,
-                                                                    size_t size, size_t o) {
-    return o < size || !next_part ? part + o : next_part + (o - size);
+  // Prefetches the lines that start in [p, p + kRpBlock): over successive
+  // blocks, every line of the stream once. Past a panel's end this reaches
+  // into the next panel, which follows it.
+  template <bool kL2>
+  __attribute__((always_inline)) static inline void prefetch_block(const uint8_t* p) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    for (uintptr_t x = (a + 63) & ~uintptr_t(63); x < a + kRpBlock; x += 64) {
+      if constexpr (kL2)
+        prefetch_t1(reinterpret_cast<const void*>(x));
+      else
+        prefetch_t0(reinterpret_cast<const void*>(x));
+    }
   }
 
   // One panel: per block, the tokens in groups of at most 8 (so that a
   // group's integer sums and the block's weights fit in registers).
   template <int C, bool I>
-  __attribute__((always_inline)) static inline void rp_pass(const uint8_t* vec, const uint8_t* next, int64_t nb,
-                                                            const ActView& av, float* Y, int64_t ldy, __mmask16 mask) {
+  __attribute__((always_inline)) static inline void rp_pass(const uint8_t* pan, int64_t nb, const ActView& av, float* Y,
+                                                            int64_t ldy, __mmask16 mask) {
     constexpr int G0 = C <= 8 ? C : (C + 1) / 2;
-    const size_t vbytes = size_t(nb) * kRpVec, sbytes = size_t(nb) * 32;
-    const uint8_t* scl = vec + vbytes;
-    const uint8_t* nscl = next ? next + vbytes : nullptr;
     __m512 acc[C];
 #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      // Each line once, kRpAhead bytes ahead, into the chunk's next panel
-      // near the end of this one.
-      const uint8_t* pv = ahead(vec, next, vbytes, size_t(b) * kRpVec + kRpAhead<C>);
-#pragma GCC unroll 8
-      for (size_t o = 0; o < kRpVec; o += 64) prefetch_t0(pv + o);
-      if ((b & 1) == 0) prefetch_t0(ahead(scl, nscl, sbytes, size_t(b) * 32 + kRpAhead<C> / 8));
-      if constexpr (C >= kFarFromC && C <= kFarToC) {
-        const uint8_t* fv = ahead(vec, next, vbytes, size_t(b) * kRpVec + kRpFar);
-#pragma GCC unroll 8
-        for (size_t o = 0; o < kRpVec; o += 64) prefetch_t1(fv + o);
-        if ((b & 1) == 0) prefetch_t1(ahead(scl, nscl, sbytes, size_t(b) * 32 + kRpFar / 8));
+    for (int64_t g0 = 0; g0 < nb; g0 += panel::kGroup) {
+      const int64_t n = nb - g0 < panel::kGroup ? nb - g0 : panel::kGroup;
+      const uint8_t* gv = pan + size_t(g0) * kRpBlock;  // the group's vectors, then its scales
+      const uint8_t* gs = gv + size_t(n) * kRpVec;
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t b = g0 + j;
+        prefetch_block<false>(pan + size_t(b) * kRpBlock + kRpAhead<C>);
+        if constexpr (C >= kFarFromC && C <= kFarToC) prefetch_block<true>(pan + size_t(b) * kRpBlock + kRpFar);
+        __m512i v[8];
+        __m512 dw;
+        block_rp(gv + size_t(j) * kRpVec, gs + 32 * j, v, dw);
+        rp_group<C, 0, G0, I>(v, dw, av, b, acc);
+        if constexpr (C > G0) rp_group<C, G0, C - G0, I>(v, dw, av, b, acc);
       }
-      __m512i v[8];
-      __m512 dw;
-      block_rp(vec + size_t(b) * kRpVec, scl + size_t(b) * 32, v, dw);
-      rp_group<C, 0, G0, I>(v, dw, av, b, acc);
-      if constexpr (C > G0) rp_group<C, G0, C - G0, I>(v, dw, av, b, acc);
     }
 #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(Y + c * ldy, mask, acc[c]);
@@ -349,21 +346,18 @@ struct Legacy {
     const int64_t nb = W.cols / 32;
     const size_t panel_bytes = size_t(nb) * (kRpVec + 32);
     for (int p = 0; p < RP; ++p) {
-      const uint8_t* vec = W.data + size_t(g / 16 + p) * panel_bytes;
-      const uint8_t* scl = vec + size_t(nb) * kRpVec;
+      const uint8_t* pan = W.data + size_t(g / 16 + p) * panel_bytes;
       for (int64_t b = kb0; b < kb1; ++b) {
         uint8_t* o = out + ((b - kb0) * RP + p) * kPanelBytes;
         __m512i v[8];
         __m512 dw;
-        block_rp(vec + size_t(b) * kRpVec, scl + size_t(b) * 32, v, dw);
+        block_rp(pan + panel::vec_offset(kRpVec, b), pan + panel::scale_offset(kRpVec, nb, b), v, dw);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) _mm512_store_si512(o + 64 * j, v[j]);
         _mm512_store_ps(o + 512, dw);
         // Fetch the same block of the next chunk meanwhile.
         const int64_t nx = b + (kb1 - kb0);
-        if (nx < nb)
-#pragma GCC unroll 8
-          for (size_t k = 0; k < kRpVec; k += 64) prefetch_t1(vec + size_t(nx) * kRpVec + k);
+        if (nx < nb) prefetch_block<true>(pan + size_t(nx) * kRpBlock);
       }
     }
   }
