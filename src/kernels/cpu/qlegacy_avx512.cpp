@@ -183,13 +183,12 @@ struct Legacy {
   // Panel P: one stream of groups of 8 blocks, [8 x kRpVec bytes of vectors]
   // [8 x 32 bytes of f16 scales] (kernels/panel_layout.h).
   static constexpr size_t kRpVec = T == DType::Q8_0 ? 512 : 256, kRpBlock = kRpVec + 32;
-  // Prefetch distance in the vector stream (tuned with bench_kernels): longer
-  // when each block takes longer (more activation rows). Q4_0 at 1 token
-  // reads 14336x4096 from memory 7-15% faster 4096 bytes (16 blocks) ahead
-  // than 2048 (alternating call by call; 3072 and 6144: 2-3% slower); Q8_0,
-  // 4 blocks ahead, is 1-6% faster at 2048 than at 4096.
+  // Prefetch distance in the stream. Streaming 14336x4096 from memory,
+  // alternating call by call, 2048 and 8192 bytes ran within 5% of 4096 for
+  // Q8_0 and Q4_0 at 1-8 tokens (with vectors and scales in separate regions,
+  // Q4_0 at 1 token had wanted 4096 over 2048 and Q8_0 2048 over 4096).
   template <int C>
-  static constexpr size_t kRpAhead = C == 1 && T == DType::Q8_0 ? 2048 : 4096;
+  static constexpr size_t kRpAhead = 4096;
   // From 3 tokens on, each line is also prefetched into L2 twice as far
   // ahead. The more work per block, the less the L1 prefetches alone keep
   // enough reads in flight: streaming 14336x4096 matrices from memory with
