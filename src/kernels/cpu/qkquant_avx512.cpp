@@ -26,6 +26,27 @@ inline __m512i sel_bits(__m512i v, __m512i hbytes, int bit) {
   return _mm512_mask_add_epi8(v, k, v, _mm512_set1_epi8(16));
 }
 
+// isum + sc * (sum over s < S of VPDPBUSD(w[s], the 4 activation bytes at
+// aq + 4s)): one sub-block of one token, its integer sum times its scale.
+// Sum over u < 8 of VPDPWSSD(pairs[u], the int16 pair bs[2u], bs[2u+1]): the
+// activation 16-sums of a super-block times per-row int16 pairs (the K
+// formats' mins, Q6_K's scales for its -32 offset).
+__attribute__((always_inline)) inline __m512i bsum_dot(const __m512i* pairs, const int16_t* bs) {
+  __m512i r = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int u = 0; u < 8; ++u) r = _mm512_dpwssd_epi32(r, pairs[u], _mm512_set1_epi32(load_i32(bs + 2 * u)));
+  return r;
+}
+
+template <int S>
+__attribute__((always_inline)) inline __m512i add_scaled_dot(__m512i isum, const __m512i* w, const int8_t* aq,
+                                                            __m512i sc) {
+  __m512i P = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int s = 0; s < S; ++s) P = dpbusd_bcast(P, w[s], aq + 4 * s);
+  return _mm512_add_epi32(isum, _mm512_mullo_epi32(P, sc));
+}
+
 // The panel layout of a K format (ops::repack_panels): panels of 16 rows,
 // [super-blocks][Fmt::kRpBlock bytes], each the format's transposes followed
 // by its header words at Fmt::kRpHeader. Fmt::rp_get(blk) returns what
@@ -190,20 +211,13 @@ struct K45 {
         const int j = 2 * cc + hh;
 #pragma GCC unroll 8
         for (int c = 0; c < C; ++c) {
-          const int8_t* aq = A.qs + c * A.qs_stride + 256 * b + 32 * j;
-          __m512i P = _mm512_setzero_si512();
-#pragma GCC unroll 8
-          for (int s = 0; s < 8; ++s) P = dpbusd_bcast(P, q[hh][s], aq + 4 * s);
-          isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[j]));
+          isum[c] = add_scaled_dot<8>(isum[c], q[hh], A.qs + c * A.qs_stride + 256 * b + 32 * j, sc[j]);
         }
       }
     }
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
-      const int16_t* bs = A.bsum + c * (A.cols / 16) + 16 * b;
-      __m512i msum = _mm512_setzero_si512();
-#pragma GCC unroll 8
-      for (int j = 0; j < 8; ++j) msum = _mm512_dpwssd_epi32(msum, m2[j], _mm512_set1_epi32(load_i32(bs + 2 * j)));
+      const __m512i msum = bsum_dot(m2, A.bsum + c * (A.cols / 16) + 16 * b);
       const __m512 da = _mm512_set1_ps(A.d[c * A.nblk + b]);
       acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(d, da), acc[c]);
       acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, da), acc[c]);
@@ -308,19 +322,12 @@ struct K45 {
       for (int s = 0; s < 8; ++s) w[s] = quant_rp(blk, cc, hh, s);
 #pragma GCC unroll 16
       for (int c = 0; c < G; ++c) {
-        const int8_t* aq = A.qs + (C0 + c) * A.qs_stride + 256 * b + 32 * j;
-        __m512i P = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int s = 0; s < 8; ++s) P = dpbusd_bcast(P, w[s], aq + 4 * s);
-        isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[j]));
+        isum[c] = add_scaled_dot<8>(isum[c], w, A.qs + (C0 + c) * A.qs_stride + 256 * b + 32 * j, sc[j]);
       }
     }
 #pragma GCC unroll 16
     for (int c = 0; c < G; ++c) {
-      const int16_t* bs = A.bsum + (C0 + c) * (A.cols / 16) + 16 * b;
-      __m512i msum = _mm512_setzero_si512();
-#pragma GCC unroll 8
-      for (int j = 0; j < 8; ++j) msum = _mm512_dpwssd_epi32(msum, m2[j], _mm512_set1_epi32(load_i32(bs + 2 * j)));
+      const __m512i msum = bsum_dot(m2, A.bsum + (C0 + c) * (A.cols / 16) + 16 * b);
       const __m512 da = _mm512_set1_ps(A.d[(C0 + c) * A.nblk + b]);
       float* ac = acc + 16 * (C0 + c);
       __m512 a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(d, da), _mm512_load_ps(ac));
@@ -518,21 +525,14 @@ struct Q6K {
           const int s16 = 8 * h + 2 * k + u;
 #pragma GCC unroll 4
           for (int c = 0; c < C; ++c) {
-            const int8_t* aq = A.qs + c * A.qs_stride + 256 * b + 16 * s16;
-            __m512i P = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int t = 0; t < 4; ++t) P = dpbusd_bcast(P, v[4 * u + t], aq + 4 * t);
-            isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[s16]));
+            isum[c] = add_scaled_dot<4>(isum[c], v + 4 * u, A.qs + c * A.qs_stride + 256 * b + 16 * s16, sc[s16]);
           }
         }
       }
     }
 #pragma GCC unroll 4
     for (int c = 0; c < C; ++c) {
-      const int16_t* bs = A.bsum + c * (A.cols / 16) + 16 * b;
-      __m512i corr = _mm512_setzero_si512();
-#pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u) corr = _mm512_dpwssd_epi32(corr, sc2[u], _mm512_set1_epi32(load_i32(bs + 2 * u)));
+      const __m512i corr = bsum_dot(sc2, A.bsum + c * (A.cols / 16) + 16 * b);
       const __m512i is = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(corr, 5));
       acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(d, _mm512_set1_ps(A.d[c * A.nblk + b])), acc[c]);
     }
@@ -595,20 +595,13 @@ struct Q6K {
         const int s16 = 8 * h + 2 * k + u;
 #pragma GCC unroll 16
         for (int c = 0; c < G; ++c) {
-          const int8_t* aq = A.qs + (C0 + c) * A.qs_stride + 256 * b + 16 * s16;
-          __m512i P = _mm512_setzero_si512();
-#pragma GCC unroll 4
-          for (int t = 0; t < 4; ++t) P = dpbusd_bcast(P, v[4 * u + t], aq + 4 * t);
-          isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(P, sc[s16]));
+          isum[c] = add_scaled_dot<4>(isum[c], v + 4 * u, A.qs + (C0 + c) * A.qs_stride + 256 * b + 16 * s16, sc[s16]);
         }
       }
     }
 #pragma GCC unroll 16
     for (int c = 0; c < G; ++c) {
-      const int16_t* bs = A.bsum + (C0 + c) * (A.cols / 16) + 16 * b;
-      __m512i corr = _mm512_setzero_si512();
-#pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u) corr = _mm512_dpwssd_epi32(corr, sc2[u], _mm512_set1_epi32(load_i32(bs + 2 * u)));
+      const __m512i corr = bsum_dot(sc2, A.bsum + (C0 + c) * (A.cols / 16) + 16 * b);
       const __m512i is = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(corr, 5));
       float* ac = acc + 16 * (C0 + c);
       _mm512_store_ps(ac, _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(d, _mm512_set1_ps(A.d[(C0 + c) * A.nblk + b])),
