@@ -14,7 +14,7 @@ namespace ms::ops {
 
 namespace {
 // Bytes of one block of vectors (16 rows) in the panel layout.
-size_t panel_vec_bytes(DType t) { return t == DType::Q8_0 ? 512 : 256; }
+size_t panel_vec_bytes(DType t) { return t == DType::Q8_0 ? panel::kQ8_0Vec : panel::kQ4_0Vec; }
 
 // Q4_K / Q5_K: per 16-row panel and super-block, the quants as the AVX-512
 // kernel's 16x32 transposes give them, [4 pairs of sub-blocks][8][64 B] with
@@ -23,13 +23,12 @@ size_t panel_vec_bytes(DType t) { return t == DType::Q8_0 ? 512 : 256; }
 // byte 4j + k of row r); then the first 16 header bytes (d, dmin, 12 scale
 // bytes) as [4 words][16 rows] int32. 2304 (Q4_K) or 2816 (Q5_K) bytes: the
 // same as the 16 rows' blocks.
-constexpr size_t kQ4kPanelBlock = 2048 + 256, kQ5kPanelBlock = 2048 + 512 + 256;
 
 template <bool kFive>
 void repack_k45_panel(const MatView& src, int64_t P, uint8_t* dst) {
   const int64_t nb = src.cols / 256;
   const size_t bb = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K), qs = kFive ? 48 : 16;
-  const size_t pb = kFive ? kQ5kPanelBlock : kQ4kPanelBlock, hdr = pb - 256;
+  const size_t pb = kFive ? panel::kQ5kBlock : panel::kQ4kBlock, hdr = pb - 256;
   for (int r = 0; r < 16; ++r) {
     const uint8_t* row = src.row(std::min<int64_t>(P * 16 + r, src.rows - 1));
     for (int64_t b = 0; b < nb; ++b) {
@@ -38,7 +37,7 @@ void repack_k45_panel(const MatView& src, int64_t P, uint8_t* dst) {
       for (int c = 0; c < 4; ++c)
         for (int j = 0; j < 8; ++j) std::memcpy(o + (8 * c + j) * 64 + 4 * r, blk + qs + 32 * c + 4 * j, 4);
       if (kFive)
-        for (int j = 0; j < 8; ++j) std::memcpy(o + 2048 + 64 * j + 4 * r, blk + 16 + 4 * j, 4);
+        for (int j = 0; j < 8; ++j) std::memcpy(o + panel::kKQh + 64 * j + 4 * r, blk + 16 + 4 * j, 4);
       for (int w = 0; w < 4; ++w) std::memcpy(o + hdr + 64 * w + 4 * r, blk + 4 * w, 4);
     }
   }
@@ -49,7 +48,6 @@ void repack_k45_panel(const MatView& src, int64_t P, uint8_t* dst) {
 // 4 bytes of row r), then the header words at bytes 192, 196, 200, 204, 206
 // (scales, and d in the last one's high half) as [5][16] int32: 3392 bytes,
 // 1% more than the 16 rows' blocks.
-constexpr size_t kQ6kPanelBlock = 3072 + 320;
 
 void repack_q6k_panel(const MatView& src, int64_t P, uint8_t* dst) {
   const int64_t nb = src.cols / 256;
@@ -58,14 +56,14 @@ void repack_q6k_panel(const MatView& src, int64_t P, uint8_t* dst) {
     const uint8_t* row = src.row(std::min<int64_t>(P * 16 + r, src.rows - 1));
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = row + size_t(b) * sizeof(BlockQ6_K);
-      uint8_t* o = dst + size_t(b) * kQ6kPanelBlock;
+      uint8_t* o = dst + size_t(b) * panel::kQ6kBlock;
       for (int h = 0; h < 2; ++h)
         for (int j = 0; j < 8; ++j) {
           std::memcpy(o + (24 * h + j) * 64 + 4 * r, blk + 64 * h + 4 * j, 4);
           std::memcpy(o + (24 * h + 8 + j) * 64 + 4 * r, blk + 64 * h + 32 + 4 * j, 4);
           std::memcpy(o + (24 * h + 16 + j) * 64 + 4 * r, blk + 128 + 32 * h + 4 * j, 4);
         }
-      for (int w = 0; w < 5; ++w) std::memcpy(o + 3072 + 64 * w + 4 * r, blk + kHdr[w], 4);
+      for (int w = 0; w < 5; ++w) std::memcpy(o + panel::kQ6kHeader + 64 * w + 4 * r, blk + kHdr[w], 4);
     }
   }
 }
@@ -112,9 +110,9 @@ bool can_repack(DType t) {
 
 size_t repacked_bytes(DType t, int64_t rows, int64_t cols) {
   const size_t panels = size_t((rows + 15) / 16);
-  if (t == DType::Q4_K) return panels * size_t(cols / 256) * kQ4kPanelBlock;
-  if (t == DType::Q5_K) return panels * size_t(cols / 256) * kQ5kPanelBlock;
-  if (t == DType::Q6_K) return panels * size_t(cols / 256) * kQ6kPanelBlock;
+  if (t == DType::Q4_K) return panels * size_t(cols / 256) * panel::kQ4kBlock;
+  if (t == DType::Q5_K) return panels * size_t(cols / 256) * panel::kQ5kBlock;
+  if (t == DType::Q6_K) return panels * size_t(cols / 256) * panel::kQ6kBlock;
   return panels * size_t(cols / 32) * (panel_vec_bytes(t) + 32);
 }
 

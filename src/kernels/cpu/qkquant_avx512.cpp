@@ -17,6 +17,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/pack_avx512.h"
 #include "kernels/cpu/qdriver_avx512.h"
+#include "kernels/panel_layout.h"
 
 namespace ms::cpu::avx512 {
 namespace {
@@ -96,9 +97,22 @@ void kpanel_pack(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb
   }
 }
 
+// What qmatmul_panels needs of a K format Fmt (derived from KPanel<Fmt>):
+// fused_rp<C> and pack_rp over its panel layout.
+template <class Fmt>
+struct KPanel {
+  template <int C>
+  static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+    kpanel_fused<Fmt, C>(W, A, r0, r1, Y, ldy);
+  }
+  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
+    kpanel_pack<Fmt>(W, g, RP, kb0, kb1, out);
+  }
+};
+
 // Q4_K and Q5_K share everything but the 5th bit.
 template <bool kFive>
-struct K45 {
+struct K45 : KPanel<K45<kFive>> {
   static constexpr int64_t kElems = 256;
   static constexpr size_t kPanelBytes = 4096 + 512 + 512 + 64 + 64;
   static constexpr int kMaxC = 4, kFusedMaxC = 8, kFusedRpMaxC = 16;
@@ -280,7 +294,8 @@ struct K45 {
   // still packed), Q5_K's high bits as high_bits() transposes them ([8]
   // vectors at kRpQh), then the header words as collect_u32 gathers them.
   // One sequential stream; the arithmetic of fused() / pack().
-  static constexpr size_t kRpQh = 2048, kRpHeader = kFive ? 2048 + 512 : 2048, kRpBlock = kRpHeader + 256;
+  static constexpr size_t kRpQh = panel::kKQh, kRpBlock = kFive ? panel::kQ5kBlock : panel::kQ4kBlock,
+                          kRpHeader = kRpBlock - 256;
 
   // Step j of sub-block 2c + h (h = 0: low nibbles, 1: high) as u8 quants.
   __attribute__((always_inline)) static inline __m512i quant_rp(const uint8_t* blk, int c, int h, int j) {
@@ -353,13 +368,6 @@ struct K45 {
     if constexpr (C > G0) rp_group<G0, C - G0>(A, b, blk, sc, m2, d, dmin, acc);
   }
 
-  template <int C>
-  static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-    kpanel_fused<K45, C>(W, A, r0, r1, Y, ldy);
-  }
-  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
-    kpanel_pack<K45>(W, g, RP, kb0, kb1, out);
-  }
   static auto rp_get(const uint8_t* blk) {
     return [blk](int c, __m512i* lo, __m512i* hi) { quants_rp(blk, c, lo, hi); };
   }
@@ -424,7 +432,7 @@ struct K45 {
   }
 };
 
-struct Q6K {
+struct Q6K : KPanel<Q6K> {
   static constexpr int64_t kElems = 256;
   static constexpr size_t kPanelBytes = 4096 + 1024 + 512 + 64;
   // From panels the fused path pays up to 16 tokens (superblock_rp; Q6_K
@@ -541,7 +549,7 @@ struct Q6K {
   // Panel layout (ops::repack_panels): per 16-row panel and super-block,
   // half()'s transposes for both halves ([2][tl0, tl1, th][8] vectors), then
   // the 5 header words as collect_u32 gathers them ([5][16] int32).
-  static constexpr size_t kRpBlock = 3072 + 320, kRpHeader = 3072;
+  static constexpr size_t kRpBlock = panel::kQ6kBlock, kRpHeader = panel::kQ6kHeader;
 
   __attribute__((always_inline)) static inline void half_rp(const uint8_t* blk, int h, __m512i* tl0, __m512i* tl1,
                                                             __m512i* th) {
@@ -553,13 +561,6 @@ struct Q6K {
     }
   }
 
-  template <int C>
-  static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-    kpanel_fused<Q6K, C>(W, A, r0, r1, Y, ldy);
-  }
-  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
-    kpanel_pack<Q6K>(W, g, RP, kb0, kb1, out);
-  }
   static auto rp_get(const uint8_t* blk) {
     return [blk](int h, __m512i* tl0, __m512i* tl1, __m512i* th) { half_rp(blk, h, tl0, tl1, th); };
   }

@@ -182,12 +182,11 @@ struct Legacy {
   // ---- The panel layout (ops::repack_panels; Q8_0 and Q4_0 only) ----
   // Panel P: one stream of groups of 8 blocks, [8 x kRpVec bytes of vectors]
   // [8 x 32 bytes of f16 scales] (kernels/panel_layout.h).
-  static constexpr size_t kRpVec = T == DType::Q8_0 ? 512 : 256, kRpBlock = kRpVec + 32;
+  static constexpr size_t kRpVec = T == DType::Q8_0 ? panel::kQ8_0Vec : panel::kQ4_0Vec, kRpBlock = kRpVec + 32;
   // Prefetch distance in the stream. Streaming 14336x4096 from memory,
   // alternating call by call, 2048 and 8192 bytes ran within 5% of 4096 for
   // Q8_0 and Q4_0 at 1-8 tokens (with vectors and scales in separate regions,
   // Q4_0 at 1 token had wanted 4096 over 2048 and Q8_0 2048 over 4096).
-  template <int C>
   static constexpr size_t kRpAhead = 4096;
   // From 3 tokens on, each line is also prefetched into L2 twice as far
   // ahead. The more work per block, the less the L1 prefetches alone keep
@@ -232,7 +231,7 @@ struct Legacy {
   template <int C>
   static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
     const int64_t nb = W.cols / 32;
-    const size_t panel_bytes = size_t(nb) * (kRpVec + 32);
+    const size_t panel_bytes = size_t(nb) * kRpBlock;
     constexpr bool kInter = C >= kInterleaveC;
     ActView av{A.qs, A.sum, A.d, A.qs_stride, A.nblk};
     if constexpr (kInter) {
@@ -253,7 +252,7 @@ struct Legacy {
     // cross-panel prefetch below: Q4_0 5% faster at batch 1, 6-10% at 4-16;
     // Q8_0 3-4% at 4-16.)
     const uint8_t* first = W.data + size_t(r0 / 16) * panel_bytes;
-    for (size_t o = 0; o < kRpAhead<C>; o += 64) prefetch_t0(first + o);
+    for (size_t o = 0; o < kRpAhead; o += 64) prefetch_t0(first + o);
     for (int64_t g = r0; g < r1; g += 16) {
       const int rows = int(r1 - g < 16 ? r1 - g : 16);
       const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
@@ -298,7 +297,7 @@ struct Legacy {
       const uint8_t* gs = gv + size_t(n) * kRpVec;
       for (int64_t j = 0; j < n; ++j) {
         const int64_t b = g0 + j;
-        prefetch_block<false>(pan + size_t(b) * kRpBlock + kRpAhead<C>);
+        prefetch_block<false>(pan + size_t(b) * kRpBlock + kRpAhead);
         if constexpr (C >= kFarFromC && C <= kFarToC) prefetch_block<true>(pan + size_t(b) * kRpBlock + kRpFar);
         __m512i v[8];
         __m512 dw;
@@ -343,7 +342,7 @@ struct Legacy {
   // pack() and run the same micro-kernels.
   static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
     const int64_t nb = W.cols / 32;
-    const size_t panel_bytes = size_t(nb) * (kRpVec + 32);
+    const size_t panel_bytes = size_t(nb) * kRpBlock;
     for (int p = 0; p < RP; ++p) {
       const uint8_t* pan = W.data + size_t(g / 16 + p) * panel_bytes;
       for (int64_t b = kb0; b < kb1; ++b) {
