@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -19,9 +21,29 @@ namespace ms::test {
 inline std::string fixture(const std::string& rel) { return std::string(MOESERVE_FIXTURES) + "/" + rel; }
 inline std::string source(const std::string& rel) { return std::string(MOESERVE_SOURCE_DIR) + "/" + rel; }
 
-inline std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "/ms_gguf_" + std::to_string(::getpid()) + "_" + name;
-}
+// One private directory per test process, removed with everything in it
+// when the process exits, so the GGUF tests leave nothing behind in TempDir.
+class TempDir {
+ public:
+  static const std::string& path() {
+    static TempDir dir;
+    return dir.path_;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+
+ private:
+  TempDir() {
+    std::string tmpl = ::testing::TempDir() + "/ms_gguf_XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed: " + tmpl);
+    path_ = tmpl;
+  }
+  std::string path_;
+};
+
+inline std::string temp_path(const std::string& name) { return TempDir::path() + "/" + name; }
 
 inline std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
