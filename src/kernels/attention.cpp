@@ -120,7 +120,6 @@ void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, 
                 : impl == AttnImpl::Avx2   ? Level::Avx2
                                            : Level::Scalar;
   if (!available(level)) throw Error(ErrorKind::Unsupported, "paged_attention: the CPU lacks the requested ISA");
-  if (level == Level::Avx2 && kv.head_dim % 8 != 0) level = Level::Scalar;
   if (level == Level::Scalar) return ref::paged_attention(tasks, n_tasks, kv, n_heads, window, pool);
 
   // Work items (task, KV head, block of tokens); results do not depend on the

@@ -69,7 +69,7 @@ void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, 
 
 // The same with an explicit kernel (tests, benchmarks). Auto: the fastest
 // available, capped by MOESERVE_ISA like ops::isa_name(). A SIMD kernel the CPU
-// lacks throws Error(Unsupported); Avx2 with head_dim % 8 != 0 runs Scalar.
+// lacks throws Error(Unsupported).
 enum class AttnImpl : uint8_t { Auto, Scalar, Avx2, Avx512 };
 void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, int64_t n_heads,
                      int64_t window, ThreadPool& pool, AttnImpl impl);

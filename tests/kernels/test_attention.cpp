@@ -1,6 +1,6 @@
 // Paged attention: every kernel (scalar, AVX2, AVX-512) against the scalar
 // reference ref::paged_attention over awkward shapes, and bit-exact invariances
-// (decode == prefill, batch of N == batch of 1, thread count).
+// (decode == prefill, batch of N == batch of 1, thread count, AVX2 == AVX-512).
 //
 // Tolerance, per output element (token, head, c), from the data (u = 2^-24):
 //  - scores: both implementations add the same products q_c·k_jc (q rounded to
@@ -208,12 +208,14 @@ TEST_P(AttentionShapes, KernelsMatchReference) {
         const Fixture f(s, dt, bs, window, mixed_tasks(s.heads * s.dim <= 640), ++seed, window ? 3.0f : 1.0f);
         const auto want = f.run(AttnImpl::Scalar, 2, /*reference=*/true);
         const auto tol = f.tolerance();
+        std::vector<std::vector<float>> simd[2];  // AVX2, AVX-512 outputs
         for (AttnImpl impl : kImpls) {
           if (!impl_available(impl)) continue;
           const std::string what = std::string(impl_str(impl)) + (dt == KvDType::F16 ? " f16" : " f32") + " bs " +
                                    std::to_string(bs) + " window " + std::to_string(window);
           const auto got1 = f.run(impl, 1);
           check(f, got1, want, tol, what, &worst);
+          if (impl != AttnImpl::Scalar) simd[impl == AttnImpl::Avx512] = got1;
           // Any thread count, and each task alone: the same bits.
           EXPECT_TRUE(bit_equal(got1, f.run(impl, 3))) << what << ": 1 vs 3 threads";
           for (int only = 0; only < int(f.specs.size()); ++only) {
@@ -221,6 +223,12 @@ TEST_P(AttentionShapes, KernelsMatchReference) {
             EXPECT_EQ(std::memcmp(alone[size_t(only)].data(), got1[size_t(only)].data(), alone[size_t(only)].size() * 4), 0)
                 << what << ": task " << only << " alone vs batched";
           }
+        }
+        // Where a CPU has both, AVX2 and AVX-512 give the same bits (same
+        // partial sums, trees and exp), whatever the head_dim.
+        if (!simd[0].empty() && !simd[1].empty()) {
+          EXPECT_TRUE(bit_equal(simd[0], simd[1])) << "avx2 vs avx512, " << (dt == KvDType::F16 ? "f16" : "f32")
+                                                   << " bs " << bs << " window " << window;
         }
       }
   std::printf("  largest error / tolerance: %.3g\n", worst);
@@ -246,6 +254,9 @@ TEST(Attention, OddBlockSizes) {
         for (AttnImpl impl : kImpls) {
           if (!impl_available(impl)) continue;
           check(f, f.run(impl, 3), want, tol, std::string(impl_str(impl)) + " bs " + std::to_string(bs), &worst);
+        }
+        if (impl_available(AttnImpl::Avx2) && impl_available(AttnImpl::Avx512)) {
+          EXPECT_TRUE(bit_equal(f.run(AttnImpl::Avx2, 2), f.run(AttnImpl::Avx512, 2))) << "avx2 vs avx512, bs " << bs;
         }
       }
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "kernel_test_util.h"
 #include "kernels/ref/ref.h"
@@ -72,6 +73,25 @@ INSTANTIATE_TEST_SUITE_P(All, MatmulFIsa,
                          [](const auto& i) {
                            return std::string(isa_str(std::get<0>(i.param))) + "_" + dtype_name(std::get<1>(i.param));
                          });
+
+// The AVX2 kernel keeps the AVX-512 kernel's 16 partial sums (as two 8-lane
+// halves) and its reduction tree: the same bits on every shape, tails included,
+// so results do not depend on which of the two a CPU has.
+TEST(MatmulF, Avx2BitIdenticalToAvx512) {
+  MS_REQUIRE_ISA(Isa::Avx512);
+  MS_REQUIRE_ISA(Isa::Avx2);
+  uint64_t seed = 100;
+  for (DType t : {DType::F32, DType::F16, DType::BF16})
+    for (const Shape& s : kShapes) {
+      const FMat W = float_matrix(t, s.rows, s.cols, ++seed);
+      const auto X = gaussian(size_t(s.n * s.cols), ++seed);
+      std::vector<float> a(size_t(s.n * s.rows)), b(a.size());
+      isa_matmul_f(Isa::Avx2, W.view(), X.data(), s.cols, s.n, a.data(), s.rows);
+      isa_matmul_f(Isa::Avx512, W.view(), X.data(), s.cols, s.n, b.data(), s.rows);
+      EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+          << dtype_name(t) << " rows " << s.rows << " cols " << s.cols << " n " << s.n;
+    }
+}
 
 TEST(MatmulF, OpsAndReferenceWithinFloatRounding) {
   ThreadPool pool(2);

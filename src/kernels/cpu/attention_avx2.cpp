@@ -1,13 +1,15 @@
 // attention_avx2.cpp — paged attention with AVX2 (FMA, F16C).
 //
 // The same algorithm as attention_avx512.cpp (read its design note) with
-// 8-lane vectors: keys in chunks of 8 aligned to the absolute key index,
-// 8 dot products per (row, chunk) reduced by a fixed transpose tree, a
-// polynomial exp with 2^n built in the exponent field, and p·V accumulated
-// with FMAs in ascending key order. head_dim must be a multiple of 8 (the
-// dispatcher uses the scalar reference otherwise). Per (token, head) the
-// arithmetic is fixed by the key index alone, so results do not depend on
-// which rows share an item or on the thread split.
+// 8-lane vectors and keys in chunks of 8 aligned to the absolute key index,
+// and bit-identical to it: what the AVX-512 kernel keeps in 16 lanes (each
+// dot product's partial sums, lane l: terms c ≡ l mod 16; a row's Σe, lane
+// l: keys j ≡ l mod 16) is kept here as two 8-lane halves, lo and hi, added
+// lane-wise first and then reduced by the rest of the same tree; e^x is the
+// same polynomial, scaled by 2^n in two exact steps so that results down to
+// the subnormals round once, as VSCALEFPS does. p·V is accumulated with FMAs
+// in ascending key order. Rows are head_dim rounded up to 16, zero padded,
+// as there (zeros add nothing to a sum), so any head_dim gives the same bits.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -34,18 +36,27 @@ __m256 outside_mask(int64_t c0, int64_t j0, int64_t pos) {
   return _mm256_castsi256_ps(out);
 }
 
-// Widens cache row j (KV head a.kvh) into dst[head_dim].
-void widen_row(const AttnItem& a, const void* pool, int64_t j, float* dst) {
+// The first n (may be <= 0 or >= 8) of 8 floats at p, zeros after.
+__m256 load_part(const float* p, int64_t n) {
+  if (n >= kW) return _mm256_loadu_ps(p);
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(n > 0 ? n : 0)), lanes));
+}
+
+// Widens cache row j (KV head a.kvh, head_dim values) into dst[dp], zero padded.
+void widen_row(const AttnItem& a, const void* pool, int64_t j, float* dst, int64_t dp) {
   const int64_t d = a.head_dim;
   const int64_t off = ((int64_t(a.block_table[j / a.block_size]) * a.block_size + j % a.block_size) * a.n_kv_heads +
                        a.kvh) * d;
+  int64_t c = 0;
   if (a.f16) {
     const uint16_t* s = static_cast<const uint16_t*>(pool) + off;
-    for (int64_t c = 0; c < d; c += kW)
+    for (; c + kW <= d; c += kW)
       _mm256_store_ps(dst + c, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + c))));
+    for (; c < dp; ++c) dst[c] = c < d ? _cvtsh_ss(s[c]) : 0.0f;
   } else {
     const float* s = static_cast<const float*>(pool) + off;
-    for (int64_t c = 0; c < d; c += kW) _mm256_store_ps(dst + c, _mm256_loadu_ps(s + c));
+    for (; c < dp; c += kW) _mm256_store_ps(dst + c, load_part(s + c, d - c));
   }
 }
 
@@ -63,17 +74,28 @@ __m256 reduce8(const __m256* a) {
   return _mm256_permutevar8x32_ps(e, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-// Lane i: q · K[i] over d (K rows of stride d).
-__m256 dots8(const float* q, const float* K, int64_t d) {
-  __m256 acc[kW];
-#pragma GCC unroll 8
-  for (int i = 0; i < kW; ++i) acc[i] = _mm256_setzero_ps();
-  for (int64_t c = 0; c < d; c += kW) {
-    const __m256 qv = _mm256_load_ps(q + c);
-#pragma GCC unroll 8
-    for (int i = 0; i < kW; ++i) acc[i] = _mm256_fmadd_ps(qv, _mm256_load_ps(K + i * d + c), acc[i]);
+// Lane i: q · K[i] over dp (a multiple of 16; K rows of stride dp): per key,
+// 16 partial sums as lo (c mod 16 < 8) and hi halves, then lo + hi (the
+// tree's first step) and reduce8 (its other steps).
+__m256 dots8(const float* q, const float* K, int64_t dp) {
+  __m256 t[kW];
+#pragma GCC unroll 2
+  for (int i0 = 0; i0 < kW; i0 += 4) {
+    __m256 lo[4], hi[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) lo[i] = hi[i] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < dp; c += 16) {
+      const __m256 ql = _mm256_load_ps(q + c), qh = _mm256_load_ps(q + c + 8);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        lo[i] = _mm256_fmadd_ps(ql, _mm256_load_ps(K + (i0 + i) * dp + c), lo[i]);
+        hi[i] = _mm256_fmadd_ps(qh, _mm256_load_ps(K + (i0 + i) * dp + c + 8), hi[i]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) t[i0 + i] = _mm256_add_ps(lo[i], hi[i]);
   }
-  return reduce8(acc);
+  return reduce8(t);
 }
 
 float hmax(__m256 v) {
@@ -82,19 +104,24 @@ float hmax(__m256 v) {
   return _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
 }
 
-float hsum(__m256 v) {
-  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+// Σ of a 16-lane sum held as lo/hi: l + (l+8), then 4, 2, 1 apart (the tree
+// of _mm512_reduce_add_ps).
+float hsum16(__m256 lo, __m256 hi) {
+  const __m256 t = _mm256_add_ps(lo, hi);
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
   x = _mm_add_ps(x, _mm_movehl_ps(x, x));
   return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
 }
 
-// e^x for x <= 0; x < -87 (and -inf) gives 0.
+// e^x for x <= 0, as attention_avx512.cpp's exp_neg: x clamped to -104, the
+// polynomial y, then y * 2^n1 * 2^n2 with n1 + n2 = n, both >= -75: the first
+// product is exact, the second rounds once, like VSCALEFPS (subnormals down
+// to 2^-149, 0 below).
 __m256 exp_neg(__m256 x0) {
-  const __m256 lo = _mm256_set1_ps(-87.0f);
-  const __m256 keep = _mm256_cmp_ps(x0, lo, _CMP_GE_OQ);
   __m256 n;
-  const __m256 y = exp_poly(_mm256_max_ps(x0, lo), n);
-  return _mm256_and_ps(keep, _mm256_mul_ps(y, pow2i(_mm256_cvtps_epi32(n))));
+  const __m256 y = exp_poly(_mm256_max_ps(x0, _mm256_set1_ps(-104.0f)), n);
+  const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1);
+  return _mm256_mul_ps(_mm256_mul_ps(y, pow2i(n1)), pow2i(_mm256_sub_epi32(ni, n1)));
 }
 
 // o[c .. c+8*NV) += Σ_{j=js..je} p[j - c0] * V[j - c0][c ..]  (keys ascending).
@@ -131,25 +158,25 @@ void pv(float* o, const float* p, const float* V, int64_t c0, int64_t js, int64_
 }  // namespace
 
 void attention(const AttnItem& a) {
-  const int64_t d = a.head_dim, G = a.group, R = a.nt * G;
+  const int64_t d = a.head_dim, dp = (d + 15) / 16 * 16, G = a.group, R = a.nt * G;
   const int64_t p_first = a.pos0 + a.t0, p_last = p_first + a.nt - 1;
   const int64_t U0 = first_key(a, p_first), U1 = p_last;  // keys any row of the item reads
   const int64_t base = U0 / kW * kW, span = (U1 + 1 - base + kW - 1) / kW * kW;
-  float* Q = a.scratch;    // [R][d] queries (rounded to f16 for an f16 cache)
-  float* O = Q + R * d;    // [R][d] output accumulators
-  float* K = O + R * d;    // [8][d] widened keys of one chunk
-  float* V = K + kW * d;   // [8][d] widened values of one chunk
-  float* S = V + kW * d;   // [R][span] scores, then probabilities; S[r][j - base]
+  float* Q = a.scratch;     // [R][dp] queries (rounded to f16 for an f16 cache)
+  float* O = Q + R * dp;    // [R][dp] output accumulators
+  float* K = O + R * dp;    // [8][dp] widened keys of one chunk
+  float* V = K + kW * dp;   // [8][dp] widened values of one chunk
+  float* S = V + kW * dp;   // [R][span] scores, then probabilities; S[r][j - base]
 
   for (int64_t tl = 0; tl < a.nt; ++tl)
     for (int64_t g = 0; g < G; ++g) {
       const float* q = a.q + ((a.t0 + tl) * a.n_heads + a.kvh * G + g) * d;
-      float* qr = Q + (tl * G + g) * d;
-      for (int64_t c = 0; c < d; c += kW) {
-        __m256 x = _mm256_loadu_ps(q + c);
+      float* qr = Q + (tl * G + g) * dp;
+      for (int64_t c = 0; c < dp; c += kW) {
+        __m256 x = load_part(q + c, d - c);
         if (a.f16) x = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         _mm256_store_ps(qr + c, x);
-        _mm256_store_ps(O + (tl * G + g) * d + c, _mm256_setzero_ps());
+        _mm256_store_ps(O + (tl * G + g) * dp + c, _mm256_setzero_ps());
       }
     }
 
@@ -159,9 +186,9 @@ void attention(const AttnItem& a) {
     for (int64_t i = 0; i < kW; ++i) {
       const int64_t j = c0 + i;
       if (j < U0 || j > U1)
-        std::memset(K + i * d, 0, size_t(d) * sizeof(float));
+        std::memset(K + i * dp, 0, size_t(dp) * sizeof(float));
       else
-        widen_row(a, a.k, j, K + i * d);
+        widen_row(a, a.k, j, K + i * dp, dp);
     }
     for (int64_t tl = c0 > p_first ? c0 - p_first : 0; tl < a.nt; ++tl) {
       const int64_t pos = p_first + tl, j0 = first_key(a, pos);
@@ -169,7 +196,7 @@ void attention(const AttnItem& a) {
       const __m256 out = outside_mask(c0, j0, pos);
       for (int64_t g = 0; g < G; ++g) {
         const int64_t r = tl * G + g;
-        const __m256 s = _mm256_blendv_ps(_mm256_mul_ps(dots8(Q + r * d, K, d), scale), neg_inf, out);
+        const __m256 s = _mm256_blendv_ps(_mm256_mul_ps(dots8(Q + r * dp, K, dp), scale), neg_inf, out);
         _mm256_store_ps(S + r * span + (c0 - base), s);
       }
     }
@@ -183,14 +210,14 @@ void attention(const AttnItem& a) {
       __m256 mv = neg_inf;
       for (int64_t c0 = cb; c0 <= pos; c0 += kW) mv = _mm256_max_ps(mv, _mm256_load_ps(s + (c0 - base)));
       const __m256 mx = _mm256_set1_ps(hmax(mv));
-      __m256 sv = _mm256_setzero_ps();
+      __m256 sv[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};  // keys j mod 16 < 8, >= 8
       for (int64_t c0 = cb; c0 <= pos; c0 += kW) {
         float* sc = s + (c0 - base);
         const __m256 e = _mm256_andnot_ps(outside_mask(c0, j0, pos), exp_neg(_mm256_sub_ps(_mm256_load_ps(sc), mx)));
-        sv = _mm256_add_ps(sv, e);
+        sv[(c0 / kW) & 1] = _mm256_add_ps(sv[(c0 / kW) & 1], e);
         _mm256_store_ps(sc, e);
       }
-      const __m256 inv = _mm256_set1_ps(1.0f / hsum(sv));
+      const __m256 inv = _mm256_set1_ps(1.0f / hsum16(sv[0], sv[1]));
       for (int64_t c0 = cb; c0 <= pos; c0 += kW)
         _mm256_store_ps(s + (c0 - base), _mm256_mul_ps(_mm256_load_ps(s + (c0 - base)), inv));
     }
@@ -199,14 +226,14 @@ void attention(const AttnItem& a) {
   // 3. Output, chunk by chunk; only keys of the row's range are read.
   for (int64_t c0 = base; c0 <= U1; c0 += kW) {
     const int64_t lo = c0 > U0 ? c0 : U0, hi = c0 + kW - 1 < U1 ? c0 + kW - 1 : U1;
-    for (int64_t j = lo; j <= hi; ++j) widen_row(a, a.v, j, V + (j - c0) * d);
+    for (int64_t j = lo; j <= hi; ++j) widen_row(a, a.v, j, V + (j - c0) * dp, dp);
     for (int64_t tl = c0 > p_first ? c0 - p_first : 0; tl < a.nt; ++tl) {
       const int64_t pos = p_first + tl, j0 = first_key(a, pos);
       const int64_t js = j0 > c0 ? j0 : c0, je = pos < c0 + kW - 1 ? pos : c0 + kW - 1;
       if (js > je) continue;
       for (int64_t g = 0; g < G; ++g) {
         const int64_t r = tl * G + g;
-        pv(O + r * d, S + r * span + (c0 - base), V, c0, js, je, d);
+        pv(O + r * dp, S + r * span + (c0 - base), V, c0, js, je, dp);
       }
     }
   }
@@ -214,7 +241,7 @@ void attention(const AttnItem& a) {
   for (int64_t tl = 0; tl < a.nt; ++tl)
     for (int64_t g = 0; g < G; ++g) {
       float* out = a.out + ((a.t0 + tl) * a.n_heads + a.kvh * G + g) * d;
-      std::memcpy(out, O + (tl * G + g) * d, size_t(d) * sizeof(float));
+      std::memcpy(out, O + (tl * G + g) * dp, size_t(d) * sizeof(float));
     }
 }
 

@@ -39,7 +39,7 @@ void attention(const AttnItem& a);
 void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
 }
 namespace avx2 {
-// head_dim must be a multiple of 8.
+// Any head_dim; bit-identical to avx512::attention.
 void attention(const AttnItem& a);
 void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
 }

@@ -1,6 +1,11 @@
 // fgemm_avx2.cpp — AVX2/FMA matmul for float weights (F32, F16, BF16): weights
-// widened exactly to f32, f32 FMAs (see fgemm_avx512.cpp). Register tile:
-// 4 weight rows x 3 activation rows, 8 columns per step.
+// widened exactly to f32, f32 FMAs (see fgemm_avx512.cpp).
+//
+// Bit-identical to the AVX-512 kernel: each dot product is 16 partial sums
+// (lane l: the terms k ≡ l mod 16, in order, a short tail as zeros) reduced
+// by the tree of _mm512_reduce_add_ps (l + (l+8), then 4, 2, 1 apart). Here
+// a 16-lane sum is two 8-lane accumulators, "lo" (l < 8) and "hi", added
+// lane-wise first. Register tile: 2 weight rows x 3 activation rows.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -22,10 +27,12 @@ inline __m256 load_w(const uint8_t* row, int64_t k) {
   }
 }
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+// Σ of a 16-lane sum held as lo/hi: the tree of _mm512_reduce_add_ps.
+inline float hsum16(__m256 lo, __m256 hi) {
+  const __m256 t = _mm256_add_ps(lo, hi);                                          // l + (l+8)
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));  // 4 apart
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                          // 2 apart
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));                                           // 1 apart
   return _mm_cvtss_f32(s);
 }
 
@@ -39,37 +46,62 @@ inline float widen_one(DType t, const uint8_t* row, int64_t k) {
   return f;
 }
 
+// acc[h][i][c] += w_i[k + 8h ..] * x_c[k + 8h ..] for h = 0, 1 (lo, hi), with
+// weights from wk[i] (widened) and activations from xk[c].
+template <DType T, int RT, int CT>
+inline void step16(const uint8_t* const* wr, int64_t k, const float* const* xk, __m256 (&acc)[2][RT][CT]) {
+  #pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    __m256 w[RT];
+    #pragma GCC unroll 16
+    for (int i = 0; i < RT; ++i) w[i] = load_w<T>(wr[i], k + 8 * h);
+    #pragma GCC unroll 16
+    for (int c = 0; c < CT; ++c) {
+      const __m256 x = _mm256_loadu_ps(xk[c] + 8 * h);
+      #pragma GCC unroll 16
+      for (int i = 0; i < RT; ++i) acc[h][i][c] = _mm256_fmadd_ps(w[i], x, acc[h][i][c]);
+    }
+  }
+}
+
 template <DType T, int RT, int CT>
 void tile(const WeightsRef& W, int64_t r, const float* X, int64_t ldx, float* Y, int64_t ldy) {
   const int64_t K = W.cols;
   const uint8_t* wr[RT];
   #pragma GCC unroll 16
   for (int i = 0; i < RT; ++i) wr[i] = W.data + size_t(r + i) * W.row_stride;
-  __m256 acc[RT][CT];
-  #pragma GCC unroll 16
-  for (int i = 0; i < RT; ++i)
+  __m256 acc[2][RT][CT];
+  #pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h)
     #pragma GCC unroll 16
-    for (int c = 0; c < CT; ++c) acc[i][c] = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + 8 <= K; k += 8) {
-    __m256 w[RT];
-    #pragma GCC unroll 16
-    for (int i = 0; i < RT; ++i) w[i] = load_w<T>(wr[i], k);
-    #pragma GCC unroll 16
-    for (int c = 0; c < CT; ++c) {
-      const __m256 x = _mm256_loadu_ps(X + c * ldx + k);
+    for (int i = 0; i < RT; ++i)
       #pragma GCC unroll 16
-      for (int i = 0; i < RT; ++i) acc[i][c] = _mm256_fmadd_ps(w[i], x, acc[i][c]);
+      for (int c = 0; c < CT; ++c) acc[h][i][c] = _mm256_setzero_ps();
+  int64_t k = 0;
+  const float* xk[CT];
+  for (; k + 16 <= K; k += 16) {
+    #pragma GCC unroll 16
+    for (int c = 0; c < CT; ++c) xk[c] = X + c * ldx + k;
+    step16<T, RT, CT>(wr, k, xk, acc);
+  }
+  if (k < K) {
+    // The tail as one more step over zero-padded copies (0 * 0 adds nothing).
+    alignas(32) float wt[RT][16] = {}, xt[CT][16] = {};
+    const uint8_t* wp[RT];
+    for (int i = 0; i < RT; ++i) {
+      for (int64_t kk = k; kk < K; ++kk) wt[i][kk - k] = widen_one(T, wr[i], kk);
+      wp[i] = reinterpret_cast<const uint8_t*>(wt[i]);
     }
+    for (int c = 0; c < CT; ++c) {
+      for (int64_t kk = k; kk < K; ++kk) xt[c][kk - k] = X[c * ldx + kk];
+      xk[c] = xt[c];
+    }
+    step16<DType::F32, RT, CT>(wp, 0, xk, acc);
   }
   #pragma GCC unroll 16
   for (int i = 0; i < RT; ++i)
     #pragma GCC unroll 16
-    for (int c = 0; c < CT; ++c) {
-      float s = hsum(acc[i][c]);
-      for (int64_t kk = k; kk < K; ++kk) s += widen_one(T, wr[i], kk) * X[c * ldx + kk];
-      Y[c * ldy + r + i] = s;
-    }
+    for (int c = 0; c < CT; ++c) Y[c * ldy + r + i] = hsum16(acc[0][i][c], acc[1][i][c]);
 }
 
 template <DType T, int RT>
@@ -90,7 +122,7 @@ void matmul_typed(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, i
   for (int64_t c0 = 0; c0 < n; c0 += kColBlock) {
     const int64_t nc = n - c0 < kColBlock ? n - c0 : kColBlock;
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) row_tile<T, 4>(W, r, X + c0 * ldx, ldx, nc, Y + c0 * ldy, ldy);
+    for (; r + 2 <= r1; r += 2) row_tile<T, 2>(W, r, X + c0 * ldx, ldx, nc, Y + c0 * ldy, ldy);
     for (; r < r1; ++r) row_tile<T, 1>(W, r, X + c0 * ldx, ldx, nc, Y + c0 * ldy, ldy);
   }
 }
