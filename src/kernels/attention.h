@@ -60,8 +60,8 @@ struct AttnTask {
 //
 // Runs the fastest kernel the CPU supports (AVX-512 or AVX2, else the scalar
 // reference ref::paged_attention in kernels/ref/attention_ref.h); the SIMD
-// kernels match the reference to float rounding (vectorized dot products,
-// polynomial exp). Whatever the kernel, each (token, head) output is computed
+// kernels equal the reference bit for bit (its sums and exp are written in
+// their order, ref/lanes16.h). Whatever the kernel, each (token, head) output is computed
 // the same way whether its token is alone (decode) or inside a prefill chunk,
 // and whatever other tasks share the call or the number of threads.
 void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, int64_t n_heads,

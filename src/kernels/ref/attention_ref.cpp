@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/ref/lanes16.h"
 
 namespace ms::ref {
 
@@ -51,25 +52,25 @@ void attend_one(const float* q_in, float* out, const PagedKv& kv, const int32_t*
   float mx = -INFINITY;
   for (int64_t j = j0; j <= j1; ++j) {
     const int64_t off = kv.offset(table[j / kv.block_size], int32_t(j % kv.block_size)) + kvh * d;
-    const float* k = row_f32(kv, kv.k, off, row, tab);
-    float s = 0.0f;
-    for (int64_t c = 0; c < d; ++c) s += q[c] * k[c];
-    s *= scale;
+    const float s = dot16(q, row_f32(kv, kv.k, off, row, tab), d) * scale;
     scores[size_t(j - j0)] = s;
     mx = std::max(mx, s);
   }
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    scores[size_t(i)] = std::exp(scores[size_t(i)] - mx);
-    sum += scores[size_t(i)];
+  // Σ e_j with key j in lane j mod 16, keys in order, then the tree.
+  float lanes[16] = {};
+  for (int64_t j = j0; j <= j1; ++j) {
+    float& e = scores[size_t(j - j0)];
+    const float x = e - mx;
+    e = exp16(x >= -104.0f ? x : -104.0f);
+    lanes[j % 16] += e;
   }
-  const float inv = 1.0f / sum;
+  const float inv = 1.0f / tree16(lanes);
   for (int64_t c = 0; c < d; ++c) out[c] = 0.0f;
   for (int64_t j = j0; j <= j1; ++j) {
     const int64_t off = kv.offset(table[j / kv.block_size], int32_t(j % kv.block_size)) + kvh * d;
     const float* v = row_f32(kv, kv.v, off, row, tab);
     const float p = scores[size_t(j - j0)] * inv;
-    for (int64_t c = 0; c < d; ++c) out[c] += p * v[c];
+    for (int64_t c = 0; c < d; ++c) out[c] = std::fma(p, v[c], out[c]);
   }
 }
 

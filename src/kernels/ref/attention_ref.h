@@ -1,8 +1,10 @@
 // attention_ref.h — scalar reference for ops::paged_attention: the numerical
-// specification the SIMD kernels (kernels/cpu/attention_*.cpp) are tested
-// against. Per (token, query head): with F16 keys the query is rounded to f16;
-// s_j = (Σ_c q[c]·k_j[c], summed sequentially in f32) · (1/sqrt(head_dim));
-// p_j = exp(s_j - max) / Σ exp(s_i - max); out = Σ_j p_j·v_j in key order.
+// specification the SIMD kernels (kernels/cpu/attention_*.cpp) equal bit for
+// bit. Per (token, query head): with F16 keys the query is rounded to f16;
+// s_j = (q · k_j in the 16-lane order of ref/lanes16.h) · (1/sqrt(head_dim));
+// e_j = exp16(max(s_j - max, -104)); Σe with key j in lane j mod 16 (keys in
+// order) and the tree; p_j = e_j · (1/Σe); out = Σ_j p_j·v_j by FMAs in key
+// order from 0.
 #pragma once
 #include <cstdint>
 

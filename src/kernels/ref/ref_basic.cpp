@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/ref/lanes16.h"
 #include "kernels/ref/ref.h"
 
 namespace ms::ref {
@@ -32,10 +33,7 @@ void matmul_float(const MatView& W, const float* X, int64_t ldx, int64_t n, floa
   for (int64_t r = 0; r < W.rows; ++r) {
     float_row_to_f32(W.dtype, W.row(r), w.data(), W.cols);
     for (int64_t i = 0; i < n; ++i) {
-      const float* x = X + i * ldx;
-      float acc = 0.0f;
-      for (int64_t c = 0; c < W.cols; ++c) acc += x[c] * w[c];
-      Y[i * ldy + r] = acc;
+      Y[i * ldy + r] = dot16(w.data(), X + i * ldx, W.cols);
     }
   }
 }
@@ -62,7 +60,11 @@ void softmax(float* x, int64_t n) {
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    out[i] = (g / (1.0f + std::exp(-g))) * up[i];
+    // e^-g with -g clamped to [-104, 89], beyond which e^x is 0 or +inf
+    // anyway; a NaN g stays NaN through the division.
+    const float ng = 0.0f - g;
+    const float x = ng >= -104.0f ? (ng <= 89.0f ? ng : 89.0f) : -104.0f;
+    out[i] = (g / (1.0f + exp16(x))) * up[i];
   }
 }
 
