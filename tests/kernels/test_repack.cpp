@@ -33,14 +33,14 @@ TEST(Repack, SameBitsAsRowMajor) {
   for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     if (!ops::can_repack(t)) GTEST_SKIP() << "panel layout off (MOESERVE_REPACK=0 or ISA capped)";
     const int64_t k = block_elems(t) / 32;  // columns in multiples of the block
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 32 * k}, {7, 64 * k}, {16, 96 * k}, {33, 128 * k},
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 32 * k}, {7, 64 * k}, {16, 96 * k}, {20, 32 * k}, {33, 128 * k},
                               {100, 4096 + 32 * k}}) {
       const QMat M = random_block_matrix(t, rows, cols, uint64_t(rows * 7 + cols));
       for (int threads : {1, 3}) {
         ThreadPool pool(threads);
         const Repacked R = repack(M.view(), pool);
         ASSERT_TRUE(R.view.panel16);
-        for (int64_t n : {1, 2, 5, 6, 7, 8, 9, 12, 16, 17, 37}) {
+        for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 37}) {
           const auto X = gaussian(size_t(n * cols), uint64_t(n + 100 * rows));
           const auto want = product(M.view(), X, n, pool);
           const auto got = product(R.view, X, n, pool);
