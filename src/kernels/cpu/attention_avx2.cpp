@@ -210,14 +210,17 @@ void attention(const AttnItem& a) {
       __m256 mv = neg_inf;
       for (int64_t c0 = cb; c0 <= pos; c0 += kW) mv = _mm256_max_ps(mv, _mm256_load_ps(s + (c0 - base)));
       const __m256 mx = _mm256_set1_ps(hmax(mv));
-      __m256 sv[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};  // keys j mod 16 < 8, >= 8
+      __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();  // keys j mod 16 < 8, >= 8
       for (int64_t c0 = cb; c0 <= pos; c0 += kW) {
         float* sc = s + (c0 - base);
         const __m256 e = _mm256_andnot_ps(outside_mask(c0, j0, pos), exp_neg(_mm256_sub_ps(_mm256_load_ps(sc), mx)));
-        sv[(c0 / kW) & 1] = _mm256_add_ps(sv[(c0 / kW) & 1], e);
+        if (c0 & kW)
+          hi = _mm256_add_ps(hi, e);
+        else
+          lo = _mm256_add_ps(lo, e);
         _mm256_store_ps(sc, e);
       }
-      const __m256 inv = _mm256_set1_ps(1.0f / hsum16(sv[0], sv[1]));
+      const __m256 inv = _mm256_set1_ps(1.0f / hsum16(lo, hi));
       for (int64_t c0 = cb; c0 <= pos; c0 += kW)
         _mm256_store_ps(s + (c0 - base), _mm256_mul_ps(_mm256_load_ps(s + (c0 - base)), inv));
     }
