@@ -194,12 +194,16 @@ struct Legacy {
   // 2 threads, alternating call by call, this read Q8_0 at 4 tokens 10-20%
   // faster and at 8 tokens 7-12% (Q4_0: 3-7%, 0-7%) when memory was fast,
   // and made no difference when it was slow; at 1-2 tokens it was 1-6%
-  // slower, so they keep the L1 prefetch alone. Decode steps of the synth
+  // slower, so Q8_0 keeps the L1 prefetch alone there. Q4_0, whose blocks go
+  // by twice as fast, takes it from 1 token: on a day when the kernel read
+  // below the plain read probe, Q4_0 at 1-2 tokens read 14-19% faster with
+  // it (Q8_0 4% slower), and batch-1 decode of the synth Mixtral was 10%
+  // faster (binaries alternating, 3 times). Decode steps of the synth
   // Mixtral (alternating step by step): batch 4 and 16, 0-3% faster. From
   // 13 tokens on the kernel is compute-bound even from memory: there the
   // extra instructions only cost (3-5% with the weights in L2, none gained
   // from memory), so they go without.
-  static constexpr int kFarFromC = 3, kFarToC = 12;
+  static constexpr int kFarFromC = T == DType::Q4_0 ? 1 : 3, kFarToC = 12;
   static constexpr size_t kRpFar = 8192;
 
   // The 8 u8 vectors (+kOffset) and the scales of one panel block.
