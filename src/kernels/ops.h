@@ -91,7 +91,8 @@ void matmul_q_many(const MatTarget* targets, int count, ThreadPool& pool);
 // is, for Q8_0 / Q4_0, groups of 8 blocks, [8 blocks of vectors][8 blocks of
 // 16 f16 scales] (kernels/panel_layout.h), where a block's vectors are (Q8_0)
 // 8 x 64 bytes, vector j lane r = qs[4j..4j+3] of row r plus 128, as u8; or
-// (Q4_0) 4 x 64 bytes, lane r = qs bytes 4j..4j+3 of row r as stored. Q4_K panels are [nb super-blocks][2304 bytes]: the quants as
+// (Q4_0) 4 x 64 bytes, lane r = qs bytes 4j..4j+3 of row r as stored. Q4_K
+// panels are [nb super-blocks][2304 bytes]: the quants as
 // [4][8] vectors, lane r of vector (c, j) = qs bytes 32c+4j..+3 of row r, then
 // the first 16 header bytes (d, dmin, scales) as 4 vectors of one u32 per row;
 // Q5_K panels are [nb][2816 bytes], the same with the 32 qh bytes per row as

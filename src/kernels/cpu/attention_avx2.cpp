@@ -5,17 +5,18 @@
 // and bit-identical to it: what the AVX-512 kernel keeps in 16 lanes (each
 // dot product's partial sums, lane l: terms c ≡ l mod 16; a row's Σe, lane
 // l: keys j ≡ l mod 16) is kept here as two 8-lane halves, lo and hi, added
-// lane-wise first and then reduced by the rest of the same tree; e^x is the
-// same polynomial, scaled by 2^n in two exact steps so that results down to
-// the subnormals round once, as VSCALEFPS does. p·V is accumulated with FMAs
-// in ascending key order. Rows are head_dim rounded up to 16, zero padded,
-// as there (zeros add nothing to a sum), so any head_dim gives the same bits.
+// lane-wise first and then reduced by the rest of the same tree
+// (sum16_avx2.h); e^x is the same polynomial, rounded as VSCALEFPS rounds
+// (vexp_avx2.h). p·V is accumulated with FMAs in ascending key order. Rows
+// are head_dim rounded up to 16, zero padded, as there (zeros add nothing to
+// a sum), so any head_dim gives the same bits.
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstring>
 
 #include "kernels/cpu/attention_cpu.h"
+#include "kernels/cpu/sum16_avx2.h"
 #include "kernels/cpu/vexp_avx2.h"
 
 namespace ms::cpu::avx2 {
@@ -104,25 +105,8 @@ float hmax(__m256 v) {
   return _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
 }
 
-// Σ of a 16-lane sum held as lo/hi: l + (l+8), then 4, 2, 1 apart (the tree
-// of _mm512_reduce_add_ps).
-float hsum16(__m256 lo, __m256 hi) {
-  const __m256 t = _mm256_add_ps(lo, hi);
-  __m128 x = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-  return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
-}
-
-// e^x for x <= 0, as attention_avx512.cpp's exp_neg: x clamped to -104, the
-// polynomial y, then y * 2^n1 * 2^n2 with n1 + n2 = n, both >= -75: the first
-// product is exact, the second rounds once, like VSCALEFPS (subnormals down
-// to 2^-149, 0 below).
-__m256 exp_neg(__m256 x0) {
-  __m256 n;
-  const __m256 y = exp_poly(_mm256_max_ps(x0, _mm256_set1_ps(-104.0f)), n);
-  const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1);
-  return _mm256_mul_ps(_mm256_mul_ps(y, pow2i(n1)), pow2i(_mm256_sub_epi32(ni, n1)));
-}
+// e^x for x <= 0, as attention_avx512.cpp's exp_neg (e^-104 underflows to 0).
+__m256 exp_neg(__m256 x) { return exp_in_range(_mm256_max_ps(x, _mm256_set1_ps(ref::kExpMin))); }
 
 // o[c .. c+8*NV) += Σ_{j=js..je} p[j - c0] * V[j - c0][c ..]  (keys ascending).
 template <int NV>

@@ -101,7 +101,7 @@ __m512 dots16(const float* q, const float* K, int64_t dp) {
 }
 
 // e^x for x <= 0; e^-104 underflows to 0.
-__m512 exp_neg(__m512 x) { return exp_in_range(_mm512_max_ps(x, _mm512_set1_ps(-104.0f))); }
+__m512 exp_neg(__m512 x) { return exp_in_range(_mm512_max_ps(x, _mm512_set1_ps(ref::kExpMin))); }
 
 // o[c .. c+16*NV) += Σ_{j=js..je} p[j - c0] * V[j - c0][c ..]  (keys ascending).
 template <int NV>

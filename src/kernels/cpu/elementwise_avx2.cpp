@@ -1,8 +1,6 @@
 // elementwise_avx2.cpp — SwiGLU's elementwise step with AVX2 + FMA.
 //
-// As elementwise_avx512.cpp, 8 lanes at a time; 2^n is built in the exponent
-// field in two halves (2^(n/2) · 2^(n - n/2)) so that n from -150 to 128 gives
-// subnormals, normals and +inf as VSCALEFPS does.
+// As elementwise_avx512.cpp, 8 lanes at a time (e^x: vexp_avx2.h).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -14,11 +12,7 @@ namespace ms::cpu::avx2 {
 namespace {
 
 __m256 exp_any(__m256 x) {
-  __m256 n;
-  const __m256 y = exp_poly(_mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(89.0f)), n);
-  const __m256i ni = _mm256_cvtps_epi32(n);    // -150 .. 128
-  const __m256i h = _mm256_srai_epi32(ni, 1);  // n/2 rounded down
-  return _mm256_mul_ps(_mm256_mul_ps(y, pow2i(h)), pow2i(_mm256_sub_epi32(ni, h)));
+  return exp_in_range(_mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(ref::kExpMin)), _mm256_set1_ps(ref::kExpMax)));
 }
 
 __m256 silu_mul8(__m256 g, __m256 u) {

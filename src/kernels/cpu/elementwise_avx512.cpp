@@ -15,7 +15,7 @@ namespace {
 
 __m512 exp_any(__m512 x) {
   // Beyond these, e^x is +inf or 0 whatever r is (NaN lanes: see silu_mul16).
-  return exp_in_range(_mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f)));
+  return exp_in_range(_mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(ref::kExpMin)), _mm512_set1_ps(ref::kExpMax)));
 }
 
 __m512 silu_mul16(__m512 g, __m512 u) {

@@ -4,13 +4,14 @@
 // Bit-identical to the AVX-512 kernel: each dot product is 16 partial sums
 // (lane l: the terms k ≡ l mod 16, in order, a short tail as zeros) reduced
 // by the tree of _mm512_reduce_add_ps (l + (l+8), then 4, 2, 1 apart). Here
-// a 16-lane sum is two 8-lane accumulators, "lo" (l < 8) and "hi", added
-// lane-wise first. Register tile: 2 weight rows x 3 activation rows.
+// a 16-lane sum is two 8-lane accumulators, "lo" (l < 8) and "hi"
+// (sum16_avx2.h). Register tile: 2 weight rows x 3 activation rows.
 #include <immintrin.h>
 
 #include <cstdint>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/sum16_avx2.h"
 
 namespace ms::cpu::avx2 {
 namespace {
@@ -25,15 +26,6 @@ inline __m256 load_w(const uint8_t* row, int64_t k) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(row) + k));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
-}
-
-// Σ of a 16-lane sum held as lo/hi: the tree of _mm512_reduce_add_ps.
-inline float hsum16(__m256 lo, __m256 hi) {
-  const __m256 t = _mm256_add_ps(lo, hi);                                          // l + (l+8)
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));  // 4 apart
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                          // 2 apart
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));                                           // 1 apart
-  return _mm_cvtss_f32(s);
 }
 
 inline float widen_one(DType t, const uint8_t* row, int64_t k) {

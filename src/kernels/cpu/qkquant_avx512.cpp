@@ -27,8 +27,6 @@ inline __m512i sel_bits(__m512i v, __m512i hbytes, int bit) {
   return _mm512_mask_add_epi8(v, k, v, _mm512_set1_epi8(16));
 }
 
-// isum + sc * (sum over s < S of VPDPBUSD(w[s], the 4 activation bytes at
-// aq + 4s)): one sub-block of one token, its integer sum times its scale.
 // Sum over u < 8 of VPDPWSSD(pairs[u], the int16 pair bs[2u], bs[2u+1]): the
 // activation 16-sums of a super-block times per-row int16 pairs (the K
 // formats' mins, Q6_K's scales for its -32 offset).
@@ -39,6 +37,8 @@ __attribute__((always_inline)) inline __m512i bsum_dot(const __m512i* pairs, con
   return r;
 }
 
+// isum + sc * (sum over s < S of VPDPBUSD(w[s], the 4 activation bytes at
+// aq + 4s)): one sub-block of one token, its integer sum times its scale.
 template <int S>
 __attribute__((always_inline)) inline __m512i add_scaled_dot(__m512i isum, const __m512i* w, const int8_t* aq,
                                                             __m512i sc) {
@@ -363,7 +363,7 @@ struct K45 : KPanel<K45<kFive>> {
     alignas(64) __m512i sc[8], m2[8];
     __m512 d, dmin;
     scales(reinterpret_cast<const int32_t*>(blk + kRpHeader), sc, m2, d, dmin);
-    constexpr int G0 = C <= 8 ? C : (C + 1) / 2;
+    constexpr int G0 = token_group0(C);
     rp_group<0, G0>(A, b, blk, sc, m2, d, dmin, acc);
     if constexpr (C > G0) rp_group<G0, C - G0>(A, b, blk, sc, m2, d, dmin, acc);
   }
@@ -630,7 +630,7 @@ struct Q6K : KPanel<Q6K> {
     alignas(64) __m512i sc[16], sc2[8];
     __m512 d;
     scales(reinterpret_cast<const int32_t*>(blk + kRpHeader), sc, sc2, d);
-    constexpr int G0 = C <= 8 ? C : (C + 1) / 2;
+    constexpr int G0 = token_group0(C);
     rp_group<0, G0>(A, b, blk, sc, sc2, d, acc);
     if constexpr (C > G0) rp_group<G0, C - G0>(A, b, blk, sc, sc2, d, acc);
   }

@@ -291,7 +291,7 @@ struct Legacy {
   template <int C, bool I>
   __attribute__((always_inline)) static inline void rp_pass(const uint8_t* pan, int64_t nb, const ActView& av, float* Y,
                                                             int64_t ldy, __mmask16 mask) {
-    constexpr int G0 = C <= 8 ? C : (C + 1) / 2;
+    constexpr int G0 = token_group0(C);
     __m512 acc[C];
 #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();

@@ -61,7 +61,7 @@ void attend_one(const float* q_in, float* out, const PagedKv& kv, const int32_t*
   for (int64_t j = j0; j <= j1; ++j) {
     float& e = scores[size_t(j - j0)];
     const float x = e - mx;
-    e = exp16(x >= -104.0f ? x : -104.0f);
+    e = exp16(x >= kExpMin ? x : kExpMin);
     lanes[j % 16] += e;
   }
   const float inv = 1.0f / tree16(lanes);

@@ -14,6 +14,16 @@
 
 namespace ms::ref {
 
+// Cephes expf's constants, shared by exp16 and the SIMD exp (vexp_*.h), and
+// the range every caller clamps x to: below -104, e^x rounds to 0; above 89,
+// to +inf.
+namespace cephes {
+constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+constexpr float kP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                         4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+}  // namespace cephes
+constexpr float kExpMin = -104.0f, kExpMax = 89.0f;
+
 // The tree over 16 partial sums p.
 inline float tree16(const float* p) {
   float t[8], u[4];
@@ -29,17 +39,13 @@ inline float dot16(const float* a, const float* b, int64_t n) {
   return tree16(p);
 }
 
-// e^x for x in [-104, 89] (callers clamp), as vexp_avx512.h computes it.
+// e^x for x in [kExpMin, kExpMax] (callers clamp), as vexp_avx512.h computes it.
 inline float exp16(float x) {
-  const float n = std::nearbyint(x * 1.44269504088896341f);
-  float r = std::fma(-n, 0.693359375f, x);
-  r = std::fma(-n, -2.12194440e-4f, r);
-  float y = 1.9875691500e-4f;
-  y = std::fma(y, r, 1.3981999507e-3f);
-  y = std::fma(y, r, 8.3334519073e-3f);
-  y = std::fma(y, r, 4.1665795894e-2f);
-  y = std::fma(y, r, 1.6666665459e-1f);
-  y = std::fma(y, r, 5.0000001201e-1f);
+  const float n = std::nearbyint(x * cephes::kLog2e);
+  float r = std::fma(-n, cephes::kLn2Hi, x);
+  r = std::fma(-n, cephes::kLn2Lo, r);
+  float y = cephes::kP[0];
+  for (int i = 1; i < 6; ++i) y = std::fma(y, r, cephes::kP[i]);
   y = std::fma(y, r * r, r + 1.0f);
   return std::ldexp(y, int(n));
 }

@@ -60,10 +60,10 @@ void softmax(float* x, int64_t n) {
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    // e^-g with -g clamped to [-104, 89], beyond which e^x is 0 or +inf
-    // anyway; a NaN g stays NaN through the division.
+    // e^-g with -g clamped to [kExpMin, kExpMax], beyond which e^x is 0 or
+    // +inf anyway; a NaN g stays NaN through the division.
     const float ng = 0.0f - g;
-    const float x = ng >= -104.0f ? (ng <= 89.0f ? ng : 89.0f) : -104.0f;
+    const float x = ng >= kExpMin ? (ng <= kExpMax ? ng : kExpMax) : kExpMin;
     out[i] = (g / (1.0f + exp16(x))) * up[i];
   }
 }

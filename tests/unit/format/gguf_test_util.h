@@ -23,19 +23,19 @@ inline std::string source(const std::string& rel) { return std::string(MOESERVE_
 
 // One private directory per test process, removed with everything in it
 // when the process exits, so the GGUF tests leave nothing behind in TempDir.
-class TempDir {
+class ScratchDir {
  public:
   static const std::string& path() {
-    static TempDir dir;
+    static ScratchDir dir;
     return dir.path_;
   }
-  ~TempDir() {
+  ~ScratchDir() {
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }
 
  private:
-  TempDir() {
+  ScratchDir() {
     std::string tmpl = ::testing::TempDir() + "/ms_gguf_XXXXXX";
     if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed: " + tmpl);
     path_ = tmpl;
@@ -43,7 +43,7 @@ class TempDir {
   std::string path_;
 };
 
-inline std::string temp_path(const std::string& name) { return TempDir::path() + "/" + name; }
+inline std::string temp_path(const std::string& name) { return ScratchDir::path() + "/" + name; }
 
 inline std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
