@@ -205,6 +205,13 @@ struct Legacy {
   // from memory), so they go without.
   static constexpr int kFarFromC = T == DType::Q4_0 ? 1 : 3, kFarToC = 12;
   static constexpr size_t kRpFar = 8192;
+  // Up to kPageToC tokens, each 4 KiB page of the stream is also touched
+  // kRpPage bytes ahead (prefetch_page_ahead). Streaming 14336x4096 matrices
+  // from memory with 2 threads, alternating call by call: Q4_0 at 1-5 tokens
+  // 15-36% faster, Q8_0 at 1-6 tokens 4-20%; from 6 (Q4_0) or 8 (Q8_0)
+  // tokens, where the kernel is near compute-bound, it was up to 30% slower.
+  static constexpr int kPageToC = 5;
+  static constexpr size_t kRpPage = 32768;
 
   // The 8 u8 vectors (+kOffset) and the scales of one panel block.
   __attribute__((always_inline)) static inline void block_rp(const uint8_t* vec, const uint8_t* scl, __m512i* v,
@@ -302,6 +309,7 @@ struct Legacy {
       for (int64_t j = 0; j < n; ++j) {
         const int64_t b = g0 + j;
         prefetch_block<false>(pan + size_t(b) * kRpBlock + kRpAhead);
+        if constexpr (C <= kPageToC) prefetch_page_ahead(pan + size_t(b) * kRpBlock + kRpPage, kRpBlock);
         if constexpr (C >= kFarFromC && C <= kFarToC) prefetch_block<true>(pan + size_t(b) * kRpBlock + kRpFar);
         __m512i v[8];
         __m512 dw;
