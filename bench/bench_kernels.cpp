@@ -1,6 +1,7 @@
 // bench_kernels.cpp — kernel microbenchmarks (Google Benchmark).
 //
-//   StreamRead/<threads>          read bandwidth baseline: sum a 1 GiB buffer
+//   StreamRead/<threads>          read bandwidth baseline: ops::read_memory over 1 GiB
+//                                 (the probe moeserve bench compares decode with)
 //   Matvec/<type>/<shape>/<n>     matmul with n activation rows (decode shapes);
 //   Matvec/<type>-panel/...       the same on the panel layout (ops::repack_panels; Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)
 //                                 GB/s of weights streamed, tokens/s = n / time
@@ -18,7 +19,6 @@
 // reads them from DRAM, as a model with many experts does. Threads: the pool
 // size is the benchmark's `threads` argument (default 2 = this machine's cores).
 #include <benchmark/benchmark.h>
-#include <immintrin.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -128,20 +128,7 @@ const DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::BF16, DTyp
                         DType::Q5_K, DType::Q5_0, DType::Q5_1, DType::Q4_1, DType::F32};
 
 // ---------------------------------------------------------------- stream read
-__attribute__((target("avx2"))) long long sum_bytes(const uint8_t* p, size_t n) {
-  const __m256i* s = reinterpret_cast<const __m256i*>(p);
-  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-  for (size_t i = 0; i < n / 32; i += 4) {
-    a0 = _mm256_add_epi64(a0, _mm256_load_si256(s + i));
-    a1 = _mm256_add_epi64(a1, _mm256_load_si256(s + i + 1));
-    a2 = _mm256_add_epi64(a2, _mm256_load_si256(s + i + 2));
-    a3 = _mm256_add_epi64(a3, _mm256_load_si256(s + i + 3));
-  }
-  alignas(32) long long t[4];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(t), _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
-  return t[0] + t[1] + t[2] + t[3];
-}
-
+// The read probe `moeserve bench` compares decode with (ops::read_memory).
 void BM_StreamRead(benchmark::State& state) {
   const int threads = int(state.range(0));
   static Buffer buf(size_t(1) << 30);
@@ -151,14 +138,7 @@ void BM_StreamRead(benchmark::State& state) {
     init = true;
   }
   ThreadPool p(threads);
-  std::vector<long long> sink(size_t(threads) * 8);
-  for (auto _ : state) {
-    p.run_on_all([&](int t, int nt) {
-      const size_t per = buf.n / size_t(nt) / 256 * 256;
-      sink[size_t(t) * 8] = sum_bytes(buf.p + per * size_t(t), per);
-    });
-    benchmark::DoNotOptimize(sink.data());
-  }
+  for (auto _ : state) benchmark::DoNotOptimize(ops::read_memory(buf.p, buf.n, p));
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(buf.n));
 }
 
