@@ -232,31 +232,36 @@ struct Legacy {
   }
 
   // Small n: one sequential pass over each panel, arithmetic as in fused().
-  // From kInterleaveC tokens on, the activations are first interleaved per
-  // block, [b][token][32 bytes], with the integer sums' starts (-kOffset * Σq)
-  // and the scales as [b][token] arrays: every operand of the inner loop is
-  // then one pointer plus a constant, where a base register per token ran out
-  // of registers and spilled (about 15% faster at 12-16 tokens, measured with
-  // the weights in L2).
-  static constexpr int kInterleaveC = 7;
+  // From kHeaderC tokens on, the integer sums' starts (-kOffset * Σq) and
+  // the activation scales are first laid out as [b][token] arrays, so that
+  // each start is one broadcast load rather than a multiply and a broadcast
+  // from a general register (with the weights in L2, pinned to one core: 2-7%
+  // faster at 4-6 tokens for Q8_0, 3-10% for Q4_0; none at 3, 2-4% slower
+  // at 2). From kInterleaveC tokens on, the activations are interleaved too,
+  // [b][token][32 bytes]: every operand of the inner loop is then one pointer
+  // plus a constant, where a base register per token ran out of registers
+  // and spilled (about 15% faster at 12-16 tokens, weights in L2).
+  static constexpr int kInterleaveC = 7, kHeaderC = 4;
+  static_assert(kHeaderC <= kInterleaveC, "interleaved activations come with [b][token] starts and scales");
   template <int C>
   static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
     const int64_t nb = W.cols / 32;
     const size_t panel_bytes = size_t(nb) * kRpBlock;
-    constexpr bool kInter = C >= kInterleaveC;
+    constexpr bool kInter = C >= kInterleaveC, kHdr = C >= kHeaderC;
     ActView av{A.qs, A.sum, A.d, A.qs_stride, A.nblk};
-    if constexpr (kInter) {
-      uint8_t* buf = pack_buffer(size_t(nb) * C * (32 + 8));
+    if constexpr (kHdr) {
+      const size_t qbytes = kInter ? size_t(nb) * C * 32 : 0;
+      uint8_t* buf = pack_buffer(qbytes + size_t(nb) * C * 8);
       int8_t* ia = reinterpret_cast<int8_t*>(buf);
-      int32_t* st = reinterpret_cast<int32_t*>(buf + size_t(nb) * C * 32);
+      int32_t* st = reinterpret_cast<int32_t*>(buf + qbytes);
       float* da = reinterpret_cast<float*>(st + nb * C);
       for (int c = 0; c < C; ++c)
         for (int64_t b = 0; b < nb; ++b) {
-          std::memcpy(ia + (b * C + c) * 32, A.qs + c * A.qs_stride + 32 * b, 32);
+          if constexpr (kInter) std::memcpy(ia + (b * C + c) * 32, A.qs + c * A.qs_stride + 32 * b, 32);
           st[b * C + c] = -kOffset * A.sum[c * A.nblk + b];
           da[b * C + c] = A.d[c * A.nblk + b];
         }
-      av = {ia, st, da, 0, 0};
+      av = kInter ? ActView{ia, st, da, 0, 0} : ActView{A.qs, st, da, A.qs_stride, 0};
     }
     // The chunk's first lines, which no earlier block prefetched.
     // (Measured as decode steps alternating with and without this and the
@@ -267,16 +272,18 @@ struct Legacy {
     for (int64_t g = r0; g < r1; g += 16) {
       const int rows = int(r1 - g < 16 ? r1 - g : 16);
       const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
-      rp_pass<C, kInter>(W.data + size_t(g / 16) * panel_bytes, nb, av, Y + g, ldy, mask);
+      rp_pass<C, kInter, kHdr>(W.data + size_t(g / 16) * panel_bytes, nb, av, Y + g, ldy, mask);
     }
   }
 
-  // The activations as fused_rp reads them: A's own rows, or interleaved.
+  // The activations as fused_rp reads them: A's own rows, or interleaved;
+  // the sums and scales as A holds them, or as [b][token] arrays.
   struct ActView {
     const int8_t* qs;
-    const int32_t* s;  // interleaved: the starts of the sums; else Σq
+    const int32_t* s;  // [b][token]: the starts of the sums; else A's Σq
     const float* d;
-    int64_t qs_stride, nblk;  // not interleaved only
+    int64_t qs_stride;  // activations not interleaved only
+    int64_t nblk;       // sums and scales not as [b][token] only
   };
 
   // Prefetches the lines that start in [p, p + kRpBlock): over successive
@@ -294,8 +301,9 @@ struct Legacy {
   }
 
   // One panel: per block, the tokens in groups of at most 8 (so that a
-  // group's integer sums and the block's weights fit in registers).
-  template <int C, bool I>
+  // group's integer sums and the block's weights fit in registers). I: the
+  // activations are interleaved; H: the starts and scales are [b][token].
+  template <int C, bool I, bool H>
   __attribute__((always_inline)) static inline void rp_pass(const uint8_t* pan, int64_t nb, const ActView& av, float* Y,
                                                             int64_t ldy, __mmask16 mask) {
     constexpr int G0 = token_group0(C);
@@ -314,8 +322,8 @@ struct Legacy {
         __m512i v[8];
         __m512 dw;
         block_rp(gv + size_t(j) * kRpVec, gs + 32 * j, v, dw);
-        rp_group<C, 0, G0, I>(v, dw, av, b, acc);
-        if constexpr (C > G0) rp_group<C, G0, C - G0, I>(v, dw, av, b, acc);
+        rp_group<C, 0, G0, I, H>(v, dw, av, b, acc);
+        if constexpr (C > G0) rp_group<C, G0, C - G0, I, H>(v, dw, av, b, acc);
       }
     }
 #pragma GCC unroll 16
@@ -323,7 +331,7 @@ struct Legacy {
   }
 
   // Tokens C0..C0+CC-1 of block b.
-  template <int C, int C0, int CC, bool I>
+  template <int C, int C0, int CC, bool I, bool H>
   __attribute__((always_inline)) static inline void rp_group(const __m512i* v, __m512 dw, const ActView& av, int64_t b,
                                                              __m512* acc) {
     // Integer sums are exact in any order: K independent chains per row
@@ -332,7 +340,7 @@ struct Legacy {
     __m512i ai[CC][K];
 #pragma GCC unroll 16
     for (int c = 0; c < CC; ++c) {
-      ai[c][0] = I ? _mm512_set1_epi32(av.s[b * C + C0 + c]) : _mm512_set1_epi32(-kOffset * av.s[(C0 + c) * av.nblk + b]);
+      ai[c][0] = H ? _mm512_set1_epi32(av.s[b * C + C0 + c]) : _mm512_set1_epi32(-kOffset * av.s[(C0 + c) * av.nblk + b]);
       if constexpr (K == 2) ai[c][K - 1] = _mm512_setzero_si512();
     }
 #pragma GCC unroll 8
@@ -345,7 +353,7 @@ struct Legacy {
 #pragma GCC unroll 16
     for (int c = 0; c < CC; ++c) {
       const __m512i isum = K == 2 ? _mm512_add_epi32(ai[c][0], ai[c][K - 1]) : ai[c][0];
-      const float d = I ? av.d[b * C + C0 + c] : av.d[(C0 + c) * av.nblk + b];
+      const float d = H ? av.d[b * C + C0 + c] : av.d[(C0 + c) * av.nblk + b];
       acc[C0 + c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(d)), acc[C0 + c]);
     }
   }
