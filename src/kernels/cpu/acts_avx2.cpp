@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/page_prefetch.h"
 #include "kernels/ref/quant_ref.h"
 
 namespace ms::cpu::avx2 {
@@ -110,7 +111,7 @@ uint64_t read_sum(const uint8_t* p, size_t bytes) {
     // and touch each page 32 KiB ahead to start them there early (as the
     // matmul kernels do: the probe should read as fast as they can).
     for (size_t o = 0; o < 4 * 32; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + i + 2048 + o), _MM_HINT_T0);
-    if (((i + 32768 + 4 * 32) & 4095) < 4 * 32) _mm_prefetch(reinterpret_cast<const char*>(p + ((i + 32768 + 4 * 32) & ~size_t(4095))), _MM_HINT_T1);
+    prefetch_page_ahead(p + i + 32768, 4 * 32);
     a0 = _mm256_add_epi64(a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
     a1 = _mm256_add_epi64(a1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
     a2 = _mm256_add_epi64(a2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 2 * 32)));

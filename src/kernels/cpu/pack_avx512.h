@@ -24,6 +24,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/cpu/page_prefetch.h"
+
 namespace ms::cpu::avx512 {
 namespace {
 
@@ -146,17 +148,6 @@ inline __m512 f16hi(__m512i v) { return f16lo(_mm512_srli_epi32(v, 16)); }
 inline void prefetch_t0(const void* p) { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p))); }
 
 inline void prefetch_t1(const void* p) { asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p))); }
-
-// Page-ahead prefetch for a sequential stream: called once per step of
-// `bytes` with p = the stream position plus a distance, it fetches (into L2)
-// the first line of each 4 KiB page as that page enters (p, p + bytes]. The
-// hardware prefetchers do not cross a page boundary, so a stream that only
-// prefetches a few KiB ahead restarts them late at every page; touching each
-// page well ahead starts them (and the page walk) early.
-inline void prefetch_page_ahead(const uint8_t* p, size_t bytes) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p), e = (a + bytes) & ~uintptr_t(4095);
-  if (e > a) prefetch_t1(reinterpret_cast<const void*>(e));
-}
 
 // Prefetches (into L2) a byte range of every row of up to two panels, a few
 // lines per step(), row after row: used to fetch the next chunk of weights

@@ -209,7 +209,8 @@ struct Legacy {
   // kRpPage bytes ahead (prefetch_page_ahead). Streaming 14336x4096 matrices
   // from memory with 2 threads, alternating call by call: Q4_0 at 1-5 tokens
   // 15-36% faster, Q8_0 at 1-6 tokens 4-20%; from 6 (Q4_0) or 8 (Q8_0)
-  // tokens, where the kernel is near compute-bound, it was up to 30% slower.
+  // tokens, where the kernel is near compute-bound, it was up to 30% slower;
+  // both formats stop at 5.
   static constexpr int kPageToC = 5;
   static constexpr size_t kRpPage = 32768;
 
