@@ -23,7 +23,6 @@ size_t panel_vec_bytes(DType t) { return t == DType::Q8_0 ? panel::kQ8_0Vec : pa
 // byte 4j + k of row r); then the first 16 header bytes (d, dmin, 12 scale
 // bytes) as [4 words][16 rows] int32. 2304 (Q4_K) or 2816 (Q5_K) bytes: the
 // same as the 16 rows' blocks.
-
 template <bool kFive>
 void repack_k45_panel(const MatView& src, int64_t P, uint8_t* dst) {
   const int64_t nb = src.cols / 256;
@@ -48,7 +47,6 @@ void repack_k45_panel(const MatView& src, int64_t P, uint8_t* dst) {
 // 4 bytes of row r), then the header words at bytes 192, 196, 200, 204, 206
 // (scales, and d in the last one's high half) as [5][16] int32: 3392 bytes,
 // 1% more than the 16 rows' blocks.
-
 void repack_q6k_panel(const MatView& src, int64_t P, uint8_t* dst) {
   const int64_t nb = src.cols / 256;
   static constexpr size_t kHdr[5] = {192, 196, 200, 204, 206};

@@ -38,8 +38,8 @@ inline float widen_one(DType t, const uint8_t* row, int64_t k) {
   return f;
 }
 
-// acc[h][i][c] += w_i[k + 8h ..] * x_c[k + 8h ..] for h = 0, 1 (lo, hi), with
-// weights from wk[i] (widened) and activations from xk[c].
+// For h = 0, 1 (lo, hi): acc[h][i][c] += row wr[i]'s columns k+8h .. k+8h+7
+// (widened) * xk[c][8h .. 8h+7], lane by lane.
 template <DType T, int RT, int CT>
 inline void step16(const uint8_t* const* wr, int64_t k, const float* const* xk, __m256 (&acc)[2][RT][CT]) {
   #pragma GCC unroll 2

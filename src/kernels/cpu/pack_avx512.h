@@ -38,15 +38,15 @@ inline int32_t load_i32(const void* p) {
 // acc += VPDPBUSD(w, 4 activation bytes at p broadcast to all lanes), with the
 // broadcast embedded in the instruction ({1to16}); GCC 12 otherwise emits a
 // separate VPBROADCASTD, which competes with the transposes for shuffle ports.
-// The panel kernels' fused paths take C tokens in at most two groups of at
-// most 8 (so that a group's integer sums and one block's weights fit in
-// registers): the first group's size.
-constexpr int token_group0(int C) { return C <= 8 ? C : (C + 1) / 2; }
-
 inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* p) {
   asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(p)));
   return acc;
 }
+
+// The panel kernels' fused paths take C tokens in at most two groups of at
+// most 8 (so that a group's integer sums and one block's weights fit in
+// registers): the first group's size.
+constexpr int token_group0(int C) { return C <= 8 ? C : (C + 1) / 2; }
 
 // 16 rows x 32 bytes -> out[j] (j < 8): lane r = bytes 4j..4j+3 of row r.
 // p[r] points at row r's 32 bytes.
