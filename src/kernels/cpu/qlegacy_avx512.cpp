@@ -202,8 +202,17 @@ struct Legacy {
   // Mixtral (alternating step by step): batch 4 and 16, 0-3% faster. From
   // 13 tokens on the kernel is compute-bound even from memory: there the
   // extra instructions only cost (3-5% with the weights in L2, none gained
-  // from memory), so they go without.
-  static constexpr int kFarFromC = T == DType::Q4_0 ? 1 : 3, kFarToC = 12;
+  // from memory), so they go without. Q8_0 also goes without at 3, 5 and 6
+  // tokens: there, streaming 14336x4096 from memory with 2 threads
+  // (alternating call by call, 3 times), it read at 37-60 GB/s with them and
+  // 60-81 without when memory was fast (when slow, within 15% either way; at
+  // 4 and 7-8 tokens no consistent difference), and batch-16 decode of the synth Q8_0 Mixtral, where 3, 5 and 6 are about
+  // half of the experts' token counts, ran 6-35% faster without (binaries
+  // alternating, 5 pairs).
+  static constexpr bool far_prefetch(int C) {
+    if (T == DType::Q4_0) return C <= 12;
+    return C == 4 || (C >= 7 && C <= 12);
+  }
   static constexpr size_t kRpFar = 8192;
   // Up to kPageToC tokens, each 4 KiB page of the stream is also touched
   // kRpPage bytes ahead (prefetch_page_ahead). Streaming 14336x4096 matrices
@@ -319,7 +328,7 @@ struct Legacy {
         const int64_t b = g0 + j;
         prefetch_block<false>(pan + size_t(b) * kRpBlock + kRpAhead);
         if constexpr (C <= kPageToC) prefetch_page_ahead(pan + size_t(b) * kRpBlock + kRpPage, kRpBlock);
-        if constexpr (C >= kFarFromC && C <= kFarToC) prefetch_block<true>(pan + size_t(b) * kRpBlock + kRpFar);
+        if constexpr (far_prefetch(C)) prefetch_block<true>(pan + size_t(b) * kRpBlock + kRpFar);
         __m512i v[8];
         __m512 dw;
         block_rp(gv + size_t(j) * kRpVec, gs + 32 * j, v, dw);
