@@ -103,7 +103,7 @@ inline QMat random_block_matrix(DType t, int64_t rows, int64_t cols, uint64_t se
   return m;
 }
 
-inline cpu::WeightsRef wref(const MatView& W) { return {W.dtype, W.rows, W.cols, W.data, W.row_stride}; }
+inline cpu::WeightsRef wref(const MatView& W) { return {W.dtype, W.rows, W.cols, W.data, W.row_stride, W.panel16}; }
 inline cpu::ActsRef aref(const ops::QuantizedActs& A) {
   auto& M = const_cast<ops::QuantizedActs&>(A);
   return {int(A.format), A.n, A.cols, A.nblk, A.qs_stride, M.qs.data(), M.d.data(), M.sum.data(), M.bsum.data()};

@@ -88,6 +88,11 @@ inline __m256 u16lo_to_f32(__m256i v) {  // low 16 bits of each lane as f16
 }
 inline __m256 gather_f16(const PanelRows& pr, size_t off) { return u16lo_to_f32(gather_u32(pr, off)); }
 
+// Prefetches as volatile asm: GCC 12 drops __builtin_prefetch inside
+// functions it has proven side-effect free (internal linkage) before inlining.
+inline void prefetch_t0(const void* p) { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p))); }
+inline void prefetch_t1(const void* p) { asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p))); }
+
 inline void prefetch_rows(const PanelRows& pr, size_t from, size_t to) {
   #pragma GCC unroll 16
   for (int r = 0; r < 8; ++r)
@@ -143,44 +148,54 @@ void run_tile(const TileArgs& t) {
   Fmt::template kernel<C>(t);
 }
 
-// Loop nest: groups of 8 rows, chunks of K blocks packed once, tiles of C columns.
-template <class Fmt>
-void qmatmul(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-  const int64_t nb = W.cols / Fmt::kElems;
+// One group of `rows` (<= 8) output rows at Yg: for each chunk of kc blocks,
+// pack(kb0, kb1, buf) writes the chunk in Fmt's packed format, then the
+// micro-kernel runs over tiles of up to kMaxC activation rows.
+template <class Fmt, class Pack>
+void run_group(const ActsRef& A, int64_t nb, int64_t kc, int rows, float* Yg, int64_t ldy, uint8_t* buf,
+               const Pack& pack) {
   const int64_t n = A.n;
-  const int64_t kc = n <= Fmt::kMaxC ? Fmt::kChunkSmall : Fmt::kChunkLarge;
-  uint8_t* buf = pack_buffer(size_t(kc) * Fmt::kPanelBytes);
   const int64_t ablk = Fmt::kElems / (A.format == kActQ8_32 ? 32 : 256);
   using Fn = void (*)(const TileArgs&);
   static constexpr Fn table[4] = {run_tile<Fmt, 1>, run_tile<Fmt, 2>, run_tile<Fmt, 3>, run_tile<Fmt, 4>};
   constexpr int CM = Fmt::kMaxC;
+  TileArgs t{};
+  t.aq_stride = A.qs_stride;
+  t.a_blk_stride = A.nblk;
+  t.ab_stride = A.cols / 16;
+  t.ldy = ldy;
+  t.valid = rows;
+  for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {
+    const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
+    pack(kb0, kb1, buf);
+    t.pk = buf;
+    t.nb = kb1 - kb0;
+    t.first = kb0 == 0;
+    for (int64_t c0 = 0; c0 < n; c0 += CM) {
+      const int cc = int(n - c0 < CM ? n - c0 : CM);
+      TileArgs u = t;
+      u.aq = A.qs + c0 * A.qs_stride + kb0 * Fmt::kElems;
+      u.ad = A.d + c0 * A.nblk + kb0 * ablk;
+      u.as = A.format == kActQ8_32 ? A.sum + c0 * A.nblk + kb0 * ablk : nullptr;
+      u.ab = A.format == kActQ8_256 ? A.bsum + c0 * (A.cols / 16) + kb0 * (Fmt::kElems / 16) : nullptr;
+      u.Y = Yg + c0 * ldy;
+      table[cc - 1](u);
+    }
+  }
+}
+
+// Loop nest: groups of 8 rows, chunks of K blocks packed once, tiles of C columns.
+template <class Fmt>
+void qmatmul(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  const int64_t nb = W.cols / Fmt::kElems;
+  const int64_t kc = A.n <= Fmt::kMaxC ? Fmt::kChunkSmall : Fmt::kChunkLarge;
+  uint8_t* buf = pack_buffer(size_t(kc) * Fmt::kPanelBytes);
   for (int64_t g = r0; g < r1; g += 8) {
     const int rows = int(r1 - g < 8 ? r1 - g : 8);
     PanelRows pr;
     pr.init(W.data + size_t(g) * W.row_stride, W.row_stride, rows);
-    TileArgs t{};
-    t.aq_stride = A.qs_stride;
-    t.a_blk_stride = A.nblk;
-    t.ab_stride = A.cols / 16;
-    t.ldy = ldy;
-    t.valid = rows;
-    for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {
-      const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
-      Fmt::pack(W, pr, kb0, kb1, buf);
-      t.pk = buf;
-      t.nb = kb1 - kb0;
-      t.first = kb0 == 0;
-      for (int64_t c0 = 0; c0 < n; c0 += CM) {
-        const int cc = int(n - c0 < CM ? n - c0 : CM);
-        TileArgs u = t;
-        u.aq = A.qs + c0 * A.qs_stride + kb0 * Fmt::kElems;
-        u.ad = A.d + c0 * A.nblk + kb0 * ablk;
-        u.as = A.format == kActQ8_32 ? A.sum + c0 * A.nblk + kb0 * ablk : nullptr;
-        u.ab = A.format == kActQ8_256 ? A.bsum + c0 * (A.cols / 16) + kb0 * (Fmt::kElems / 16) : nullptr;
-        u.Y = Y + c0 * ldy + g;
-        table[cc - 1](u);
-      }
-    }
+    run_group<Fmt>(A, nb, kc, rows, Y + g, ldy, buf,
+                   [&](int64_t kb0, int64_t kb1, uint8_t* out) { Fmt::pack(W, pr, kb0, kb1, out); });
   }
 }
 
