@@ -66,8 +66,11 @@ TEST(Repack, SameBitsAsRowMajor) {
 TEST(Repack, EachIsaBitExactAgainstReference) {
   for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
     if (!has_isa(isa)) continue;
-    for (DType t : {DType::Q8_0, DType::Q4_0}) {
-      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 32}, {7, 64}, {16, 96}, {20, 32}, {33, 128}, {100, 4096 + 32}}) {
+    for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+      if (isa == Isa::Avx2 && t == DType::Q6_K) continue;  // no AVX2 panel kernel: stays row-major
+      const int64_t k = block_elems(t) / 32;  // columns in multiples of the block
+      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 32 * k}, {7, 64 * k}, {16, 96 * k}, {20, 32 * k},
+                                {33, 128 * k}, {100, 4096 + 32 * k}}) {
         const QMat M = random_block_matrix(t, rows, cols, uint64_t(rows * 3 + cols));
         ThreadPool pool(1);
         const Repacked R = repack(M.view(), pool);
@@ -107,13 +110,13 @@ TEST(Repack, LayoutAndErrors) {
 }
 
 TEST(Repack, PanelMatrixNeedsItsKernels) {
-  // A panel-layout view must never reach a kernel that reads rows: Q8_0 /
-  // Q4_0 panels need the AVX2 or AVX-512 kernels, the K types' AVX-512.
+  // A panel-layout view must never reach a kernel that reads rows: panels
+  // need the AVX2 or AVX-512 kernels, Q6_K's the AVX-512 ones.
   const std::string isa = ops::isa_name();
   ThreadPool pool(1);
   int checked = 0;
-  for (DType t : {DType::Q8_0, DType::Q4_K}) {
-    const bool has_kernels = isa == "avx512" || (isa == "avx2" && t == DType::Q8_0);
+  for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const bool has_kernels = isa == "avx512" || (isa == "avx2" && t != DType::Q6_K);
     EXPECT_EQ(ops::can_repack(t), has_kernels && !std::getenv("MOESERVE_REPACK")) << dtype_name(t) << " on " << isa;
     if (has_kernels) continue;
     const int64_t cols = block_elems(t);

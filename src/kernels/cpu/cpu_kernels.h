@@ -23,7 +23,7 @@ struct WeightsRef {
   int64_t rows, cols;
   const uint8_t* data;
   size_t row_stride;
-  bool panel16 = false;  // ops::repack_panels layout (Q8_0/Q4_0: AVX2 and AVX-512; K types: AVX-512)
+  bool panel16 = false;  // ops::repack_panels layout (AVX-512: all its types; AVX2: all but Q6_K)
 };
 
 // Activation formats (values of ref::ActFormat).

@@ -12,9 +12,7 @@
 // pack_rp unpacks chunks of each half into the packed format above.
 #include <immintrin.h>
 
-#include <array>
 #include <cstdint>
-#include <utility>
 
 #include "core/quant.h"
 #include "kernels/cpu/pack_avx2.h"
@@ -327,29 +325,6 @@ struct Legacy {
     }
   }
 };
-
-using FusedFn = void (*)(const WeightsRef&, const ActsRef&, int64_t, int64_t, float*, int64_t);
-template <class Fmt, int... I>
-constexpr std::array<FusedFn, sizeof...(I)> fused_rp_table(std::integer_sequence<int, I...>) {
-  return {Fmt::template fused_rp<I + 1>...};
-}
-
-// A Q8_0 / Q4_0 matrix in the panel layout (rows r0, r1: r0 a multiple of 16).
-template <class Fmt>
-void qmatmul_panels(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-  static constexpr auto fused = fused_rp_table<Fmt>(std::make_integer_sequence<int, Fmt::kFusedRpMaxC>{});
-  if (A.n >= 1 && A.n <= Fmt::kFusedRpMaxC) return fused[A.n - 1](W, A, r0, r1, Y, ldy);
-  const int64_t nb = W.cols / 32, kc = Fmt::kChunkLarge;
-  uint8_t* buf = pack_buffer(size_t(kc) * Fmt::kPanelBytes);
-  for (int64_t g = r0; g < r1; g += 16) {
-    const uint8_t* pan = W.data + size_t(g / 16) * size_t(nb) * Fmt::kRpBlock;
-    for (int h = 0; h < 2 && g + 8 * h < r1; ++h) {
-      const int rows = int(r1 - (g + 8 * h) < 8 ? r1 - (g + 8 * h) : 8);
-      run_group<Fmt>(A, nb, kc, rows, Y + g + 8 * h, ldy, buf,
-                     [&](int64_t kb0, int64_t kb1, uint8_t* out) { Fmt::pack_rp(pan, h, nb, kb0, kb1, out); });
-    }
-  }
-}
 
 }  // namespace
 
