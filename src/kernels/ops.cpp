@@ -155,12 +155,9 @@ void check_q(const MatView& W, const QuantizedActs& A, int64_t ldy) {
   if (A.cols != W.cols || A.format != ref::act_format(W.dtype))
     throw Error(ErrorKind::Internal, std::string("matmul_q: activations were prepared for another weight type/shape (") +
                                          dtype_name(W.dtype) + ")");
-  const bool fast512 = isa() == Isa::Avx512 && (A.format == ref::ActFormat::None || cpu::avx512::has_q(W.dtype));
-  const bool avx2_panels = W.dtype != DType::Q6_K;  // AVX2 reads every panel type but Q6_K's
-  const bool fast2 = isa() == Isa::Avx2 && avx2_panels;
-  if (W.panel16 && !fast512 && !fast2)
+  if (W.panel16 && isa() != Isa::Avx512 && isa() != Isa::Avx2)
     throw Error(ErrorKind::Internal, std::string("matmul_q: a panel-layout ") + dtype_name(W.dtype) +
-                                         " matrix needs the " + (avx2_panels ? "AVX2 or AVX-512" : "AVX-512") + " kernels");
+                                         " matrix needs the AVX2 or AVX-512 kernels");
 }
 
 // Rows [r0, r1) of W times A, on the calling thread (W.cols > 0).

@@ -103,9 +103,9 @@ bool can_repack(DType t) {
     const char* e = std::getenv("MOESERVE_REPACK");
     return !(e && std::string(e) == "0");
   }();
-  // AVX-512 has panel kernels for every repackable type, AVX2 for all but Q6_K.
+  // The AVX2 and AVX-512 kernels read every repackable type in this layout.
   const std::string isa = isa_name();
-  return enabled && panel_block_elems(t) > 0 && (isa == "avx512" || (isa == "avx2" && t != DType::Q6_K));
+  return enabled && panel_block_elems(t) > 0 && (isa == "avx512" || isa == "avx2");
 }
 
 size_t repacked_bytes(DType t, int64_t rows, int64_t cols) {

@@ -67,7 +67,6 @@ TEST(Repack, EachIsaBitExactAgainstReference) {
   for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
     if (!has_isa(isa)) continue;
     for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
-      if (isa == Isa::Avx2 && t == DType::Q6_K) continue;  // no AVX2 panel kernel: stays row-major
       const int64_t k = block_elems(t) / 32;  // columns in multiples of the block
       for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 32 * k}, {7, 64 * k}, {16, 96 * k}, {20, 32 * k},
                                 {33, 128 * k}, {100, 4096 + 32 * k}}) {
@@ -111,12 +110,12 @@ TEST(Repack, LayoutAndErrors) {
 
 TEST(Repack, PanelMatrixNeedsItsKernels) {
   // A panel-layout view must never reach a kernel that reads rows: panels
-  // need the AVX2 or AVX-512 kernels, Q6_K's the AVX-512 ones.
+  // need the AVX2 or AVX-512 kernels.
   const std::string isa = ops::isa_name();
   ThreadPool pool(1);
   int checked = 0;
   for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
-    const bool has_kernels = isa == "avx512" || (isa == "avx2" && t != DType::Q6_K);
+    const bool has_kernels = isa == "avx512" || isa == "avx2";
     EXPECT_EQ(ops::can_repack(t), has_kernels && !std::getenv("MOESERVE_REPACK")) << dtype_name(t) << " on " << isa;
     if (has_kernels) continue;
     const int64_t cols = block_elems(t);

@@ -23,7 +23,7 @@ struct WeightsRef {
   int64_t rows, cols;
   const uint8_t* data;
   size_t row_stride;
-  bool panel16 = false;  // ops::repack_panels layout (AVX-512: all its types; AVX2: all but Q6_K)
+  bool panel16 = false;  // ops::repack_panels layout (read by the AVX2 and AVX-512 kernels)
 };
 
 // Activation formats (values of ref::ActFormat).
