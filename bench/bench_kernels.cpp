@@ -9,6 +9,8 @@
 //   MixtralLayerPrefill/<type>    one Mixtral-8x7B-shaped layer's matmuls for
 //                                 512 tokens (QKVO + 8 experts x 128 tokens)
 //   ActQuant, QuantizeRow         activation quantization, load-time quantizers
+//   Int8Floor/<tokens>            the AVX-512 panel kernels' arithmetic alone, in
+//                                 registers (one thread): ns per block and token
 //   Attention/<case>/<kernel>     paged attention of a Mixtral-8x7B layer (32 query
 //                                 heads, 8 KV heads, head_dim 128, f16 cache):
 //                                 prefill512 = one task of 512 tokens from position 0,
@@ -19,7 +21,9 @@
 // reads them from DRAM, as a model with many experts does. Threads: the pool
 // size is the benchmark's `threads` argument (default 2 = this machine's cores).
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -140,6 +144,57 @@ void BM_StreamRead(benchmark::State& state) {
   ThreadPool p(threads);
   for (auto _ : state) benchmark::DoNotOptimize(ops::read_memory(buf.p, buf.n, p));
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(buf.n));
+}
+
+// ---------------------------------------------------------------- int8 floor
+// What one block (16 rows x 32 weights) and token costs the AVX-512 panel
+// kernels in arithmetic alone: 8 VPDPBUSD with the activation bytes
+// broadcast from memory, then the reference's float update (convert,
+// multiply the scales, fma), for C tokens at a time, with the weights in
+// registers and no memory traffic. A decode step of n tokens cannot do its
+// block-tokens faster than this on one core (counter ns_per_bt).
+// (GCC 12's AVX-512 headers trip -Wuninitialized, as in the kernel files.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+template <int C>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) double int8_floor_ns(int64_t reps) {
+  alignas(64) static int8_t act[64 * 32 * 8];
+  alignas(64) static float scl[64 * 8];
+  __m512i w[8];
+  for (int j = 0; j < 8; ++j) w[j] = _mm512_set1_epi32(0x01010101 * (j + 1));
+  __m512 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  const __m512 dw = _mm512_set1_ps(1.0f);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < reps; ++i) {
+    const int8_t* a = act + (i & 63) * 32 * 8;
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) {
+      __m512i s = _mm512_set1_epi32(c);
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j)
+        asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(s) : "v"(w[j]), "m"(*reinterpret_cast<const int32_t*>(a + 32 * c + 4 * j)));
+      acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(scl[(i & 63) * 8 + c])), acc[c]);
+    }
+  }
+  const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+  float sink = 0;
+  for (int c = 0; c < C; ++c) sink += _mm512_reduce_add_ps(acc[c]);
+  benchmark::DoNotOptimize(sink);
+  return ns / double(reps * C);
+}
+#pragma GCC diagnostic pop
+
+void BM_Int8Floor(benchmark::State& state) {
+  if (std::string(ops::isa_name()) != "avx512") {
+    state.SkipWithError("needs AVX-512 VNNI");
+    return;
+  }
+  const int64_t C = state.range(0), reps = 1 << 20;
+  double ns = 0;
+  for (auto _ : state) ns = C == 4 ? int8_floor_ns<4>(reps) : int8_floor_ns<8>(reps);
+  state.counters["ns_per_bt"] = ns;
 }
 
 // ---------------------------------------------------------------- matvec / gemm
@@ -303,6 +358,7 @@ void BM_Attention(benchmark::State& state, bool prefill, ops::AttnImpl impl) {
 }  // namespace
 
 BENCHMARK(BM_StreamRead)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK(BM_Int8Floor)->Arg(4)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q8_0, DType::Q8_0)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q4_0, DType::Q4_0)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q4_k, DType::Q4_K)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);

@@ -84,7 +84,8 @@ void matmul_q_many(const MatTarget* targets, int count, ThreadPool& pool);
 
 // Name of the kernel set matmul uses on this CPU ("avx512", "avx2" or "scalar").
 // Panel layout. The AVX-512 kernels read a quantized matrix 16 rows at a time
-// with one row per vector lane, so in the file's row-major layout they must
+// with one row per vector lane (the AVX2 ones 8 rows: each 64-byte vector of
+// the layout is two 8-row halves), so in the file's row-major layout they must
 // transpose every block on the fly, from 16 separate row streams. For Q8_0,
 // Q4_0, Q4_K, Q5_K and Q6_K, repack_panels() stores the matrix once, at load, the way the kernels
 // consume it: panel P (rows 16P..16P+15; the last panel repeats its last row)
