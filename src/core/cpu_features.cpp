@@ -44,9 +44,10 @@ CpuFeatures detect() {
   if (isa) {
     if (std::strcmp(isa, "scalar") == 0) {
       f = CpuFeatures{};
-    } else if (std::strcmp(isa, "avx2") == 0) {
+    } else if (std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "avxvnni") == 0) {
       f.avx512f = f.avx512bw = f.avx512vl = f.avx512dq = false;
       f.avx512vnni = f.avx512bf16 = false;
+      if (std::strcmp(isa, "avx2") == 0) f.avxvnni = false;  // plain AVX2; "avxvnni" keeps AVX-VNNI
     }
   }
   return f;

@@ -12,7 +12,8 @@ struct CpuFeatures {
 };
 
 // Detected features, masked by the environment variable MOESERVE_ISA
-// ("scalar", "avx2", "avx512") which caps the level used (for tests/bench).
+// ("scalar", "avx2", "avxvnni" = AVX2 with AVX-VNNI, "avx512") which caps
+// the level used (for tests/bench).
 const CpuFeatures& cpu_features();
 
 }  // namespace ms

@@ -37,6 +37,12 @@ Isa isa() {
   return i;
 }
 
+// AVX2 level with AVX-VNNI: the quantized matmuls use the avx2vnni build.
+bool avx2_vnni() {
+  static const bool v = cpu_features().avxvnni;
+  return v;
+}
+
 cpu::WeightsRef wref(const MatView& W) { return {W.dtype, W.rows, W.cols, W.data, W.row_stride, W.panel16}; }
 
 cpu::ActsRef aref(const QuantizedActs& A) {
@@ -171,7 +177,8 @@ void q_rows(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, int
   }
   const cpu::ActsRef AR = aref(A);
   if (level == Isa::Avx512 && cpu::avx512::has_q(W.dtype)) return cpu::avx512::matmul_q(R, AR, r0, r1, Y, ldy);
-  if (level == Isa::Avx2 && cpu::avx2::has_q(W.dtype)) return cpu::avx2::matmul_q(R, AR, r0, r1, Y, ldy);
+  if (level == Isa::Avx2 && cpu::avx2::has_q(W.dtype))
+    return avx2_vnni() ? cpu::avx2vnni::matmul_q(R, AR, r0, r1, Y, ldy) : cpu::avx2::matmul_q(R, AR, r0, r1, Y, ldy);
   for (int64_t i = 0; i < A.n; ++i) {
     const ref::ActRow a = A.row(i);
     for (int64_t r = r0; r < r1; ++r) Y[i * ldy + r] = ref::vec_dot(W.dtype, W.row(r), a, W.cols);

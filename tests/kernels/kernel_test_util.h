@@ -28,14 +28,17 @@ inline const DType kQuantTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType
 inline const DType kFastQuantTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
                                         DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
-enum class Isa { Avx2, Avx512 };
+// AvxVnni: the AVX2 quantized kernels built with AVX-VNNI (cpu::avx2vnni);
+// everything else it runs is the AVX2 code.
+enum class Isa { Avx2, AvxVnni, Avx512 };
 
 inline bool has_isa(Isa i) {
   const CpuFeatures& f = cpu_features();
   if (i == Isa::Avx2) return f.avx2 && f.fma && f.f16c;
+  if (i == Isa::AvxVnni) return f.avx2 && f.fma && f.f16c && f.avxvnni;
   return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma && f.f16c;
 }
-inline const char* isa_str(Isa i) { return i == Isa::Avx2 ? "avx2" : "avx512"; }
+inline const char* isa_str(Isa i) { return i == Isa::Avx2 ? "avx2" : i == Isa::AvxVnni ? "avxvnni" : "avx512"; }
 
 #define MS_REQUIRE_ISA(isa)                                                           \
   do {                                                                                \
@@ -141,6 +144,8 @@ inline void isa_matmul_q(Isa isa, const MatView& W, const ops::QuantizedActs& A,
                          int64_t ldy) {
   if (isa == Isa::Avx512)
     cpu::avx512::matmul_q(wref(W), aref(A), r0, r1, Y, ldy);
+  else if (isa == Isa::AvxVnni)
+    cpu::avx2vnni::matmul_q(wref(W), aref(A), r0, r1, Y, ldy);
   else
     cpu::avx2::matmul_q(wref(W), aref(A), r0, r1, Y, ldy);
 }

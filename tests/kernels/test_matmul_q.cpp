@@ -78,7 +78,7 @@ TEST_P(MatmulQIsa, RowSubRangeWritesOnlyThoseRows) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, MatmulQIsa,
-                         ::testing::Combine(::testing::Values(Isa::Avx2, Isa::Avx512), ::testing::ValuesIn(kFastQuantTypes)),
+                         ::testing::Combine(::testing::Values(Isa::Avx2, Isa::AvxVnni, Isa::Avx512), ::testing::ValuesIn(kFastQuantTypes)),
                          [](const auto& i) {
                            return std::string(isa_str(std::get<0>(i.param))) + "_" + dtype_name(std::get<1>(i.param));
                          });

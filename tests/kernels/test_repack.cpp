@@ -64,7 +64,7 @@ TEST(Repack, SameBitsAsRowMajor) {
 // path and the packed large-n path, rows not a multiple of 8 or 16, and a row
 // range that starts at a later panel.
 TEST(Repack, EachIsaBitExactAgainstReference) {
-  for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+  for (Isa isa : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512}) {
     if (!has_isa(isa)) continue;
     for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
       const int64_t k = block_elems(t) / 32;  // columns in multiples of the block

@@ -64,6 +64,11 @@ MS_CPU_KERNEL_DECLS
 namespace avx2 {
 MS_CPU_KERNEL_DECLS
 }
+// The AVX2 quantized kernels built with AVX-VNNI (VEX VPDPBUSD; the same
+// types as avx2::has_q): Y[i][r] for all i < A.n and r in [r0, r1).
+namespace avx2vnni {
+void matmul_q(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy);
+}
 
 #undef MS_CPU_KERNEL_DECLS
 

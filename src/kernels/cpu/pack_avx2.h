@@ -17,8 +17,32 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 
-namespace ms::cpu::avx2 {
+// The quantized AVX2 files are built twice: plain (namespace avx2) and with
+// AVX-VNNI (MS_AVX2_VNNI, namespace avx2vnni; see dot_acc below).
+#ifdef MS_AVX2_VNNI
+#define MS_AVX2_NS avx2vnni
+#else
+#define MS_AVX2_NS avx2
+#endif
+
+namespace ms::cpu::MS_AVX2_NS {
 namespace {
+
+// Integer dot products of u8 weights w and s8 activations x, 4 per 32-bit
+// lane. Without VNNI, VPMADDUBSW adds pairs into saturating int16: a partial
+// sum (dot_acc) may only take as many steps as cannot saturate before
+// dot_i32 widens it with VPMADDWD. With AVX-VNNI, VPDPBUSD adds all 4
+// products into int32 at once and dot_i32 is the identity. dot_step adds one
+// step straight into an int32 sum. The integers are exact either way.
+#ifdef MS_AVX2_VNNI
+inline __m256i dot_acc(__m256i acc, __m256i w, __m256i x) { return _mm256_dpbusd_avx_epi32(acc, w, x); }
+inline __m256i dot_i32(__m256i acc) { return acc; }
+inline __m256i dot_step(__m256i acc32, __m256i w, __m256i x) { return _mm256_dpbusd_avx_epi32(acc32, w, x); }
+#else
+inline __m256i dot_acc(__m256i acc, __m256i w, __m256i x) { return _mm256_add_epi16(acc, _mm256_maddubs_epi16(w, x)); }
+inline __m256i dot_i32(__m256i acc) { return _mm256_madd_epi16(acc, _mm256_set1_epi16(1)); }
+inline __m256i dot_step(__m256i acc32, __m256i w, __m256i x) { return _mm256_add_epi32(acc32, dot_i32(_mm256_maddubs_epi16(w, x))); }
+#endif
 
 inline int32_t load_i32(const void* p) {
   int32_t v;
@@ -231,4 +255,4 @@ void qmatmul_panels(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r
 }
 
 }  // namespace
-}  // namespace ms::cpu::avx2
+}  // namespace ms::cpu::MS_AVX2_NS

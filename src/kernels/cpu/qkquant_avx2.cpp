@@ -12,7 +12,7 @@
 #include "kernels/cpu/pack_avx2.h"
 #include "kernels/panel_layout.h"
 
-namespace ms::cpu::avx2 {
+namespace ms::cpu::MS_AVX2_NS {
 namespace {
 
 // Moves bit `bit` of every byte of h to bit 4 (0x10) and ors it into v.
@@ -24,7 +24,6 @@ inline __m256i or_bit4(__m256i v, __m256i h, int bit) {
 
 template <int S, int C>
 inline void dot_steps(const uint8_t* wq, int nsteps, const int8_t* aq, int64_t aq_stride, __m256i (&P)[C]) {
-  const __m256i ones = _mm256_set1_epi16(1);
   #pragma GCC unroll 16
   for (int c = 0; c < C; ++c) P[c] = _mm256_setzero_si256();
   #pragma GCC unroll 16
@@ -37,12 +36,11 @@ inline void dot_steps(const uint8_t* wq, int nsteps, const int8_t* aq, int64_t a
       const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wq + 32 * s));
       #pragma GCC unroll 16
       for (int c = 0; c < C; ++c) {
-        const __m256i pr = _mm256_maddubs_epi16(w, _mm256_set1_epi32(load_i32(aq + c * aq_stride + 4 * s)));
-        s16[c] = _mm256_add_epi16(s16[c], pr);
+        s16[c] = dot_acc(s16[c], w, _mm256_set1_epi32(load_i32(aq + c * aq_stride + 4 * s)));
       }
     }
     #pragma GCC unroll 16
-    for (int c = 0; c < C; ++c) P[c] = _mm256_add_epi32(P[c], _mm256_madd_epi16(s16[c], ones));
+    for (int c = 0; c < C; ++c) P[c] = _mm256_add_epi32(P[c], dot_i32(s16[c]));
   }
 }
 
@@ -201,7 +199,6 @@ struct K45 : KPanel<K45<kFive>> {
   __attribute__((always_inline)) static inline void rp_group(const ActsRef& A, int64_t b, const uint8_t* blk, int h,
                                                              const uint8_t* o, float (*acc)[8]) {
     constexpr int S = kFive ? 4 : 8;  // steps summed in 16 bits
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256i isum[CC];
 #pragma GCC unroll 16
     for (int c = 0; c < CC; ++c) isum[c] = _mm256_setzero_si256();
@@ -223,11 +220,11 @@ struct K45 : KPanel<K45<kFive>> {
 #pragma GCC unroll 16
             for (int c = 0; c < CC; ++c) {
               const __m256i x = _mm256_set1_epi32(load_i32(A.qs + (C0 + c) * A.qs_stride + 256 * b + 32 * j + 4 * s));
-              s16[c] = _mm256_add_epi16(s16[c], _mm256_maddubs_epi16(w, x));
+              s16[c] = dot_acc(s16[c], w, x);
             }
           }
 #pragma GCC unroll 16
-          for (int c = 0; c < CC; ++c) isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(_mm256_madd_epi16(s16[c], ones), sc));
+          for (int c = 0; c < CC; ++c) isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(dot_i32(s16[c]), sc));
         }
       }
     const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(o + 2560));
@@ -401,7 +398,6 @@ struct Q6K : KPanel<Q6K> {
   template <int C0, int CC>
   __attribute__((always_inline)) static inline void rp_group(const ActsRef& A, int64_t b, const uint8_t* blk, int R,
                                                              const uint8_t* o, float (*acc)[8]) {
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256i isum[CC];
 #pragma GCC unroll 16
     for (int c = 0; c < CC; ++c) isum[c] = _mm256_setzero_si256();
@@ -424,11 +420,11 @@ struct Q6K : KPanel<Q6K> {
 #pragma GCC unroll 16
             for (int c = 0; c < CC; ++c) {
               const __m256i x = _mm256_set1_epi32(load_i32(A.qs + (C0 + c) * A.qs_stride + 256 * b + 16 * s16 + 4 * s));
-              s16v[c] = _mm256_add_epi16(s16v[c], _mm256_maddubs_epi16(w, x));
+              s16v[c] = dot_acc(s16v[c], w, x);
             }
           }
 #pragma GCC unroll 16
-          for (int c = 0; c < CC; ++c) P[c] = _mm256_add_epi32(P[c], _mm256_madd_epi16(s16v[c], ones));
+          for (int c = 0; c < CC; ++c) P[c] = _mm256_add_epi32(P[c], dot_i32(s16v[c]));
         }
         const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(o + 2048 + 32 * s16));
 #pragma GCC unroll 16
@@ -519,4 +515,4 @@ void qmatmul_kquant(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r
   }
 }
 
-}  // namespace ms::cpu::avx2
+}  // namespace ms::cpu::MS_AVX2_NS

@@ -19,7 +19,7 @@
 #include "kernels/cpu/page_prefetch.h"
 #include "kernels/panel_layout.h"
 
-namespace ms::cpu::avx2 {
+namespace ms::cpu::MS_AVX2_NS {
 namespace {
 
 // Bits 0..3 of each lane -> 0x10 in bytes 0..3 (the 5th bit of four Q5 quants).
@@ -108,7 +108,6 @@ struct Legacy {
   static void kernel(const TileArgs& t) {
     __m256 acc[C];
     load_acc<C>(t, acc);
-    const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < t.nb; ++b) {
       const uint8_t* blk = t.pk + b * kPanelBytes;
       __m256i ai[C];
@@ -129,12 +128,11 @@ struct Legacy {
           for (int c = 0; c < C; ++c) {
             __m256i x = _mm256_set1_epi32(load_i32(t.aq + c * t.aq_stride + 32 * b + 4 * s));
             if constexpr (kQ8) x = _mm256_sign_epi8(x, ws);
-            const __m256i pr = _mm256_maddubs_epi16(w, x);
-            s16[c] = _mm256_add_epi16(s16[c], pr);
+            s16[c] = dot_acc(s16[c], w, x);
           }
         }
         #pragma GCC unroll 16
-        for (int c = 0; c < C; ++c) ai[c] = _mm256_add_epi32(ai[c], _mm256_madd_epi16(s16[c], ones));
+        for (int c = 0; c < C; ++c) ai[c] = _mm256_add_epi32(ai[c], dot_i32(s16[c]));
       }
       const __m256 dw = _mm256_load_ps(reinterpret_cast<const float*>(blk + kQBytes));
       #pragma GCC unroll 16
@@ -242,7 +240,6 @@ struct Legacy {
   template <int C, int C0, int CC>
   __attribute__((always_inline)) static inline void rp_block(const uint8_t* vec, const uint8_t* scl, const ActsRef& A,
                                                              int64_t b, __m256 (*acc)[C]) {
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256i ai[2][CC];
     if constexpr (kQ8) {
       const __m256i x80 = _mm256_set1_epi8(char(0x80));
@@ -261,8 +258,7 @@ struct Legacy {
           const __m256i x = _mm256_set1_epi32(load_i32(A.qs + (C0 + c) * A.qs_stride + 32 * b + 4 * s));
 #pragma GCC unroll 2
           for (int h = 0; h < 2; ++h)
-            ai[h][c] = _mm256_add_epi32(ai[h][c],
-                                        _mm256_madd_epi16(_mm256_maddubs_epi16(aw[h], _mm256_sign_epi8(x, w[h])), ones));
+            ai[h][c] = dot_step(ai[h][c], aw[h], _mm256_sign_epi8(x, w[h]));
         }
       }
     } else {
@@ -285,15 +281,14 @@ struct Legacy {
           const __m256i xl = _mm256_set1_epi32(load_i32(a)), xh = _mm256_set1_epi32(load_i32(a + 16));
 #pragma GCC unroll 2
           for (int h = 0; h < 2; ++h)
-            s16[h][c] = _mm256_add_epi16(s16[h][c], _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], xl),
-                                                                      _mm256_maddubs_epi16(hi[h], xh)));
+            s16[h][c] = dot_acc(dot_acc(s16[h][c], lo[h], xl), hi[h], xh);
         }
       }
 #pragma GCC unroll 16
       for (int c = 0; c < CC; ++c) {
         const __m256i start = _mm256_set1_epi32(-kOffset * A.sum[(C0 + c) * A.nblk + b]);
 #pragma GCC unroll 2
-        for (int h = 0; h < 2; ++h) ai[h][c] = _mm256_add_epi32(start, _mm256_madd_epi16(s16[h][c], ones));
+        for (int h = 0; h < 2; ++h) ai[h][c] = _mm256_add_epi32(start, dot_i32(s16[h][c]));
       }
     }
 #pragma GCC unroll 2
@@ -344,4 +339,16 @@ void qmatmul_legacy(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r
   }
 }
 
-}  // namespace ms::cpu::avx2
+#ifdef MS_AVX2_VNNI
+void qmatmul_kquant(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy);
+
+// Entry point of the AVX-VNNI build (acts_avx2.cpp's matmul_q for the plain one).
+void matmul_q(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  if (A.format == kActQ8_32)
+    qmatmul_legacy(W, A, r0, r1, Y, ldy);
+  else
+    qmatmul_kquant(W, A, r0, r1, Y, ldy);
+}
+#endif
+
+}  // namespace ms::cpu::MS_AVX2_NS
