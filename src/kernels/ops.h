@@ -82,7 +82,6 @@ struct MatTarget {
 };
 void matmul_q_many(const MatTarget* targets, int count, ThreadPool& pool);
 
-// Name of the kernel set matmul uses on this CPU ("avx512", "avx2" or "scalar").
 // Panel layout. The AVX-512 kernels read a quantized matrix 16 rows at a time
 // with one row per vector lane (the AVX2 ones 8 rows: each 64-byte vector of
 // the layout is two 8-row halves), so in the file's row-major layout they must
@@ -104,6 +103,7 @@ void matmul_q_many(const MatTarget* targets, int count, ThreadPool& pool);
 // The same bytes as the original (rows padded to 16), read as
 // one sequential stream, with the arithmetic unchanged: results stay bit for
 // bit those of ref::vec_dot.
+//
 // Whether this machine's kernels use the panel layout for type t
 // (MOESERVE_REPACK=0 in the environment turns it off).
 bool can_repack(DType t);
@@ -118,6 +118,8 @@ MatView repack_panels(const MatView& src, uint8_t* dst, ThreadPool& pool);
 // decode speed with (the same threads reading the same kind of memory).
 uint64_t read_memory(const void* p, size_t bytes, ThreadPool& pool);
 
+// Name of the kernel set matmul uses on this CPU ("avx512", "avx2" or "scalar";
+// at "avx2", the quantized matmuls use AVX-VNNI where the CPU has it).
 const char* isa_name();
 
 // Converts one row of n elements of type t to float32. Bit-exact to the format's definition.

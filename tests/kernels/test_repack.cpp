@@ -112,11 +112,12 @@ TEST(Repack, PanelMatrixNeedsItsKernels) {
   // A panel-layout view must never reach a kernel that reads rows: panels
   // need the AVX2 or AVX-512 kernels.
   const std::string isa = ops::isa_name();
+  const char* env = std::getenv("MOESERVE_REPACK");
+  const bool repack_off = env && std::string(env) == "0";
   ThreadPool pool(1);
-  int checked = 0;
   for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const bool has_kernels = isa == "avx512" || isa == "avx2";
-    EXPECT_EQ(ops::can_repack(t), has_kernels && !std::getenv("MOESERVE_REPACK")) << dtype_name(t) << " on " << isa;
+    EXPECT_EQ(ops::can_repack(t), has_kernels && !repack_off) << dtype_name(t) << " on " << isa;
     if (has_kernels) continue;
     const int64_t cols = block_elems(t);
     const QMat M = random_block_matrix(t, 16, cols, 2);
@@ -125,9 +126,7 @@ TEST(Repack, PanelMatrixNeedsItsKernels) {
     const auto X = gaussian(size_t(cols), 3);
     std::vector<float> Y(16);
     EXPECT_THROW(ops::matmul(v, X.data(), cols, 1, Y.data(), 16, pool), Error) << dtype_name(t) << " on " << isa;
-    ++checked;
   }
-  if (checked == 0) GTEST_SKIP() << "every panel type has kernels on " << isa;
 }
 
 }  // namespace

@@ -225,6 +225,26 @@ void qmatmul(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, floa
   }
 }
 
+// The results of one 16-row panel, acc[h][c] = rows 8h..8h+7 of token c:
+// its first `rows` rows to Y[c * ldy + ...].
+template <int C>
+inline void store_panel(float* Y, int64_t ldy, int rows, __m256 (*acc)[C]) {
+  for (int h = 0; h < 2 && rows > 8 * h; ++h) {
+    TileArgs t{};
+    t.Y = Y + 8 * h;
+    t.ldy = ldy;
+    t.valid = rows - 8 * h < 8 ? rows - 8 * h : 8;
+    store_acc<C>(t, acc[h]);
+  }
+}
+
+// Fetches (into L2) panel block b + (kb1 - kb0), the same block of the next
+// chunk, while block b of chunk [kb0, kb1) is unpacked.
+inline void prefetch_next_chunk(const uint8_t* pan, size_t block_bytes, int64_t nb, int64_t b, int64_t kb0, int64_t kb1) {
+  const int64_t nx = b + (kb1 - kb0);
+  if (nx < nb)
+    for (size_t l = 0; l < block_bytes; l += 64) prefetch_t1(pan + size_t(nx) * block_bytes + l);
+}
 
 // A matrix in the panel layout (ops::repack_panels; rows r0..r1, r0 a
 // multiple of 16). Fmt provides kRpBlock (bytes per panel and block),

@@ -70,19 +70,10 @@ struct KPanel {
           groups<C>(A, b, blk, h, hdr[h], acc[h], std::make_integer_sequence<int, (C + 3) / 4>{});
         }
       }
-      const int rows = int(r1 - g < 16 ? r1 - g : 16);
-#pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        if (rows <= 8 * h) break;
-        TileArgs t{};
-        t.Y = Y + g + 8 * h;
-        t.ldy = ldy;
-        t.valid = rows - 8 * h < 8 ? rows - 8 * h : 8;
-        __m256 a[C];
+      __m256 a[2][C];
 #pragma GCC unroll 16
-        for (int c = 0; c < C; ++c) a[c] = _mm256_load_ps(acc[h][c]);
-        store_acc<C>(t, a);
-      }
+      for (int c = 0; c < C; ++c) a[0][c] = _mm256_load_ps(acc[0][c]), a[1][c] = _mm256_load_ps(acc[1][c]);
+      store_panel<C>(Y + g, ldy, int(r1 - g < 16 ? r1 - g : 16), a);
     }
   }
 
@@ -198,7 +189,7 @@ struct K45 : KPanel<K45<kFive>> {
   template <int C0, int CC>
   __attribute__((always_inline)) static inline void rp_group(const ActsRef& A, int64_t b, const uint8_t* blk, int h,
                                                              const uint8_t* o, float (*acc)[8]) {
-    constexpr int S = kFive ? 4 : 8;  // steps summed in 16 bits
+    constexpr int S = kFive ? 4 : 8;  // steps per partial sum (as kernel(): no 16-bit saturation)
     __m256i isum[CC];
 #pragma GCC unroll 16
     for (int c = 0; c < CC; ++c) isum[c] = _mm256_setzero_si256();
@@ -257,9 +248,7 @@ struct K45 : KPanel<K45<kFive>> {
           _mm256_store_si256(reinterpret_cast<__m256i*>(o + (16 * c + 8 + j) * 32), quant_rp(blk, h, c, 1, j));
         }
       scales_rp(blk, h, o);
-      const int64_t nx = b + (kb1 - kb0);
-      if (h == 0 && nx < nb)
-        for (size_t l = 0; l < kRpBlock; l += 64) prefetch_t1(pan + size_t(nx) * kRpBlock + l);
+      if (h == 0) prefetch_next_chunk(pan, kRpBlock, nb, b, kb0, kb1);
     }
   }
 
@@ -410,7 +399,7 @@ struct Q6K : KPanel<Q6K> {
 #pragma GCC unroll 16
         for (int c = 0; c < CC; ++c) P[c] = _mm256_setzero_si256();
 #pragma GCC unroll 2
-        for (int s0 = 0; s0 < 4; s0 += 2) {  // 2 steps summed in 16 bits
+        for (int s0 = 0; s0 < 4; s0 += 2) {  // 2 steps per partial sum (no 16-bit saturation)
           __m256i s16v[CC];
 #pragma GCC unroll 16
           for (int c = 0; c < CC; ++c) s16v[c] = _mm256_setzero_si256();
@@ -457,9 +446,7 @@ struct Q6K : KPanel<Q6K> {
         for (int j = 0; j < 8; ++j)
           _mm256_store_si256(reinterpret_cast<__m256i*>(o + (8 * hk + j) * 32), quant_rp(blk, R, hk / 4, hk % 4, j));
       scales_rp(blk, R, o);
-      const int64_t nx = b + (kb1 - kb0);
-      if (R == 0 && nx < nb)
-        for (size_t l = 0; l < kRpBlock; l += 64) prefetch_t1(pan + size_t(nx) * kRpBlock + l);
+      if (R == 0) prefetch_next_chunk(pan, kRpBlock, nb, b, kb0, kb1);
     }
   }
 

@@ -214,16 +214,7 @@ struct Legacy {
           rp_groups<C>(gv + size_t(j) * kRpVec, gs + 32 * j, A, b, acc, std::make_integer_sequence<int, (C + 3) / 4>{});
         }
       }
-      const int rows = int(r1 - g < 16 ? r1 - g : 16);
-#pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        if (rows <= 8 * h) break;
-        TileArgs t{};
-        t.Y = Y + g + 8 * h;
-        t.ldy = ldy;
-        t.valid = rows - 8 * h < 8 ? rows - 8 * h : 8;
-        store_acc<C>(t, acc[h]);
-      }
+      store_panel<C>(Y + g, ldy, int(r1 - g < 16 ? r1 - g : 16), acc);
     }
   }
 
@@ -236,7 +227,8 @@ struct Legacy {
 
   // Panel block b for tokens C0..C0+CC-1, both halves at once (each
   // activation broadcast feeds both): the integers as in kernel() (Q4_0: all
-  // 8 steps summed in 16 bits), then the ref's fma per block. acc[h][c].
+  // 8 steps in one partial sum, which cannot saturate 16 bits: 8 x 2 x 15 x
+  // 127 < 2^15), then the ref's fma per block. acc[h][c].
   template <int C, int C0, int CC>
   __attribute__((always_inline)) static inline void rp_block(const uint8_t* vec, const uint8_t* scl, const ActsRef& A,
                                                              int64_t b, __m256 (*acc)[C]) {
@@ -314,9 +306,7 @@ struct Legacy {
         if constexpr (kQ8) _mm256_store_si256(reinterpret_cast<__m256i*>(o + 256 + 32 * j), ws[j]);
       }
       _mm256_store_ps(reinterpret_cast<float*>(o + kQBytes), half_scales(pan + panel::scale_offset(kRpVec, nb, b), h));
-      const int64_t nx = b + (kb1 - kb0);
-      if (h == 0 && nx < nb)
-        for (size_t l = 0; l < kRpBlock; l += 64) prefetch_t1(pan + size_t(nx) * kRpBlock + l);
+      if (h == 0) prefetch_next_chunk(pan, kRpBlock, nb, b, kb0, kb1);
     }
   }
 };
