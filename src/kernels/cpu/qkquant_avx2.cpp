@@ -44,6 +44,18 @@ inline void dot_steps(const uint8_t* wq, int nsteps, const int8_t* aq, int64_t a
   }
 }
 
+// Sum over u < 8 of VPMADDWD(pairs[u], the int16 pair bs[2u], bs[2u+1]):
+// the activation 16-sums of a super-block times per-row int16 pairs (the K
+// formats' mins, Q6_K's scales for its -32 offset); pairs: 8 x 32 bytes.
+inline __m256i bsum_dot(const uint8_t* pairs, const int16_t* bs) {
+  __m256i r = _mm256_setzero_si256();
+  #pragma GCC unroll 8
+  for (int u = 0; u < 8; ++u)
+    r = _mm256_add_epi32(r, _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(pairs + 32 * u)),
+                                              _mm256_set1_epi32(load_i32(bs + 2 * u))));
+  return r;
+}
+
 // The panel layout of a K format (ops::repack_panels) at small n, for Fmt
 // (derived from KPanel<Fmt>): one pass over each panel; per super-block and
 // half h of the rows (8h..8h+7), Fmt::scales_rp decodes the header into a
@@ -222,12 +234,7 @@ struct K45 : KPanel<K45<kFive>> {
     const __m256 dmv = _mm256_load_ps(reinterpret_cast<const float*>(o + 2592));
 #pragma GCC unroll 16
     for (int c = 0; c < CC; ++c) {
-      const int16_t* bs = A.bsum + (C0 + c) * (A.cols / 16) + 16 * b;
-      __m256i msum = _mm256_setzero_si256();
-#pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u)
-        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(o + 2304 + 32 * u)),
-                                                        _mm256_set1_epi32(load_i32(bs + 2 * u))));
+      const __m256i msum = bsum_dot(o + 2304, A.bsum + (C0 + c) * (A.cols / 16) + 16 * b);
       const __m256 da = _mm256_set1_ps(A.d[(C0 + c) * A.nblk + b]);
       __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dv, da), _mm256_load_ps(acc[C0 + c]));
       _mm256_store_ps(acc[C0 + c], _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmv, da), a));
@@ -274,12 +281,7 @@ struct K45 : KPanel<K45<kFive>> {
       const __m256 dmv = _mm256_load_ps(reinterpret_cast<const float*>(blk + 2592));
       #pragma GCC unroll 16
       for (int c = 0; c < C; ++c) {
-        const int16_t* bs = t.ab + c * t.ab_stride + 16 * b;
-        __m256i msum = _mm256_setzero_si256();
-        #pragma GCC unroll 16
-        for (int j = 0; j < 8; ++j)
-          msum = _mm256_add_epi32(msum, _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2304 + 32 * j)),
-                                                          _mm256_set1_epi32(load_i32(bs + 2 * j))));
+        const __m256i msum = bsum_dot(blk + 2304, t.ab + c * t.ab_stride + 16 * b);
         const __m256 da = _mm256_set1_ps(t.ad[c * t.a_blk_stride + b]);
         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dv, da), acc[c]);
         acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmv, da), acc[c]);
@@ -422,12 +424,7 @@ struct Q6K : KPanel<Q6K> {
     const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(o + 2816));
 #pragma GCC unroll 16
     for (int c = 0; c < CC; ++c) {
-      const int16_t* bs = A.bsum + (C0 + c) * (A.cols / 16) + 16 * b;
-      __m256i corr = _mm256_setzero_si256();
-#pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u)
-        corr = _mm256_add_epi32(corr, _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(o + 2560 + 32 * u)),
-                                                        _mm256_set1_epi32(load_i32(bs + 2 * u))));
+      const __m256i corr = bsum_dot(o + 2560, A.bsum + (C0 + c) * (A.cols / 16) + 16 * b);
       const __m256i is = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(corr, 5));
       const __m256 da = _mm256_set1_ps(A.d[(C0 + c) * A.nblk + b]);
       _mm256_store_ps(acc[C0 + c], _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dv, da), _mm256_load_ps(acc[C0 + c])));
@@ -470,12 +467,7 @@ struct Q6K : KPanel<Q6K> {
       const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(blk + 2816));
       #pragma GCC unroll 16
       for (int c = 0; c < C; ++c) {
-        const int16_t* bs = t.ab + c * t.ab_stride + 16 * b;
-        __m256i corr = _mm256_setzero_si256();
-        #pragma GCC unroll 16
-        for (int u = 0; u < 8; ++u)
-          corr = _mm256_add_epi32(corr, _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2560 + 32 * u)),
-                                                          _mm256_set1_epi32(load_i32(bs + 2 * u))));
+        const __m256i corr = bsum_dot(blk + 2560, t.ab + c * t.ab_stride + 16 * b);
         const __m256i is = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(corr, 5));
         const __m256 da = _mm256_set1_ps(t.ad[c * t.a_blk_stride + b]);
         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dv, da), acc[c]);
