@@ -35,10 +35,12 @@ namespace {
 // products into int32 at once and dot_i32 is the identity. dot_step adds one
 // step straight into an int32 sum. The integers are exact either way.
 #ifdef MS_AVX2_VNNI
+constexpr bool kVnni = true;
 inline __m256i dot_acc(__m256i acc, __m256i w, __m256i x) { return _mm256_dpbusd_avx_epi32(acc, w, x); }
 inline __m256i dot_i32(__m256i acc) { return acc; }
 inline __m256i dot_step(__m256i acc32, __m256i w, __m256i x) { return _mm256_dpbusd_avx_epi32(acc32, w, x); }
 #else
+constexpr bool kVnni = false;
 inline __m256i dot_acc(__m256i acc, __m256i w, __m256i x) { return _mm256_add_epi16(acc, _mm256_maddubs_epi16(w, x)); }
 inline __m256i dot_i32(__m256i acc) { return _mm256_madd_epi16(acc, _mm256_set1_epi16(1)); }
 inline __m256i dot_step(__m256i acc32, __m256i w, __m256i x) { return _mm256_add_epi32(acc32, dot_i32(_mm256_maddubs_epi16(w, x))); }

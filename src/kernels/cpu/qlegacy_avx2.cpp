@@ -2,7 +2,8 @@
 // activations (same packing idea and arithmetic as qlegacy_avx512.cpp).
 //
 // Packed panel block (8 rows x 32): u8 quant vectors (Q8_0: |w| and w, used
-// with VPSIGNB), row scales, and row minima for Q4_1/Q5_1.
+// with VPSIGNB; in the AVX-VNNI build w + 128, with the sums starting at
+// -128·Σq as the AVX-512 kernels do), row scales, and row minima for Q4_1/Q5_1.
 //
 // Q8_0 and Q4_0 matrices in the panel layout (ops::repack_panels, the same
 // bytes the AVX-512 kernels read) are used in place: each 64-byte vector of a
@@ -60,8 +61,13 @@ struct Legacy {
   static constexpr int64_t kElems = 32;
   static constexpr bool kQ8 = T == DType::Q8_0;
   static constexpr bool kMin = T == DType::Q4_1 || T == DType::Q5_1;
-  static constexpr int kOffset = T == DType::Q4_0 ? 8 : T == DType::Q5_0 ? 16 : 0;
-  static constexpr int kSteps16 = kQ8 ? 1 : (T == DType::Q4_0 || T == DType::Q4_1) ? 8 : 4;  // steps summed in s16
+  // Q8_0 without VNNI multiplies |w| by the activations with w's signs
+  // (w + 128 would saturate VPMADDUBSW); with VPDPBUSD it takes w + 128.
+  static constexpr bool kSign = kQ8 && !kVnni;
+  static constexpr int kOffset = T == DType::Q4_0 ? 8 : T == DType::Q5_0 ? 16 : kQ8 && kVnni ? 128 : 0;
+  // Steps per partial sum (dot_acc): as many as cannot saturate 16 bits
+  // without VNNI, all 8 with it.
+  static constexpr int kSteps16 = kVnni ? 8 : kQ8 ? 1 : (T == DType::Q4_0 || T == DType::Q4_1) ? 8 : 4;
   static constexpr size_t kQBytes = kQ8 ? 512 : 256;
   static constexpr size_t kPanelBytes = kQBytes + 32 + (kMin ? 32 : 0);
   static constexpr int kMaxC = 4;
@@ -87,8 +93,12 @@ struct Legacy {
         transpose_8x32(q, v);
         #pragma GCC unroll 16
         for (int j = 0; j < 8; ++j) {
-          _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32 * j), _mm256_abs_epi8(v[j]));
-          _mm256_store_si256(reinterpret_cast<__m256i*>(o + 256 + 32 * j), v[j]);
+          if constexpr (kSign) {
+            _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32 * j), _mm256_abs_epi8(v[j]));
+            _mm256_store_si256(reinterpret_cast<__m256i*>(o + 256 + 32 * j), v[j]);
+          } else {
+            _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32 * j), _mm256_xor_si256(v[j], _mm256_set1_epi8(char(0x80))));
+          }
         }
       } else if constexpr (T == DType::Q4_0) {
         unpack_nibbles(pr, bo + 2, false, 0, o);
@@ -123,11 +133,11 @@ struct Legacy {
         for (int s = s0; s < s0 + kSteps16; ++s) {
           const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 32 * s));
           __m256i ws;
-          if constexpr (kQ8) ws = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 256 + 32 * s));
+          if constexpr (kSign) ws = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 256 + 32 * s));
           #pragma GCC unroll 16
           for (int c = 0; c < C; ++c) {
             __m256i x = _mm256_set1_epi32(load_i32(t.aq + c * t.aq_stride + 32 * b + 4 * s));
-            if constexpr (kQ8) x = _mm256_sign_epi8(x, ws);
+            if constexpr (kSign) x = _mm256_sign_epi8(x, ws);
             s16[c] = dot_acc(s16[c], w, x);
           }
         }
@@ -164,9 +174,13 @@ struct Legacy {
   static constexpr size_t kRpAhead = 4096, kRpPage = 32768;
 
   // Half h (rows 8h..8h+7) of the 8 weight vectors of one panel block, as
-  // pack() stores them: u8 quants, and for Q8_0 |w| in v and w in ws.
+  // pack() stores them: u8 quants (Q8_0 with VNNI: the panel's w + 128), and
+  // for Q8_0 without VNNI |w| in v and w in ws.
   __attribute__((always_inline)) static inline void half_rp(const uint8_t* vec, int h, __m256i* v, __m256i* ws) {
-    if constexpr (kQ8) {
+    if constexpr (kQ8 && !kSign) {
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) v[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(vec + 64 * j + 32 * h));
+    } else if constexpr (kQ8) {
       const __m256i x80 = _mm256_set1_epi8(char(0x80));
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
@@ -233,7 +247,22 @@ struct Legacy {
   __attribute__((always_inline)) static inline void rp_block(const uint8_t* vec, const uint8_t* scl, const ActsRef& A,
                                                              int64_t b, __m256 (*acc)[C]) {
     __m256i ai[2][CC];
-    if constexpr (kQ8) {
+    if constexpr (kQ8 && !kSign) {  // VPDPBUSD on the panel's w + 128, from -128·Σq
+#pragma GCC unroll 16
+      for (int c = 0; c < CC; ++c) ai[0][c] = ai[1][c] = _mm256_set1_epi32(-kOffset * A.sum[(C0 + c) * A.nblk + b]);
+#pragma GCC unroll 8
+      for (int s = 0; s < 8; ++s) {
+        __m256i w[2];
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) w[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(vec + 64 * s + 32 * h));
+#pragma GCC unroll 16
+        for (int c = 0; c < CC; ++c) {
+          const __m256i x = _mm256_set1_epi32(load_i32(A.qs + (C0 + c) * A.qs_stride + 32 * b + 4 * s));
+#pragma GCC unroll 2
+          for (int h = 0; h < 2; ++h) ai[h][c] = dot_step(ai[h][c], w[h], x);
+        }
+      }
+    } else if constexpr (kQ8) {
       const __m256i x80 = _mm256_set1_epi8(char(0x80));
 #pragma GCC unroll 16
       for (int c = 0; c < CC; ++c) ai[0][c] = ai[1][c] = _mm256_setzero_si256();
@@ -303,7 +332,7 @@ struct Legacy {
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
         _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32 * j), v[j]);
-        if constexpr (kQ8) _mm256_store_si256(reinterpret_cast<__m256i*>(o + 256 + 32 * j), ws[j]);
+        if constexpr (kSign) _mm256_store_si256(reinterpret_cast<__m256i*>(o + 256 + 32 * j), ws[j]);
       }
       _mm256_store_ps(reinterpret_cast<float*>(o + kQBytes), half_scales(pan + panel::scale_offset(kRpVec, nb, b), h));
       if (h == 0) prefetch_next_chunk(pan, kRpBlock, nb, b, kb0, kb1);
