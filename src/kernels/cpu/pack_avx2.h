@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/page_prefetch.h"
 
 // The quantized AVX2 files are built twice: plain (namespace avx2) and with
 // AVX-VNNI (MS_AVX2_VNNI, namespace avx2vnni; see dot_acc below).
@@ -115,11 +116,6 @@ inline __m256 u16lo_to_f32(__m256i v) {  // low 16 bits of each lane as f16
   return _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1)));
 }
 inline __m256 gather_f16(const PanelRows& pr, size_t off) { return u16lo_to_f32(gather_u32(pr, off)); }
-
-// Prefetches as volatile asm: GCC 12 drops __builtin_prefetch inside
-// functions it has proven side-effect free (internal linkage) before inlining.
-inline void prefetch_t0(const void* p) { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p))); }
-inline void prefetch_t1(const void* p) { asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p))); }
 
 inline void prefetch_rows(const PanelRows& pr, size_t from, size_t to) {
   #pragma GCC unroll 16

@@ -138,17 +138,6 @@ inline void collect_u32(const PanelRows& pr, const size_t (&off)[NF], size_t bb,
 inline __m512 f16lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
 inline __m512 f16hi(__m512i v) { return f16lo(_mm512_srli_epi32(v, 16)); }
 
-// Software prefetch for a panel read in lockstep: called once per block with
-// the byte offset (in the row) of the block to fetch, `dist` bytes ahead of the
-// block being unpacked; offsets past the row continue into the next panel's
-// rows, so a panel starts with its data already in flight. Spread out like
-// this rather than issued in bursts (a burst stalls on the L1 fill buffers).
-// prefetcht0 as volatile asm: GCC 12 drops __builtin_prefetch inside functions
-// it has proven side-effect free (internal linkage) before inlining them.
-inline void prefetch_t0(const void* p) { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p))); }
-
-inline void prefetch_t1(const void* p) { asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p))); }
-
 // Prefetches (into L2) a byte range of every row of up to two panels, a few
 // lines per step(), row after row: used to fetch the next chunk of weights
 // while the micro-kernels compute on the current one.
@@ -174,6 +163,11 @@ struct ChunkPrefetch {
   }
 };
 
+// Software prefetch for a panel read in lockstep: called once per block with
+// the byte offset (in the row) of the block to fetch, `dist` bytes ahead of the
+// block being unpacked; offsets past the row continue into the next panel's
+// rows, so a panel starts with its data already in flight. Spread out like
+// this rather than issued in bursts (a burst stalls on the L1 fill buffers).
 inline void prefetch_ahead(const PanelRows& cur, const PanelRows* next, size_t off, size_t bytes, size_t row_bytes) {
   for (size_t o = off; o < off + bytes; o += 64) {
     const PanelRows* pr = &cur;

@@ -59,8 +59,9 @@ inline __m256i bsum_dot(const uint8_t* pairs, const int16_t* bs) {
 // The panel layout of a K format (ops::repack_panels) at small n, for Fmt
 // (derived from KPanel<Fmt>): one pass over each panel; per super-block and
 // half h of the rows (8h..8h+7), Fmt::scales_rp decodes the header into a
-// small buffer in pack()'s layout and Fmt::rp_group<C0, CC> adds tokens
-// C0..C0+CC-1, at most 4 at a time, to acc[h].
+// small buffer laid out as the scales part of pack()'s format (from
+// Fmt::kQuantBytes on) and Fmt::rp_group<C0, CC> adds tokens C0..C0+CC-1, at
+// most 4 at a time, to acc[h].
 template <class Fmt>
 struct KPanel {
   template <int C>
@@ -69,7 +70,7 @@ struct KPanel {
     const size_t panel_bytes = size_t(nb) * Fmt::kRpBlock;
     constexpr size_t kAheadRp = 2 * Fmt::kRpBlock;  // prefetch distance, as the AVX-512 kernels
     for (size_t o = 0; o < kAheadRp; o += 64) prefetch_t0(W.data + size_t(r0 / 16) * panel_bytes + o);
-    alignas(32) uint8_t hdr[2][Fmt::kPanelBytes];  // per half: the scales at pack()'s offsets (quants unused)
+    alignas(32) uint8_t hdr[2][Fmt::kPanelBytes - Fmt::kQuantBytes];  // per half: the decoded header
     for (int64_t g = r0; g < r1; g += 16) {
       const uint8_t* pan = W.data + size_t(g / 16) * panel_bytes;
       alignas(32) float acc[2][C][8] = {};
@@ -100,7 +101,11 @@ struct KPanel {
 template <bool kFive>
 struct K45 : KPanel<K45<kFive>> {
   static constexpr int64_t kElems = 256;
-  static constexpr size_t kPanelBytes = 2048 + 256 + 256 + 32 + 32;
+  // Packed: the quants, then the decoded header at kQuantBytes: sub-block
+  // scales (int32) at kSc, mins duplicated in both int16 halves at kM2, d
+  // and dmin (floats) at kD, kDmin.
+  static constexpr size_t kQuantBytes = 2048, kSc = 0, kM2 = 256, kD = 512, kDmin = 544;
+  static constexpr size_t kPanelBytes = kQuantBytes + kDmin + 32;
   static constexpr int kMaxC = 4;
   static constexpr int64_t kChunkSmall = 2, kChunkLarge = 8;
   static constexpr size_t kBlockBytes = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
@@ -139,13 +144,12 @@ struct K45 : KPanel<K45<kFive>> {
           _mm256_store_si256(reinterpret_cast<__m256i*>(o + (16 * c + 8 + j) * 32), hi);
         }
       }
-      store_scales(o, gather_u32(pr, bo), gather_u32(pr, bo + 4), gather_u32(pr, bo + 8), gather_u32(pr, bo + 12));
+      store_scales(o + kQuantBytes, gather_u32(pr, bo), gather_u32(pr, bo + 4), gather_u32(pr, bo + 8), gather_u32(pr, bo + 12));
     }
   }
 
   // The 8 rows' header words (h0 = d | dmin << 16, s0..s2 = the 12 scale
-  // bytes) as pack() stores them: sub-block scales, mins duplicated in both
-  // int16 halves, d, dmin.
+  // bytes), decoded to o as pack() stores them at kQuantBytes.
   static void store_scales(uint8_t* o, __m256i h0, __m256i s0, __m256i s1, __m256i s2) {
     const __m256i m63 = _mm256_set1_epi32(63), m15 = _mm256_set1_epi32(15), m3 = _mm256_set1_epi32(3);
     #pragma GCC unroll 16
@@ -161,11 +165,11 @@ struct K45 : KPanel<K45<kFive>> {
         mn = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(s2, jj + 4), m15),
                              _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(s1, jj + 6), m3), 4));
       }
-      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 2048 + 32 * j), sc);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 2304 + 32 * j), _mm256_or_si256(mn, _mm256_slli_epi32(mn, 16)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o + kSc + 32 * j), sc);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o + kM2 + 32 * j), _mm256_or_si256(mn, _mm256_slli_epi32(mn, 16)));
     }
-    _mm256_store_ps(reinterpret_cast<float*>(o + 2560), u16lo_to_f32(h0));
-    _mm256_store_ps(reinterpret_cast<float*>(o + 2592), u16lo_to_f32(_mm256_srli_epi32(h0, 16)));
+    _mm256_store_ps(reinterpret_cast<float*>(o + kD), u16lo_to_f32(h0));
+    _mm256_store_ps(reinterpret_cast<float*>(o + kDmin), u16lo_to_f32(_mm256_srli_epi32(h0, 16)));
   }
 
   // ---- The panel layout (ops::repack_panels) ----
@@ -189,7 +193,7 @@ struct K45 : KPanel<K45<kFive>> {
     return q;
   }
 
-  // Rows 8h..8h+7 of a panel super-block's header, as pack() stores it at o.
+  // Rows 8h..8h+7 of a panel super-block's header, decoded to o (store_scales).
   static void scales_rp(const uint8_t* blk, int h, uint8_t* o) {
     const int32_t* w = reinterpret_cast<const int32_t*>(blk + kRpHeader) + 8 * h;
     auto word = [&](int i) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 * i)); };
@@ -197,7 +201,7 @@ struct K45 : KPanel<K45<kFive>> {
   }
 
   // Tokens C0..C0+CC-1 of rows 8h.. of a panel super-block, kernel()'s
-  // arithmetic, with the scales decoded at o (pack()'s offsets).
+  // arithmetic, with its header decoded at o (store_scales).
   template <int C0, int CC>
   __attribute__((always_inline)) static inline void rp_group(const ActsRef& A, int64_t b, const uint8_t* blk, int h,
                                                              const uint8_t* o, float (*acc)[8]) {
@@ -210,7 +214,7 @@ struct K45 : KPanel<K45<kFive>> {
 #pragma GCC unroll 2
       for (int hh = 0; hh < 2; ++hh) {
         const int j = 2 * cp + hh;
-        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(o + 2048 + 32 * j));
+        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(o + kSc + 32 * j));
         // P = Σ over the sub-block; sc·P summed in parts of S steps (exact in int32).
 #pragma GCC unroll 2
         for (int s0 = 0; s0 < 8; s0 += S) {
@@ -230,11 +234,11 @@ struct K45 : KPanel<K45<kFive>> {
           for (int c = 0; c < CC; ++c) isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(dot_i32(s16[c]), sc));
         }
       }
-    const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(o + 2560));
-    const __m256 dmv = _mm256_load_ps(reinterpret_cast<const float*>(o + 2592));
+    const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(o + kD));
+    const __m256 dmv = _mm256_load_ps(reinterpret_cast<const float*>(o + kDmin));
 #pragma GCC unroll 16
     for (int c = 0; c < CC; ++c) {
-      const __m256i msum = bsum_dot(o + 2304, A.bsum + (C0 + c) * (A.cols / 16) + 16 * b);
+      const __m256i msum = bsum_dot(o + kM2, A.bsum + (C0 + c) * (A.cols / 16) + 16 * b);
       const __m256 da = _mm256_set1_ps(A.d[(C0 + c) * A.nblk + b]);
       __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dv, da), _mm256_load_ps(acc[C0 + c]));
       _mm256_store_ps(acc[C0 + c], _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmv, da), a));
@@ -254,7 +258,7 @@ struct K45 : KPanel<K45<kFive>> {
           _mm256_store_si256(reinterpret_cast<__m256i*>(o + (16 * c + j) * 32), quant_rp(blk, h, c, 0, j));
           _mm256_store_si256(reinterpret_cast<__m256i*>(o + (16 * c + 8 + j) * 32), quant_rp(blk, h, c, 1, j));
         }
-      scales_rp(blk, h, o);
+      scales_rp(blk, h, o + kQuantBytes);
       if (h == 0) prefetch_next_chunk(pan, kRpBlock, nb, b, kb0, kb1);
     }
   }
@@ -273,15 +277,15 @@ struct K45 : KPanel<K45<kFive>> {
       for (int j = 0; j < 8; ++j) {
         __m256i P[C];
         dot_steps<S, C>(blk + 256 * j, 8, t.aq + 256 * b + 32 * j, t.aq_stride, P);
-        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2048 + 32 * j));
+        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQuantBytes + kSc + 32 * j));
         #pragma GCC unroll 16
         for (int c = 0; c < C; ++c) isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(P[c], sc));
       }
-      const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(blk + 2560));
-      const __m256 dmv = _mm256_load_ps(reinterpret_cast<const float*>(blk + 2592));
+      const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(blk + kQuantBytes + kD));
+      const __m256 dmv = _mm256_load_ps(reinterpret_cast<const float*>(blk + kQuantBytes + kDmin));
       #pragma GCC unroll 16
       for (int c = 0; c < C; ++c) {
-        const __m256i msum = bsum_dot(blk + 2304, t.ab + c * t.ab_stride + 16 * b);
+        const __m256i msum = bsum_dot(blk + kQuantBytes + kM2, t.ab + c * t.ab_stride + 16 * b);
         const __m256 da = _mm256_set1_ps(t.ad[c * t.a_blk_stride + b]);
         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dv, da), acc[c]);
         acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmv, da), acc[c]);
@@ -293,7 +297,10 @@ struct K45 : KPanel<K45<kFive>> {
 
 struct Q6K : KPanel<Q6K> {
   static constexpr int64_t kElems = 256;
-  static constexpr size_t kPanelBytes = 2048 + 512 + 256 + 32;
+  // Packed: the quants, then the decoded header at kQuantBytes: scales
+  // (int32) at kSc, scale pairs (int16) at kPairs, d (floats) at kD.
+  static constexpr size_t kQuantBytes = 2048, kSc = 0, kPairs = 512, kD = 768;
+  static constexpr size_t kPanelBytes = kQuantBytes + kD + 32;
   static constexpr int kMaxC = 4;
   static constexpr int64_t kChunkSmall = 2, kChunkLarge = 8;
   static constexpr size_t kBlockBytes = sizeof(BlockQ6_K);
@@ -333,13 +340,13 @@ struct Q6K : KPanel<Q6K> {
       }
       const __m256i w[5] = {gather_u32(pr, bo + 192), gather_u32(pr, bo + 196), gather_u32(pr, bo + 200),
                             gather_u32(pr, bo + 204), gather_u32(pr, bo + 206)};
-      store_scales(o, w);
+      store_scales(o + kQuantBytes, w);
     }
   }
 
   // The 8 rows' header words (w[0..3] = the 16 int8 scales, w[4] = bytes
-  // 206..209, d in its high half) as pack() stores them: scales as int32,
-  // scale pairs as int16 (for the -32 offset term), d.
+  // 206..209, d in its high half), decoded to o as pack() stores them at
+  // kQuantBytes (the scale pairs are for the -32 offset term).
   static void store_scales(uint8_t* o, const __m256i* w) {
     __m256i sc[16];
     #pragma GCC unroll 16
@@ -347,13 +354,13 @@ struct Q6K : KPanel<Q6K> {
       #pragma GCC unroll 16
       for (int u = 0; u < 4; ++u) sc[4 * g + u] = _mm256_srai_epi32(_mm256_slli_epi32(w[g], 24 - 8 * u), 24);
     #pragma GCC unroll 16
-    for (int s = 0; s < 16; ++s) _mm256_store_si256(reinterpret_cast<__m256i*>(o + 2048 + 32 * s), sc[s]);
+    for (int s = 0; s < 16; ++s) _mm256_store_si256(reinterpret_cast<__m256i*>(o + kSc + 32 * s), sc[s]);
     const __m256i lo16 = _mm256_set1_epi32(0xFFFF);
     #pragma GCC unroll 16
     for (int u = 0; u < 8; ++u)
-      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 2560 + 32 * u),
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o + kPairs + 32 * u),
                          _mm256_or_si256(_mm256_and_si256(sc[2 * u], lo16), _mm256_slli_epi32(sc[2 * u + 1], 16)));
-    _mm256_store_ps(reinterpret_cast<float*>(o + 2816), u16lo_to_f32(_mm256_srli_epi32(w[4], 16)));
+    _mm256_store_ps(reinterpret_cast<float*>(o + kD), u16lo_to_f32(_mm256_srli_epi32(w[4], 16)));
   }
 
   // ---- The panel layout (ops::repack_panels) ----
@@ -385,7 +392,7 @@ struct Q6K : KPanel<Q6K> {
   }
 
   // Tokens C0..C0+CC-1 of rows 8R.. of a panel super-block, kernel()'s
-  // arithmetic, with the scales decoded at o (pack()'s offsets).
+  // arithmetic, with its header decoded at o (store_scales).
   template <int C0, int CC>
   __attribute__((always_inline)) static inline void rp_group(const ActsRef& A, int64_t b, const uint8_t* blk, int R,
                                                              const uint8_t* o, float (*acc)[8]) {
@@ -417,14 +424,14 @@ struct Q6K : KPanel<Q6K> {
 #pragma GCC unroll 16
           for (int c = 0; c < CC; ++c) P[c] = _mm256_add_epi32(P[c], dot_i32(s16v[c]));
         }
-        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(o + 2048 + 32 * s16));
+        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(o + kSc + 32 * s16));
 #pragma GCC unroll 16
         for (int c = 0; c < CC; ++c) isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(P[c], sc));
       }
-    const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(o + 2816));
+    const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(o + kD));
 #pragma GCC unroll 16
     for (int c = 0; c < CC; ++c) {
-      const __m256i corr = bsum_dot(o + 2560, A.bsum + (C0 + c) * (A.cols / 16) + 16 * b);
+      const __m256i corr = bsum_dot(o + kPairs, A.bsum + (C0 + c) * (A.cols / 16) + 16 * b);
       const __m256i is = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(corr, 5));
       const __m256 da = _mm256_set1_ps(A.d[(C0 + c) * A.nblk + b]);
       _mm256_store_ps(acc[C0 + c], _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dv, da), _mm256_load_ps(acc[C0 + c])));
@@ -442,7 +449,7 @@ struct Q6K : KPanel<Q6K> {
 #pragma GCC unroll 8
         for (int j = 0; j < 8; ++j)
           _mm256_store_si256(reinterpret_cast<__m256i*>(o + (8 * hk + j) * 32), quant_rp(blk, R, hk / 4, hk % 4, j));
-      scales_rp(blk, R, o);
+      scales_rp(blk, R, o + kQuantBytes);
       if (R == 0) prefetch_next_chunk(pan, kRpBlock, nb, b, kb0, kb1);
     }
   }
@@ -460,14 +467,14 @@ struct Q6K : KPanel<Q6K> {
       for (int s16 = 0; s16 < 16; ++s16) {
         __m256i P[C];
         dot_steps<2, C>(blk + 128 * s16, 4, t.aq + 256 * b + 16 * s16, t.aq_stride, P);
-        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2048 + 32 * s16));
+        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQuantBytes + kSc + 32 * s16));
         #pragma GCC unroll 16
         for (int c = 0; c < C; ++c) isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(P[c], sc));
       }
-      const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(blk + 2816));
+      const __m256 dv = _mm256_load_ps(reinterpret_cast<const float*>(blk + kQuantBytes + kD));
       #pragma GCC unroll 16
       for (int c = 0; c < C; ++c) {
-        const __m256i corr = bsum_dot(blk + 2560, t.ab + c * t.ab_stride + 16 * b);
+        const __m256i corr = bsum_dot(blk + kQuantBytes + kPairs, t.ab + c * t.ab_stride + 16 * b);
         const __m256i is = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(corr, 5));
         const __m256 da = _mm256_set1_ps(t.ad[c * t.a_blk_stride + b]);
         acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dv, da), acc[c]);

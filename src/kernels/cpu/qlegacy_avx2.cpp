@@ -220,10 +220,7 @@ struct Legacy {
         const uint8_t* gs = gv + size_t(n) * kRpVec;
         for (int64_t j = 0; j < n; ++j) {
           const int64_t b = g0 + j;
-          const uint8_t* ahead = pan + size_t(b) * kRpBlock + kRpAhead;
-          for (uintptr_t x = (reinterpret_cast<uintptr_t>(ahead) + 63) & ~uintptr_t(63);
-               x < reinterpret_cast<uintptr_t>(ahead) + kRpBlock; x += 64)
-            prefetch_t0(reinterpret_cast<const void*>(x));
+          prefetch_lines<false>(pan + size_t(b) * kRpBlock + kRpAhead, kRpBlock);
           prefetch_page_ahead(pan + size_t(b) * kRpBlock + kRpPage, kRpBlock);
           rp_groups<C>(gv + size_t(j) * kRpVec, gs + 32 * j, A, b, acc, std::make_integer_sequence<int, (C + 3) / 4>{});
         }

@@ -206,9 +206,9 @@ struct Legacy {
   // tokens: there, streaming 14336x4096 from memory with 2 threads
   // (alternating call by call, 3 times), it read at 37-60 GB/s with them and
   // 60-81 without when memory was fast (when slow, within 15% either way; at
-  // 4 and 7-8 tokens no consistent difference), and batch-16 decode of the synth Q8_0 Mixtral, where 3, 5 and 6 are about
-  // half of the experts' token counts, ran 6-35% faster without (binaries
-  // alternating, 5 pairs).
+  // 4 and 7-8 tokens no consistent difference), and batch-16 decode of the
+  // synth Q8_0 Mixtral, where 3, 5 and 6 are about half of the experts' token
+  // counts, ran 6-35% faster without (binaries alternating, 5 pairs).
   static constexpr bool far_prefetch(int C) {
     if (T == DType::Q4_0) return C <= 12;
     return C == 4 || (C >= 7 && C <= 12);
@@ -301,13 +301,7 @@ struct Legacy {
   // into the next panel, which follows it.
   template <bool kL2>
   __attribute__((always_inline)) static inline void prefetch_block(const uint8_t* p) {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    for (uintptr_t x = (a + 63) & ~uintptr_t(63); x < a + kRpBlock; x += 64) {
-      if constexpr (kL2)
-        prefetch_t1(reinterpret_cast<const void*>(x));
-      else
-        prefetch_t0(reinterpret_cast<const void*>(x));
-    }
+    prefetch_lines<kL2>(p, kRpBlock);
   }
 
   // One panel: per block, the tokens in groups of at most 8 (so that a
