@@ -324,7 +324,7 @@ void BM_Attention(benchmark::State& state, bool prefill, ops::AttnImpl impl) {
   const int64_t heads = 32, kv_heads = 8, dim = 128, ctx = 512;
   const int32_t bs = 16, blocks_per_seq = int32_t(ctx / bs);
   const int n_seq = prefill ? 1 : 16, n_tok = prefill ? int(ctx) : 1;
-  const size_t elems = size_t(n_seq) * size_t(blocks_per_seq) * bs * kv_heads * dim;  // [blocks][bs][kv_heads][dim]
+  const size_t elems = size_t(n_seq) * size_t(blocks_per_seq) * bs * kv_heads * dim;  // [blocks][kv_heads][bs][dim]
   Buffer kb(elems * 2), vb(elems * 2);  // huge pages, as the model's KV cache
   uint16_t* k = reinterpret_cast<uint16_t*>(kb.p);
   uint16_t* v = reinterpret_cast<uint16_t*>(vb.p);

@@ -96,14 +96,17 @@ void f32_to_f16_row(const float* x, uint16_t* y, int64_t n) {
 }
 
 void kv_store(const PagedKv& kv, int32_t block, int32_t slot, const float* k, const float* v) {
-  const int64_t off = kv.offset(block, slot), n = kv.n_kv_heads * kv.head_dim;
-  if (kv.dtype == KvDType::F32) {
-    std::copy_n(k, n, static_cast<float*>(kv.k) + off);
-    std::copy_n(v, n, static_cast<float*>(kv.v) + off);
-    return;
+  const int64_t d = kv.head_dim;
+  for (int64_t h = 0; h < kv.n_kv_heads; ++h) {
+    const int64_t off = kv.offset(block, slot, h);
+    if (kv.dtype == KvDType::F32) {
+      std::copy_n(k + h * d, d, static_cast<float*>(kv.k) + off);
+      std::copy_n(v + h * d, d, static_cast<float*>(kv.v) + off);
+    } else {
+      f32_to_f16_row(k + h * d, static_cast<uint16_t*>(kv.k) + off, d);
+      f32_to_f16_row(v + h * d, static_cast<uint16_t*>(kv.v) + off, d);
+    }
   }
-  f32_to_f16_row(k, static_cast<uint16_t*>(kv.k) + off, n);
-  f32_to_f16_row(v, static_cast<uint16_t*>(kv.v) + off, n);
 }
 
 void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, int64_t n_heads,

@@ -1,9 +1,13 @@
 // attention.h — rotary embeddings and attention over a paged KV cache.
 //
-// Paged layout (one layer): K and V are float32 pools
-//   [num_blocks][block_size][n_kv_heads][head_dim]
+// Paged layout (one layer): K and V are pools (f32 or f16)
+//   [num_blocks][n_kv_heads][block_size][head_dim]
 // and a sequence's position p lives in block block_table[p / block_size],
-// slot p % block_size.
+// slot p % block_size. Within a block each KV head's rows are contiguous
+// (block_size * head_dim elements: 4 KiB for Mixtral's f16 cache and blocks
+// of 16), so attention, which reads one head's rows at a time, streams whole
+// pages; with heads interleaved per slot it read 256 bytes every 2 KiB and
+// ran at a fraction of the memory rate (docs/PERFORMANCE.md).
 #pragma once
 #include <cstdint>
 
@@ -28,14 +32,15 @@ void rope_apply(float* x, int64_t head_dim, const float* cs /*[head_dim] from ro
 enum class KvDType : uint8_t { F32, F16 };
 
 struct PagedKv {
-  void* k = nullptr;  // [num_blocks][block_size][n_kv_heads][head_dim] of dtype
+  void* k = nullptr;  // [num_blocks][n_kv_heads][block_size][head_dim] of dtype
   void* v = nullptr;
   KvDType dtype = KvDType::F32;
   int32_t block_size = 0;
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;
-  int64_t offset(int32_t block, int32_t slot) const {
-    return (int64_t(block) * block_size + slot) * n_kv_heads * head_dim;
+  // Element offset of the row of KV head `head` at (block, slot).
+  int64_t offset(int32_t block, int32_t slot, int64_t head) const {
+    return ((int64_t(block) * n_kv_heads + head) * block_size + slot) * head_dim;
   }
 };
 

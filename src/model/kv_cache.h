@@ -1,5 +1,5 @@
 // kv_cache.h — storage of the paged KV cache: per layer, K and V pools of
-// [num_blocks][block_size][n_kv_heads][head_dim], in f32 or f16 (attention.h). Which block holds
+// [num_blocks][n_kv_heads][block_size][head_dim], in f32 or f16 (attention.h). Which block holds
 // which positions of which sequence is the engine's business (block tables);
 // this class only owns the memory. Its size is fixed at start (--kv-cache-mb).
 #pragma once

@@ -123,7 +123,7 @@ struct Fixture {
   }
 
   float key(const void* pool, size_t t, int64_t j, int64_t h, int64_t c) const {
-    const int64_t off = kv.offset(tables[t][size_t(j / bs)], int32_t(j % bs)) + h * s.dim + c;
+    const int64_t off = kv.offset(tables[t][size_t(j / bs)], int32_t(j % bs), h) + c;
     if (dtype == KvDType::F32) return static_cast<const float*>(pool)[off];
     return f16_to_f32(static_cast<const uint16_t*>(pool)[off]);
   }

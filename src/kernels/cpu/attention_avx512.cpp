@@ -49,13 +49,11 @@ __mmask16 key_mask(int64_t c0, int64_t j0, int64_t pos) {
   return __mmask16(((2u << hi) - 1) & ~((1u << lo) - 1));
 }
 
-// Widens cache row j (KV head a.kvh, head_dim floats) into dst[dp], zero padded.
+// Widens the cache row at element offset off (head_dim values) into dst[dp], zero padded.
 // Plain loads where whole: masked loads and stores of memory not yet in cache
 // are slow (decode, which streams the cache, measured ~1.6x slower with them).
-void widen_row(const AttnItem& a, const void* pool, int64_t j, float* dst, int64_t dp) {
+void widen_row(const AttnItem& a, const void* pool, int64_t off, float* dst, int64_t dp) {
   const int64_t d = a.head_dim;
-  const int64_t off = ((int64_t(a.block_table[j / a.block_size]) * a.block_size + j % a.block_size) * a.n_kv_heads +
-                       a.kvh) * d;
   int64_t c = 0;
   if (a.f16) {
     const uint16_t* src = static_cast<const uint16_t*>(pool) + off;
@@ -66,6 +64,18 @@ void widen_row(const AttnItem& a, const void* pool, int64_t j, float* dst, int64
     const float* src = static_cast<const float*>(pool) + off;
     for (; c + kW <= d; c += kW) _mm512_store_ps(dst + c, _mm512_loadu_ps(src + c));
     if (c < dp) _mm512_store_ps(dst + c, _mm512_maskz_loadu_ps(tail_mask(d - c), src + c));
+  }
+}
+
+// Widens cache rows j0..j1 (consecutive keys of KV head a.kvh) into
+// dst[(j - j0) * dp]. A block's rows of one head are contiguous
+// (attention.h), so the block table is read once per block, not per key.
+void widen_rows(const AttnItem& a, const void* pool, int64_t j0, int64_t j1, float* dst, int64_t dp) {
+  for (int64_t j = j0; j <= j1;) {
+    const int64_t left = a.block_size - j % a.block_size, run = j1 + 1 - j < left ? j1 + 1 - j : left;
+    const int64_t off = kv_row_offset(a, j);
+    for (int64_t i = 0; i < run; ++i) widen_row(a, pool, off + i * a.head_dim, dst + (j - j0 + i) * dp, dp);
+    j += run;
   }
 }
 
@@ -161,14 +171,18 @@ void attention(const AttnItem& a) {
 
   // 1. Scores, chunk by chunk; keys outside [U0, U1] are zero (never read from the cache).
   const __m512 scale = _mm512_set1_ps(a.scale), neg_inf = _mm512_set1_ps(-__builtin_inff());
+  // Cache rows are fetched kKvAheadKeys keys ahead of their use (clipped to
+  // [U0, U1]): the first ones now, the values' first ones before the softmax.
+  auto prefetch_keys = [&](const void* pool, int64_t j0, int64_t j1) {
+    prefetch_kv_rows(a, pool, j0 > U0 ? j0 : U0, j1 < U1 + 1 ? j1 : U1 + 1);
+  };
+  prefetch_keys(a.k, base, base + kKvAheadKeys);
   for (int64_t c0 = base; c0 <= U1; c0 += kW) {
-    for (int64_t i = 0; i < kW; ++i) {
-      const int64_t j = c0 + i;
-      if (j < U0 || j > U1)
-        std::memset(K + i * dp, 0, size_t(dp) * sizeof(float));
-      else
-        widen_row(a, a.k, j, K + i * dp, dp);
-    }
+    prefetch_keys(a.k, c0 + kKvAheadKeys, c0 + kKvAheadKeys + kW);
+    const int64_t lo = c0 > U0 ? c0 : U0, hi = c0 + kW - 1 < U1 ? c0 + kW - 1 : U1;
+    for (int64_t i = 0; i < kW; ++i)
+      if (c0 + i < lo || c0 + i > hi) std::memset(K + i * dp, 0, size_t(dp) * sizeof(float));
+    widen_rows(a, a.k, lo, hi, K + (lo - c0) * dp, dp);
     for (int64_t tl = c0 > p_first ? c0 - p_first : 0; tl < a.nt; ++tl) {
       const int64_t pos = p_first + tl, j0 = first_key(a, pos);
       if (j0 >= c0 + kW) continue;
@@ -180,6 +194,8 @@ void attention(const AttnItem& a) {
       }
     }
   }
+
+  prefetch_keys(a.v, base, base + kKvAheadKeys);
 
   // 2. Softmax per row over its chunks.
   for (int64_t tl = 0; tl < a.nt; ++tl) {
@@ -204,8 +220,9 @@ void attention(const AttnItem& a) {
 
   // 3. Output, chunk by chunk; only keys of the row's range are read.
   for (int64_t c0 = base; c0 <= U1; c0 += kW) {
+    prefetch_keys(a.v, c0 + kKvAheadKeys, c0 + kKvAheadKeys + kW);
     const int64_t lo = c0 > U0 ? c0 : U0, hi = c0 + kW - 1 < U1 ? c0 + kW - 1 : U1;
-    for (int64_t j = lo; j <= hi; ++j) widen_row(a, a.v, j, V + (j - c0) * dp, dp);
+    widen_rows(a, a.v, lo, hi, V + (lo - c0) * dp, dp);
     for (int64_t tl = c0 > p_first ? c0 - p_first : 0; tl < a.nt; ++tl) {
       const int64_t pos = p_first + tl, j0 = first_key(a, pos);
       const int64_t js = j0 > c0 ? j0 : c0, je = pos < c0 + kW - 1 ? pos : c0 + kW - 1;

@@ -6,6 +6,10 @@
 #include <cstdint>
 
 namespace ms::cpu {
+// Internal linkage: every kernel file (each built for its own ISA) keeps its
+// own copy, so the linker cannot give an AVX2 kernel an AVX-512 copy
+// (cpu_kernels.h).
+namespace {
 
 // As volatile asm: GCC 12 drops __builtin_prefetch inside functions it has
 // proven side-effect free (internal linkage) before inlining them.
@@ -37,4 +41,5 @@ inline void prefetch_page_ahead(const uint8_t* p, size_t bytes) {
   if (e > a) prefetch_t1(reinterpret_cast<const void*>(e));
 }
 
+}  // namespace
 }  // namespace ms::cpu

@@ -51,7 +51,7 @@ void attend_one(const float* q_in, float* out, const PagedKv& kv, const int32_t*
   }
   float mx = -INFINITY;
   for (int64_t j = j0; j <= j1; ++j) {
-    const int64_t off = kv.offset(table[j / kv.block_size], int32_t(j % kv.block_size)) + kvh * d;
+    const int64_t off = kv.offset(table[j / kv.block_size], int32_t(j % kv.block_size), kvh);
     const float s = dot16(q, row_f32(kv, kv.k, off, row, tab), d) * scale;
     scores[size_t(j - j0)] = s;
     mx = std::max(mx, s);
@@ -67,7 +67,7 @@ void attend_one(const float* q_in, float* out, const PagedKv& kv, const int32_t*
   const float inv = 1.0f / tree16(lanes);
   for (int64_t c = 0; c < d; ++c) out[c] = 0.0f;
   for (int64_t j = j0; j <= j1; ++j) {
-    const int64_t off = kv.offset(table[j / kv.block_size], int32_t(j % kv.block_size)) + kvh * d;
+    const int64_t off = kv.offset(table[j / kv.block_size], int32_t(j % kv.block_size), kvh);
     const float* v = row_f32(kv, kv.v, off, row, tab);
     const float p = scores[size_t(j - j0)] * inv;
     for (int64_t c = 0; c < d; ++c) out[c] = std::fma(p, v[c], out[c]);
