@@ -134,7 +134,7 @@ std::vector<int64_t> parse_list(const std::string& s) {
 void add_bench(CLI::App& app) {
   struct Args {
     RuntimeOptions rt;
-    int32_t prompt = 512, gen = 64;
+    int32_t prompt = 512, gen = 64, decode_ctx = 16;
     std::string batch = "1,4,16";
     int32_t reps = 3;
   };
@@ -143,6 +143,9 @@ void add_bench(CLI::App& app) {
   add_model_options(cmd, a->rt);
   cmd->add_option("--prompt", a->prompt, "Prefill length in tokens (default 512)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--gen", a->gen, "Decode steps per batch size (default 64)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--decode-ctx", a->decode_ctx,
+                  "Tokens of each decode sequence's own prompt, i.e. the context decode starts at (default 16)")
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--batch", a->batch, "Decode batch sizes, comma-separated (default 1,4,16)");
   cmd->add_option("--reps", a->reps, "Runs of each measurement; the median is reported (default 3)")
       ->check(CLI::Range(1, 100));
@@ -152,13 +155,13 @@ void add_bench(CLI::App& app) {
     const int64_t max_b = *std::max_element(batches.begin(), batches.end());
     const ModelDesc probe = load_model_desc(ro.model_path);
     const int32_t bs = ro.block_size;
-    const int64_t ctx = std::max<int64_t>(a->prompt, 16 + a->gen) + 1;
+    const int64_t ctx = std::max<int64_t>(a->prompt, int64_t(a->decode_ctx) + a->gen) + 1;
     const int64_t blocks_per_seq = (ctx + bs - 1) / bs;
     const int64_t need_blocks = std::max<int64_t>(blocks_per_seq, max_b * blocks_per_seq);
     ro.kv_cache_mb = (KvCache::bytes_per_block(probe.cfg, bs, resolve_kv_dtype(ro.kv_dtype, probe)) * need_blocks + (1 << 20) - 1) >> 20;
     auto rt = load_runtime(ro);
     const ModelConfig& c = rt->desc.cfg;
-    if (ctx > c.max_position_embeddings) bad_input("--prompt/--gen exceed the model's context length");
+    if (ctx > c.max_position_embeddings) bad_input("--prompt/--decode-ctx/--gen exceed the model's context length");
     std::mt19937 rng(42);
     auto rand_tok = [&] { return int32_t(3 + rng() % uint32_t(std::max<int64_t>(1, c.vocab_size - 3))); };
     std::vector<std::vector<int32_t>> tables(static_cast<size_t>(max_b), std::vector<int32_t>(static_cast<size_t>(blocks_per_seq)));
@@ -182,16 +185,17 @@ void add_bench(CLI::App& app) {
     const double prefill_tok_s = median(prefill_runs);
     std::fprintf(stderr, "prefill %d tokens: %.1f tok/s\n", a->prompt, prefill_tok_s);
 
-    // Decode: B sequences, each with a 16-token prompt, then --gen steps of B tokens.
+    // Decode: B sequences, each with its own prompt of --decode-ctx tokens
+    // (prefilled one sequence per step, not timed), then --gen steps of B tokens.
     auto run_decode = [&](int64_t B) {
       std::vector<std::vector<int32_t>> seqs(static_cast<size_t>(B));
       std::vector<SeqChunk> step;
       for (int64_t s = 0; s < B; ++s) {
-        seqs[size_t(s)].resize(16);
+        seqs[size_t(s)].resize(size_t(a->decode_ctx));
         for (auto& t : seqs[size_t(s)]) t = rand_tok();
-        step.push_back({seqs[size_t(s)].data(), 16, 0, tables[size_t(s)].data(), int32_t(blocks_per_seq), LogitsWanted::Last});
+        step = {{seqs[size_t(s)].data(), a->decode_ctx, 0, tables[size_t(s)].data(), int32_t(blocks_per_seq), LogitsWanted::Last}};
+        rt->runner->forward(step, out);
       }
-      rt->runner->forward(step, out);
       double t1 = 0;
       for (int32_t g = 0; g <= a->gen; ++g) {
         if (g == 1) t1 = now_s();  // first decode step is warm-up

@@ -97,6 +97,28 @@ test('sampling: same seed, same output; temperature changes it', () => {
   assert.deepEqual(k1.ids, g.ids, 'top-k 1 is greedy');
 });
 
+test('bench reports every figure, last line one JSON object', () => {
+  const r = run(['bench', '--prompt', '32', '--gen', '4', '--batch', '1,2', '--reps', '1', '--decode-ctx', '40', '--threads', '1']);
+  assert.equal(r.code, 0, r.err);
+  const lines = r.err.trim().split('\n');
+  const j = JSON.parse(r.out.trim().split('\n').pop());
+  assert.match(lines.join('\n'), /prefill 32 tokens: [0-9.]+ tok\/s/);
+  assert.ok(j.prefill_tok_s > 0);
+  assert.deepEqual(Object.keys(j.decode_tok_s).sort(), ['1', '2']);
+  assert.ok(j.decode_tok_s['1'] > 0 && j.decode_tok_s['2'] > 0);
+  assert.ok(j.decode_vs_batch1['2'] > 0);
+  // Weights read per token at batch 1: more than the embedding row, less than the whole file.
+  const fileBytes = readdirSync(join(SRC, 'models/tiny-mixtral-kjv'))
+    .filter((f) => f.endsWith('.safetensors'))
+    .reduce((n, f) => n + readFileSync(join(SRC, 'models/tiny-mixtral-kjv', f)).length, 0);
+  assert.ok(j.bytes_per_token > 0 && j.bytes_per_token < fileBytes, `bytes_per_token ${j.bytes_per_token}`);
+  assert.ok(Math.abs(j.read_gbps - (j.bytes_per_token * j.decode_tok_s['1']) / 1e9) < 1e-6 * j.read_gbps + 1e-9);
+  assert.ok(j.peak_rss_mb > 0);
+  bad(['bench', '--batch', '1,0'], /--batch: '0' is not a batch size/);
+  bad(['bench', '--decode-ctx', '0'], /--decode-ctx/);
+  bad(['bench', '--decode-ctx', '100000'], /exceed the model's context length/);
+});
+
 test('bad flags and inputs exit 2 with one line', () => {
   bad(['generate', '-m', join(tmp, 'missing'), '-p', 'x'], /missing: no such file or directory/);
   bad(['generate', '--ids', '1,abc'], /--ids: 'abc' is not a token id/);
