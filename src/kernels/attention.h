@@ -5,9 +5,9 @@
 // and a sequence's position p lives in block block_table[p / block_size],
 // slot p % block_size. Within a block each KV head's rows are contiguous
 // (block_size * head_dim elements: 4 KiB for Mixtral's f16 cache and blocks
-// of 16), so attention, which reads one head's rows at a time, streams whole
-// pages; with heads interleaved per slot it read 256 bytes every 2 KiB and
-// ran at a fraction of the memory rate (docs/PERFORMANCE.md).
+// of 16): attention reads one head's rows at a time, and with heads
+// interleaved per slot that was 256 bytes every 2 KiB (what this layout and
+// the kernels' prefetch each gained: docs/PERFORMANCE.md).
 #pragma once
 #include <cstdint>
 
