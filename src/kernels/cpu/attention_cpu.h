@@ -42,20 +42,6 @@ inline int64_t kv_row_offset(const AttnItem& a, int64_t j) {
          a.head_dim;
 }
 
-// Calls row(off, i) for cache rows j0 + i, i = 0 .. j1 - j0 (consecutive keys
-// of the item's KV head; off = the row's element offset). A block's rows of
-// one head are contiguous (attention.h), so the block table is read once per
-// block, not per key.
-template <class Row>
-inline void for_kv_rows(const AttnItem& a, int64_t j0, int64_t j1, Row row) {
-  for (int64_t j = j0; j <= j1;) {
-    const int64_t left = a.block_size - j % a.block_size, run = j1 + 1 - j < left ? j1 + 1 - j : left;
-    const int64_t off = kv_row_offset(a, j);
-    for (int64_t i = 0; i < run; ++i) row(off + i * a.head_dim, j - j0 + i);
-    j += run;
-  }
-}
-
 // Prefetches cache rows [j0, j1) of the item's KV head in pool into L1. The
 // kernels fetch each row kKvAheadKeys keys before they widen it: within a
 // block a head's rows are contiguous, but the blocks of a sequence need not
