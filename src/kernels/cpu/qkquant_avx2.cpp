@@ -56,8 +56,8 @@ inline __m256i bsum_dot(const uint8_t* pairs, const int16_t* bs) {
   return r;
 }
 
-// The panel layout of a K format (ops::repack_panels) at small n, for Fmt
-// (derived from KPanel<Fmt>): one pass over each panel; per super-block and
+// The panel layout of a K format (ops::repack_panels), for Fmt (derived from
+// KPanel<Fmt>). Small n, fused_rp: one pass over each panel; per super-block and
 // half h of the rows (8h..8h+7), Fmt::scales_rp decodes the header into a
 // small buffer laid out as the scales part of pack()'s format (from
 // Fmt::kQuantBytes on) and Fmt::rp_group<C0, CC> adds tokens C0..C0+CC-1, at
@@ -87,6 +87,19 @@ struct KPanel {
 #pragma GCC unroll 16
       for (int c = 0; c < C; ++c) a[0][c] = _mm256_load_ps(acc[0][c]), a[1][c] = _mm256_load_ps(acc[1][c]);
       store_panel<C>(Y + g, ldy, int(r1 - g < 16 ? r1 - g : 16), a);
+    }
+  }
+
+  // Large n: super-blocks [kb0, kb1) of rows 8h.. of the panel at pan, in
+  // pack()'s format (Fmt::quants_rp, then the decoded header); the same
+  // blocks of the next chunk are fetched meanwhile.
+  static void pack_rp(const uint8_t* pan, int h, int64_t nb, int64_t kb0, int64_t kb1, uint8_t* out) {
+    for (int64_t b = kb0; b < kb1; ++b) {
+      const uint8_t* blk = pan + size_t(b) * Fmt::kRpBlock;
+      uint8_t* o = out + (b - kb0) * Fmt::kPanelBytes;
+      Fmt::quants_rp(blk, h, o);
+      Fmt::scales_rp(blk, h, o + Fmt::kQuantBytes);
+      if (h == 0) prefetch_next_chunk(pan, Fmt::kRpBlock, nb, b, kb0, kb1);
     }
   }
 
@@ -245,22 +258,15 @@ struct K45 : KPanel<K45<kFive>> {
     }
   }
 
-  // Large n: super-blocks [kb0, kb1) of rows 8h.. of the panel at pan, in
-  // pack()'s format; the same blocks of the next chunk are fetched meanwhile.
-  static void pack_rp(const uint8_t* pan, int h, int64_t nb, int64_t kb0, int64_t kb1, uint8_t* out) {
-    for (int64_t b = kb0; b < kb1; ++b) {
-      const uint8_t* blk = pan + size_t(b) * kRpBlock;
-      uint8_t* o = out + (b - kb0) * kPanelBytes;
+  // Rows 8h.. of a panel super-block's quants, as pack() stores them at o.
+  static void quants_rp(const uint8_t* blk, int h, uint8_t* o) {
 #pragma GCC unroll 1
-      for (int c = 0; c < 4; ++c)
+    for (int c = 0; c < 4; ++c)
 #pragma GCC unroll 8
-        for (int j = 0; j < 8; ++j) {
-          _mm256_store_si256(reinterpret_cast<__m256i*>(o + (16 * c + j) * 32), quant_rp(blk, h, c, 0, j));
-          _mm256_store_si256(reinterpret_cast<__m256i*>(o + (16 * c + 8 + j) * 32), quant_rp(blk, h, c, 1, j));
-        }
-      scales_rp(blk, h, o + kQuantBytes);
-      if (h == 0) prefetch_next_chunk(pan, kRpBlock, nb, b, kb0, kb1);
-    }
+      for (int j = 0; j < 8; ++j) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o + (16 * c + j) * 32), quant_rp(blk, h, c, 0, j));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o + (16 * c + 8 + j) * 32), quant_rp(blk, h, c, 1, j));
+      }
   }
 
   template <int C>
@@ -438,20 +444,13 @@ struct Q6K : KPanel<Q6K> {
     }
   }
 
-  // Large n: super-blocks [kb0, kb1) of rows 8R.. of the panel at pan, in
-  // pack()'s format; the same blocks of the next chunk are fetched meanwhile.
-  static void pack_rp(const uint8_t* pan, int R, int64_t nb, int64_t kb0, int64_t kb1, uint8_t* out) {
-    for (int64_t b = kb0; b < kb1; ++b) {
-      const uint8_t* blk = pan + size_t(b) * kRpBlock;
-      uint8_t* o = out + (b - kb0) * kPanelBytes;
+  // Rows 8R.. of a panel super-block's quants, as pack() stores them at o.
+  static void quants_rp(const uint8_t* blk, int R, uint8_t* o) {
 #pragma GCC unroll 1
-      for (int hk = 0; hk < 8; ++hk)
+    for (int hk = 0; hk < 8; ++hk)
 #pragma GCC unroll 8
-        for (int j = 0; j < 8; ++j)
-          _mm256_store_si256(reinterpret_cast<__m256i*>(o + (8 * hk + j) * 32), quant_rp(blk, R, hk / 4, hk % 4, j));
-      scales_rp(blk, R, o + kQuantBytes);
-      if (R == 0) prefetch_next_chunk(pan, kRpBlock, nb, b, kb0, kb1);
-    }
+      for (int j = 0; j < 8; ++j)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o + (8 * hk + j) * 32), quant_rp(blk, R, hk / 4, hk % 4, j));
   }
 
   template <int C>
