@@ -9,6 +9,9 @@
 //   MixtralLayerPrefill/<type>    one Mixtral-8x7B-shaped layer's matmuls for
 //                                 512 tokens (QKVO + 8 experts x 128 tokens)
 //   ActQuant, QuantizeRow         activation quantization, load-time quantizers
+//   Int8Ports/<case>              throughput of the instructions those kernels issue
+//                                 (VPDPBUSD alone, paired with an fma, a conversion,
+//                                 a shuffle; broadcast loads): ns per instruction
 //   Int8Floor/<tokens>            the AVX-512 panel kernels' arithmetic alone, in
 //                                 registers (one thread): ns per block and token
 //   Attention/<case>/<kernel>     paged attention of a Mixtral-8x7B layer (32 query
@@ -151,8 +154,8 @@ void BM_StreamRead(benchmark::State& state) {
 // kernels in arithmetic alone: 8 VPDPBUSD with the activation bytes
 // broadcast from memory, then the reference's float update (convert,
 // multiply the scales, fma), for C tokens at a time, with the weights in
-// registers and no memory traffic. A decode step of n tokens cannot do its
-// block-tokens faster than this on one core (counter ns_per_bt).
+// registers and no memory traffic (counter ns_per_bt). This is the kernels'
+// instruction mix, not the machine's limit: Int8Ports below gives that.
 // (GCC 12's AVX-512 headers trip -Wuninitialized, as in the kernel files.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -195,6 +198,62 @@ void BM_Int8Floor(benchmark::State& state) {
   double ns = 0;
   for (auto _ : state) ns = C == 4 ? int8_floor_ns<4>(reps) : int8_floor_ns<8>(reps);
   state.counters["ns_per_bt"] = ns;
+}
+
+// ---------------------------------------------------------------- int8 ports
+// Throughput of the instructions the panel kernels issue per block and token,
+// each in a loop of 12 independent chains in registers (one thread; counter
+// ns_per_op = ns per instruction, or per pair for the pairs):
+//   0 dp       VPDPBUSD zmm (the kernels' integer multiply-add)
+//   1 dp+fma   a VPDPBUSD and an independent VFMADD231PS: if a pair costs as
+//              much as two VPDPBUSD, the two share execution ports
+//   2 dp+cvt   a VPDPBUSD and a VCVTDQ2PS (the float update's conversion)
+//   3 dp+shuf  a VPDPBUSD and a VPSHUFD zmm (an in-register broadcast)
+//   4 bcast    VPBROADCASTD zmm from memory (as each VPDPBUSD's activation
+//              operand is loaded)
+// Per block and token the kernels issue 8 VPDPBUSD, a multiply and an fma
+// (the reference's update, kernels/ref/quant_ref.h), a conversion, and
+// about 11 vector loads; docs/PERFORMANCE.md turns these into a bound.
+#define MS_PAIRS(M) M(0, 12) M(1, 13) M(2, 14) M(3, 15) M(4, 16) M(5, 17) M(6, 18) M(7, 19) M(8, 20) M(9, 21) M(10, 22) M(11, 23)
+#define MS_DP(a, b) "vpdpbusd %%zmm30, %%zmm31, %%zmm" #a "\n\t"
+#define MS_DP_FMA(a, b) MS_DP(a, b) "vfmadd231ps %%zmm30, %%zmm31, %%zmm" #b "\n\t"
+#define MS_DP_CVT(a, b) MS_DP(a, b) "vcvtdq2ps %%zmm30, %%zmm" #b "\n\t"
+#define MS_DP_SHUF(a, b) MS_DP(a, b) "vpshufd $0x55, %%zmm30, %%zmm" #b "\n\t"
+#define MS_BCAST(a, b) "vpbroadcastd " #a "*4(%[p]), %%zmm" #a "\n\t"
+#define MS_ZERO(a, b) "vpxord %%zmm" #a ", %%zmm" #a ", %%zmm" #a "\n\tvpxord %%zmm" #b ", %%zmm" #b ", %%zmm" #b "\n\t"
+#define MS_PORT_LOOP(BODY)                                                                                        \
+  asm volatile(MS_PAIRS(MS_ZERO) "mov $0x3f800000, %%eax\n\tvpbroadcastd %%eax, %%zmm31\n\t"                    \
+               "vpxord %%zmm30, %%zmm30, %%zmm30\n\t"                                                             \
+               "1:\n\t" MS_PAIRS(BODY) "dec %[n]\n\tjnz 1b\n\t"                                                  \
+               : [n] "+r"(n)                                                                                    \
+               : [p] "r"(mem)                                                                                   \
+               : "eax", "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",   \
+                 "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", \
+                 "xmm20", "xmm21", "xmm22", "xmm23", "xmm30", "xmm31")
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) double int8_port_ns(int which, int64_t reps) {
+  alignas(64) static int32_t mem[16] = {};
+  int64_t n = reps;
+  const auto t0 = std::chrono::steady_clock::now();
+  switch (which) {
+    case 0: MS_PORT_LOOP(MS_DP); break;
+    case 1: MS_PORT_LOOP(MS_DP_FMA); break;
+    case 2: MS_PORT_LOOP(MS_DP_CVT); break;
+    case 3: MS_PORT_LOOP(MS_DP_SHUF); break;
+    default: MS_PORT_LOOP(MS_BCAST); break;
+  }
+  const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+  return ns / double(reps * 12);
+}
+
+void BM_Int8Ports(benchmark::State& state) {
+  if (std::string(ops::isa_name()) != "avx512") {
+    state.SkipWithError("needs AVX-512 VNNI");
+    return;
+  }
+  double ns = 0;
+  for (auto _ : state) ns = int8_port_ns(int(state.range(0)), 1 << 22);
+  state.counters["ns_per_op"] = ns;
 }
 
 // ---------------------------------------------------------------- matvec / gemm
@@ -359,6 +418,7 @@ void BM_Attention(benchmark::State& state, bool prefill, ops::AttnImpl impl) {
 
 BENCHMARK(BM_StreamRead)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_Int8Floor)->Arg(4)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Int8Ports)->DenseRange(0, 4)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q8_0, DType::Q8_0)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q4_0, DType::Q4_0)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_MixtralLayerPrefill, q4_k, DType::Q4_K)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
