@@ -245,6 +245,14 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double int8_port_ns(int w
   const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
   return ns / double(reps * 12);
 }
+#undef MS_PORT_LOOP
+#undef MS_ZERO
+#undef MS_BCAST
+#undef MS_DP_SHUF
+#undef MS_DP_CVT
+#undef MS_DP_FMA
+#undef MS_DP
+#undef MS_PAIRS
 
 void BM_Int8Ports(benchmark::State& state) {
   if (std::string(ops::isa_name()) != "avx512") {
