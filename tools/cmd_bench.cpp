@@ -158,7 +158,7 @@ void add_bench(CLI::App& app) {
     const int64_t ctx = std::max<int64_t>(a->prompt, int64_t(a->decode_ctx) + a->gen) + 1;
     const int64_t blocks_per_seq = (ctx + bs - 1) / bs;
     const int64_t need_blocks = std::max<int64_t>(blocks_per_seq, max_b * blocks_per_seq);
-    ro.kv_cache_mb = (KvCache::bytes_per_block(probe.cfg, bs, resolve_kv_dtype(ro.kv_dtype, probe)) * need_blocks + (1 << 20) - 1) >> 20;
+    ro.kv_cache_mb = kv_cache_mb_for_blocks(ro, probe, need_blocks);
     auto rt = load_runtime(ro);
     const ModelConfig& c = rt->desc.cfg;
     if (ctx > c.max_position_embeddings) bad_input("--prompt/--decode-ctx/--gen exceed the model's context length");

@@ -50,8 +50,7 @@ void add_perplexity(CLI::App& app) {
     const int32_t bs = ro.block_size;
     const int64_t blocks_per_chunk = (n_ctx + bs - 1) / bs;
     const ModelDesc probe = load_model_desc(ro.model_path);
-    ro.kv_cache_mb = std::max<int64_t>(
-        1, (KvCache::bytes_per_block(probe.cfg, bs, resolve_kv_dtype(ro.kv_dtype, probe)) * blocks_per_chunk * a->batch_chunks + (1 << 20) - 1) >> 20);
+    ro.kv_cache_mb = kv_cache_mb_for_blocks(ro, probe, blocks_per_chunk * a->batch_chunks);
     auto rt = load_runtime(ro);
     const ModelConfig& c = rt->desc.cfg;
     if (n_ctx > c.max_position_embeddings) bad_input("--ctx exceeds the model's context length");

@@ -84,6 +84,10 @@ void run_serve(const ServeArgs& a) {
   so.body_timeout = secs(a.body_timeout, "--body-timeout");
   so.idle_timeout = secs(a.idle_timeout, "--idle-timeout");
 
+  // A model file the bounds refuse (format/model_limits.h) is reported on
+  // one line before the port opens; the weights are loaded after it opens.
+  (void)load_model_desc(ro.model_path);
+
   std::signal(SIGPIPE, SIG_IGN);
   raise_fd_limit();
 

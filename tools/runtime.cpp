@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/checked.h"
 #include "engine/mixtral_runner.h"
 #include "model/kv_cache.h"
 #include "model/mixtral.h"
@@ -70,12 +71,28 @@ ops::KvDType resolve_kv_dtype(const std::string& flag, const ModelDesc& desc) {
   return ops::KvDType::F32;
 }
 
+namespace {
+void check_block_size(int32_t block_size) {
+  if (block_size <= 0 || block_size > 4096) bad_input("--block-size must be in 1..4096");
+}
+}  // namespace
+
+int64_t kv_cache_mb_for_blocks(const RuntimeOptions& opts, const ModelDesc& desc, int64_t blocks) {
+  check_block_size(opts.block_size);
+  const int64_t per_block = KvCache::bytes_per_block(desc.cfg, opts.block_size, resolve_kv_dtype(opts.kv_dtype, desc));
+  const std::optional<int64_t> bytes = checked_mul(per_block, blocks);
+  if (!bytes || *bytes > (int64_t(1) << 50))
+    bad_input("the KV cache needed for these lengths and batch sizes is too large");
+  return std::max<int64_t>(1, (*bytes + (1 << 20) - 1) >> 20);
+}
+
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {
   auto rt = std::make_unique<Runtime>();
   rt->opts = opts;
-  if (opts.block_size <= 0) bad_input("--block-size must be positive");
-  if (opts.max_batch <= 0) bad_input("--max-batch must be positive");
-  if (opts.kv_cache_mb < 0) bad_input("--kv-cache-mb must be positive");
+  check_block_size(opts.block_size);
+  if (opts.max_batch <= 0 || opts.max_batch > 65536) bad_input("--max-batch must be in 1..65536");
+  if (opts.kv_cache_mb < 0 || opts.kv_cache_mb > (int64_t(1) << 30))
+    bad_input("--kv-cache-mb must be in 0..1073741824 (0: sized from the context)");
   const QuantPlan plan = parse_quant_plan(opts.quant);
   rt->desc = load_model_desc(opts.model_path);
   const ops::KvDType kv_dtype = resolve_kv_dtype(opts.kv_dtype, rt->desc);
@@ -101,8 +118,11 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {
   if (mb == 0) {
     // Enough for max_batch full contexts, capped at 1 GiB.
     const int64_t per_block = KvCache::bytes_per_block(c, opts.block_size, kv_dtype);
-    const int64_t blocks = int64_t(opts.max_batch) * ((c.max_position_embeddings + opts.block_size - 1) / opts.block_size);
-    mb = std::min<int64_t>(1024, (blocks * per_block + (1 << 20) - 1) >> 20);
+    // validate_config bounds the context and the per-position bytes, the
+    // flags above bound the rest; a product past int64 still means "more than the cap".
+    const int64_t blocks_per_seq = (c.max_position_embeddings + opts.block_size - 1) / opts.block_size;
+    const std::optional<int64_t> bytes = checked_product({int64_t(opts.max_batch), blocks_per_seq, per_block});
+    mb = !bytes || *bytes >= (int64_t(1024) << 20) ? 1024 : (*bytes + (1 << 20) - 1) >> 20;
   }
   const int32_t num_blocks = KvCache::blocks_for_mb(c, mb, opts.block_size, kv_dtype);
   if (num_blocks < 1)

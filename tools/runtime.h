@@ -55,6 +55,11 @@ const Tokenizer& need_tokenizer(const Runtime& rt, const char* what);
 // quantized GGUF files (half the memory, llama.cpp's numerics).
 ops::KvDType resolve_kv_dtype(const std::string& flag, const ModelDesc& desc);
 
+// MiB of KV cache that hold `blocks` blocks of opts.block_size positions
+// (rounded up, at least 1). Checks --block-size and that the size fits:
+// Error(BadInput) naming the flags otherwise.
+int64_t kv_cache_mb_for_blocks(const RuntimeOptions& opts, const ModelDesc& desc, int64_t blocks);
+
 // Throws Error(BadInput) with a one-line message on any problem.
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts);
 

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "format/model_limits.h"
 
 namespace ms {
 
@@ -253,13 +254,21 @@ void GgufFile::parse() {
   const uint64_t n_tensors = c.get<uint64_t>("tensor count");
   const uint64_t n_kv = c.get<uint64_t>("metadata count");
   // Each entry needs at least 13 bytes (8 length + 4 type + 1 value), each tensor info 24.
-  if (n_kv > c.remaining() / 13) fail("metadata count " + std::to_string(n_kv) + " is larger than the file can hold");
+  if (n_kv > c.remaining() / 13 || n_kv > model_limits::kMaxGgufMetadata)
+    fail("metadata count " + std::to_string(n_kv) + " is larger than the file can hold or the limit of " +
+         std::to_string(model_limits::kMaxGgufMetadata));
+  if (n_tensors > model_limits::kMaxGgufTensors)
+    fail("tensor count " + std::to_string(n_tensors) + " is over the limit of " +
+         std::to_string(model_limits::kMaxGgufTensors));
   if (n_tensors > c.remaining() / 24) fail("tensor count " + std::to_string(n_tensors) + " is larger than the file can hold");
 
   keys_.reserve(size_t(n_kv));
   for (uint64_t k = 0; k < n_kv; ++k) {
     const std::string_view key = c.str("metadata key #" + std::to_string(k));
     if (key.empty()) c.fail("metadata key #" + std::to_string(k) + " is empty");
+    if (key.size() > model_limits::kMaxGgufKeyBytes)
+      c.fail("metadata key #" + std::to_string(k) + " is longer than " + std::to_string(model_limits::kMaxGgufKeyBytes) +
+             " bytes");
     std::string skey(key);
     const uint32_t t = c.get<uint32_t>("type of metadata '" + skey + "'");
     if (!valid_type(t)) c.fail("metadata '" + skey + "' has unknown value type " + std::to_string(t));

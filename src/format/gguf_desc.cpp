@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "format/gguf.h"
+#include "format/model_limits.h"
 
 namespace ms {
 
@@ -205,6 +206,8 @@ ModelDesc load_gguf_desc(const std::string& path) {
   c.tie_word_embeddings = d.find("output") == nullptr;
   c.bos_id = d.vocab.bos_id;
   c.eos_id = d.vocab.eos_id;
+  // Bounds and overflow-checked products before any shape is computed from them.
+  validate_config(c, path);
   check_tensors(d);
   return d;
 }

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "format/model_limits.h"
 #include "format/safetensors.h"
 
 namespace ms {
@@ -30,6 +31,8 @@ struct Fields {
     if (!has(k)) return dflt;
     const json& v = j[k];
     if (!v.is_number_integer()) bad_input(path + ": field '" + k + "' must be an integer");
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))
+      bad_input(path + ": field '" + k + "' is too large (" + v.dump() + ")");
     return v.get<int64_t>();
   }
   double f64_or(const char* k, double dflt) const {
@@ -46,9 +49,12 @@ struct Fields {
   int32_t token_id_or(const char* k, int32_t dflt) const {
     if (!has(k)) return dflt;
     const json& v = j[k];
-    if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<int32_t>();
-    if (!v.is_number_integer()) bad_input(path + ": field '" + k + "' must be a token id");
-    return v.get<int32_t>();
+    const json& id = v.is_array() && !v.empty() ? v[0] : v;
+    if (!id.is_number_integer()) bad_input(path + ": field '" + k + "' must be a token id");
+    if (id.is_number_unsigned() ? id.get<uint64_t>() > uint64_t(INT32_MAX)
+                                : (id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX))
+      bad_input(path + ": field '" + k + "' is not a token id (" + id.dump() + ")");
+    return int32_t(id.get<int64_t>());
   }
 };
 
@@ -102,32 +108,6 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& path) {
   c.eos_id = f.token_id_or("eos_token_id", 2);
   validate_config(c, path);
   return c;
-}
-
-void validate_config(const ModelConfig& c, const std::string& origin) {
-  auto need = [&](bool ok, const std::string& what) {
-    if (!ok) bad_input(origin + ": invalid config: " + what);
-  };
-  const int64_t kMax = int64_t(1) << 24;
-  need(c.vocab_size > 0 && c.vocab_size <= kMax, "vocab_size must be in 1.." + std::to_string(kMax));
-  need(c.hidden_size > 0 && c.hidden_size <= kMax, "hidden_size must be positive");
-  need(c.intermediate_size > 0 && c.intermediate_size <= kMax, "intermediate_size must be positive");
-  need(c.num_layers > 0 && c.num_layers <= 4096, "num_hidden_layers must be positive");
-  need(c.num_heads > 0 && c.num_heads <= 4096, "num_attention_heads must be positive");
-  need(c.num_kv_heads > 0 && c.num_heads % c.num_kv_heads == 0,
-       "num_attention_heads must be a multiple of num_key_value_heads");
-  need(c.head_dim > 0 && c.head_dim % 2 == 0 && c.head_dim <= 4096, "head_dim must be positive and even");
-  if (c.is_moe()) {
-    need(c.num_experts <= 4096, "num_local_experts too large");
-    need(c.experts_per_tok > 0 && c.experts_per_tok <= c.num_experts,
-         "num_experts_per_tok must be in 1..num_local_experts");
-  }
-  need(c.rope_theta > 0, "rope_theta must be positive");
-  need(c.rms_norm_eps >= 0, "rms_norm_eps must be non-negative");
-  need(c.sliding_window >= 0, "sliding_window must be null or positive");
-  need(c.max_position_embeddings > 0, "max_position_embeddings must be positive");
-  need(c.bos_id >= 0 && c.bos_id < c.vocab_size, "bos_token_id outside the vocabulary");
-  need(c.eos_id >= 0 && c.eos_id < c.vocab_size, "eos_token_id outside the vocabulary");
 }
 
 std::string canonical_hf_name(const std::string& n) {

@@ -11,10 +11,6 @@ namespace ms {
 // JSON, missing/mistyped fields, inconsistent values or unsupported architectures.
 ModelConfig parse_hf_config(const std::string& json_text, const std::string& path);
 
-// Checks that a config is usable (positive sizes, heads divisible, top-k <= experts ...).
-// `origin` prefixes the message.
-void validate_config(const ModelConfig& cfg, const std::string& origin);
-
 // "model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q"; "" if not a tensor we use.
 std::string canonical_hf_name(const std::string& hf_name);
 

@@ -2,7 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/checked.h"
 #include "core/error.h"
+#include "format/model_limits.h"
 
 namespace ms {
 
@@ -28,6 +30,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | base[i];
   if (hlen > size - 8) fail("truncated safetensors file (header length " + std::to_string(hlen) + " exceeds file size)");
+  if (hlen > model_limits::kMaxSafetensorsHeader)
+    fail("safetensors header of " + std::to_string(hlen) + " bytes is over the limit of " +
+         std::to_string(model_limits::kMaxSafetensorsHeader));
   const size_t data_start = 8 + size_t(hlen);
   const size_t data_size = size - data_start;
   json header;
@@ -56,7 +61,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
     for (const json& d : v["shape"]) {
       if (!d.is_number_unsigned()) bad("shape must hold non-negative integers");
       const uint64_t x = d.get<uint64_t>();
-      if (x > (uint64_t(1) << 40) || (x && numel > (uint64_t(1) << 62) / x)) bad("shape too large");
+      if (x > uint64_t(model_limits::kMaxTensorElems) || (x && numel > uint64_t(model_limits::kMaxTensorElems) / x))
+        bad("shape has more than " + std::to_string(model_limits::kMaxTensorElems) + " elements");
       numel *= x;
       t.shape.push_back(int64_t(x));
     }
@@ -66,7 +72,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
     if (b > e || e > data_size)
       bad("data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "] outside the file's " +
           std::to_string(data_size) + " data bytes (truncated file?)");
-    const uint64_t want = numel * block_bytes(t.dtype);
+    const std::optional<int64_t> want_bytes = checked_mul(int64_t(numel), int64_t(block_bytes(t.dtype)));
+    if (!want_bytes) bad("byte size overflows");
+    const uint64_t want = uint64_t(*want_bytes);
     if (e - b != want)
       bad("has " + std::to_string(e - b) + " bytes but shape and dtype need " + std::to_string(want));
     t.data = base + data_start + b;

@@ -11,7 +11,8 @@ int64_t KvCache::bytes_per_block(const ModelConfig& cfg, int32_t block_size, ops
 }
 
 int32_t KvCache::blocks_for_mb(const ModelConfig& cfg, int64_t mb, int32_t block_size, ops::KvDType dtype) {
-  const int64_t n = mb * 1024 * 1024 / bytes_per_block(cfg, block_size, dtype);
+  // mb <= 2^30 (the flag's bound), so mb << 20 fits in int64.
+  const int64_t n = (mb << 20) / bytes_per_block(cfg, block_size, dtype);
   return int32_t(std::min<int64_t>(n, 1 << 30));
 }
 
