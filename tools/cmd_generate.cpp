@@ -6,6 +6,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "core/error.h"
+#include "tokenizer/tokenizer.h"
 
 namespace ms::cli {
 
@@ -21,6 +22,11 @@ struct GenerateArgs {
 };
 
 void run_generate(const GenerateArgs& a) {
+  // A stop string is matched against the decoded (valid UTF-8) text, so one
+  // that is not valid UTF-8 could never match: refused before loading.
+  for (const std::string& s : a.sp.stop)
+    if (!is_valid_utf8(s)) bad_input("--stop: a stop string is not valid UTF-8 (stop strings match the decoded text)");
+  if (!a.prompt.empty() && !is_valid_utf8(a.prompt)) bad_input("-p: the prompt is not valid UTF-8");
   RuntimeOptions ro = resolve(a.rt);
   ro.max_batch = 1;
   auto rt = load_runtime(ro);

@@ -21,6 +21,7 @@ class TokenizerText : public TokenText {
  public:
   explicit TokenizerText(const Tokenizer* t) : t_(t) {}
   std::string token_bytes(int32_t id) const override { return t_ ? t_->token_bytes(id) : std::string(); }
+  bool leading_space_is_marker(int32_t id) const override { return t_ && t_->leading_space_is_marker(id); }
 
  private:
   const Tokenizer* t_;  // null for models without a tokenizer: ids only

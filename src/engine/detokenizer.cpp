@@ -100,13 +100,15 @@ Detokenizer::Detokenizer(const TokenText& text, std::vector<std::string> stop_st
   for (const auto& s : stops_) max_stop_ = std::max(max_stop_, s.size());
 }
 
-std::string Detokenizer::add(int32_t token) { return add_bytes(text_->token_bytes(token)); }
+std::string Detokenizer::add(int32_t token) {
+  return add_bytes(text_->token_bytes(token), text_->leading_space_is_marker(token));
+}
 
-std::string Detokenizer::add_bytes(std::string_view b) {
+std::string Detokenizer::add_bytes(std::string_view b, bool marker) {
   if (stopped_) return {};
   if (at_start_ && !b.empty()) {
-    at_start_ = false;
-    if (b.front() == ' ') b.remove_prefix(1);
+    at_start_ = false;  // only the first token with text is at the start, even "▁" alone
+    if (marker && b.front() == ' ') b.remove_prefix(1);
   }
   pending_.append(b);
   return release(decode_utf8_prefix(pending_, false), false);

@@ -2,8 +2,11 @@
 // stop strings.
 //
 // The full output text is defined as SentencePiece decode(generated ids):
-//   concat(token_bytes(id)) with ONE leading ' ' removed if the text starts
-//   with one (SentencePiece drops the dummy-prefix space of the first piece),
+//   concat(token_bytes(id)), where a token whose leading ' ' is the "▁" word
+//   marker (TokenText::leading_space_is_marker: a normal piece, not <unk> or a
+//   byte piece) loses that space when it is the first token with any text, as
+//   libsentencepiece's Decode does (control tokens have none; "▁" alone then
+//   "▁the" decodes to " the", <unk> then "▁the" to " ⁇  the");
 //   decoded as UTF-8 the way SentencePiece does: a valid character is kept,
 //   each byte that does not start a valid character becomes U+FFFD.
 // add() returns only text that is final: whole UTF-8 characters (an
@@ -28,7 +31,8 @@ class Detokenizer {
   Detokenizer(const TokenText& text, std::vector<std::string> stop_strings);
 
   std::string add(int32_t token);
-  std::string add_bytes(std::string_view bytes);  // the same, for raw token bytes
+  // The same for raw token bytes; marker: as leading_space_is_marker.
+  std::string add_bytes(std::string_view bytes, bool marker = true);
   std::string flush();
   bool stopped() const { return stopped_; }
   // Everything emitted so far (for tests and diagnostics).
@@ -40,7 +44,7 @@ class Detokenizer {
   const TokenText* text_;
   std::vector<std::string> stops_;
   size_t max_stop_ = 0;
-  bool at_start_ = true;     // no byte seen yet: the leading space is still to strip
+  bool at_start_ = true;     // no text yet: a marker space is still to drop
   bool stopped_ = false;
   std::string pending_;      // raw bytes of an unfinished UTF-8 character
   std::string held_;         // decoded text that may begin a stop string

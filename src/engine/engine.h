@@ -89,6 +89,10 @@ class TokenText {
  public:
   virtual ~TokenText() = default;
   virtual std::string token_bytes(int32_t id) const = 0;
+  // Whether a ' ' that token_bytes(id) starts with is SentencePiece's "▁"
+  // word marker, which decoding drops while no text precedes the token. The
+  // <unk> surface (" ⁇ ") and byte pieces (<0x20>) keep theirs.
+  virtual bool leading_space_is_marker(int32_t id) const { return true; }
 };
 
 struct EngineOptions {

@@ -1,7 +1,6 @@
 // openai_schema.cpp — request parsing and validation (see openai_schema.h).
 #include "server/openai_schema.h"
 
-#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -128,8 +127,25 @@ class Fields {
     }
     d = v.get<double>();
     if (!std::isfinite(d) || std::floor(d) != d) wrong_type(param, "an integer", v);
-    if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) range(param, lo, hi, d);
-    return static_cast<int64_t>(d);
+    // Only a double in [-2^63, 2^63) converts to int64; double(INT64_MAX) is
+    // 2^63 itself, so the range is checked on the exact bounds first.
+    if (d < -0x1p63 || d >= 0x1p63) range(param, lo, hi, d);
+    const int64_t i = static_cast<int64_t>(d);
+    if (i < lo || i > hi) range(param, lo, hi, d);
+    return i;
+  }
+
+  // A 64-bit seed: any integer in [-2^63, 2^64), integral floats included
+  // (negative values wrap to their two's-complement bits, as before).
+  static uint64_t as_seed(const json& v, const std::string& param) {
+    if (v.is_number_unsigned()) return v.get<uint64_t>();
+    if (v.is_number_integer()) return static_cast<uint64_t>(v.get<int64_t>());
+    if (!v.is_number()) wrong_type(param, "an integer", v);
+    const double d = v.get<double>();
+    if (!std::isfinite(d) || std::floor(d) != d) wrong_type(param, "an integer", v);
+    if (d < -0x1p63 || d >= 0x1p64)
+      bad(param, "Invalid '" + param + "': expected an integer in [-2^63, 2^64), but got " + fmt_num(d) + " instead.");
+    return d < 0 ? static_cast<uint64_t>(static_cast<int64_t>(d)) : static_cast<uint64_t>(d);
   }
 
  private:
@@ -261,16 +277,7 @@ void parse_common(const Fields& f, GenerationSpec& s, const ModelLimits& lim) {
     sp.repetition_penalty = static_cast<float>(*r);
   }
   if (const json* seed = f.get("seed")) {
-    if (!seed->is_number_integer() && !seed->is_number_unsigned()) {
-      // Integral floats are fine; anything else is a type error.
-      Fields::as_integer(*seed, "seed", std::numeric_limits<int64_t>::min(),
-                         std::numeric_limits<int64_t>::max());
-      sp.seed = static_cast<uint64_t>(static_cast<int64_t>(seed->get<double>()));
-    } else if (seed->is_number_unsigned()) {
-      sp.seed = seed->get<uint64_t>();
-    } else {
-      sp.seed = static_cast<uint64_t>(seed->get<int64_t>());
-    }
+    sp.seed = Fields::as_seed(*seed, "seed");
     sp.has_seed = true;
   }
   if (auto n = f.integer("n", 1, kMaxN)) s.n = static_cast<int>(*n);
@@ -285,10 +292,10 @@ void parse_common(const Fields& f, GenerationSpec& s, const ModelLimits& lim) {
     if (!lb->is_object()) wrong_type("logit_bias", "an object mapping token ids to biases", *lb);
     for (auto it = lb->begin(); it != lb->end(); ++it) {
       const std::string& key = it.key();
-      char* end = nullptr;
-      errno = 0;
-      long long id = key.empty() ? -1 : std::strtoll(key.c_str(), &end, 10);
-      if (key.empty() || *end != '\0' || errno != 0 || id < 0 || id >= lim.vocab_size)
+      // Decimal digits only (no sign, space or exponent), at most 9 of them.
+      int64_t id = key.empty() || key.size() > 9 ? -1 : 0;
+      for (char ch : key) id = (id < 0 || ch < '0' || ch > '9') ? -1 : id * 10 + (ch - '0');
+      if (id < 0 || id >= lim.vocab_size)
         bad("logit_bias", "Invalid key in 'logit_bias': '" + key + "' is not a token id in [0, " +
                               std::to_string(lim.vocab_size) + ").");
       if (!it->is_number()) wrong_type("logit_bias", "numbers as values", *it);

@@ -28,10 +28,12 @@ std::unique_ptr<Tokenizer> Tokenizer::from_serialized_proto(const std::string& b
 void Tokenizer::build_tables() {
   const int n = sp_->GetPieceSize();
   bytes_.resize(size_t(n));
+  marker_.assign(size_t(n), false);
   static const std::string kSpace = "\xE2\x96\x81";  // U+2581 LOWER ONE EIGHTH BLOCK
   for (int i = 0; i < n; ++i) {
-    if (sp_->IsUnknown(i)) {  // SentencePiece renders <unk> as " ⁇ "
-      bytes_[i] = " \xE2\x81\x87 ";
+    if (sp_->IsUnknown(i)) {  // the model's unk surface, " ⁇ " by default
+      std::string surface;
+      bytes_[i] = sp_->Decode(std::vector<int>{i}, &surface).ok() ? surface : " \xE2\x81\x87 ";
       continue;
     }
     if (sp_->IsControl(i)) continue;  // <s>, </s>: no text
@@ -40,6 +42,7 @@ void Tokenizer::build_tables() {
       bytes_[i] = std::string(1, char(std::stoi(p.substr(3, 2), nullptr, 16)));
       continue;
     }
+    marker_[size_t(i)] = true;
     std::string out;
     for (size_t k = 0; k < p.size();) {
       if (p.compare(k, kSpace.size(), kSpace) == 0) {
@@ -77,6 +80,10 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
 std::string Tokenizer::token_bytes(int32_t id) const {
   if (id < 0 || size_t(id) >= bytes_.size()) return "";
   return bytes_[size_t(id)];
+}
+
+bool Tokenizer::leading_space_is_marker(int32_t id) const {
+  return id >= 0 && size_t(id) < marker_.size() && marker_[size_t(id)];
 }
 
 std::string Tokenizer::piece(int32_t id) const {

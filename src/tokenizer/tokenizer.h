@@ -28,6 +28,9 @@ class Tokenizer {
   // The raw bytes a token stands for inside running text: "▁" -> ' ',
   // byte pieces <0xNN> -> that byte, control/unknown tokens -> "".
   std::string token_bytes(int32_t id) const;
+  // True for pieces whose leading ' ' in token_bytes is the "▁" marker
+  // (normal and user-defined pieces); false for <unk>, byte and control pieces.
+  bool leading_space_is_marker(int32_t id) const;
   std::string piece(int32_t id) const;  // the piece string as stored
   int32_t vocab_size() const;
   int32_t bos_id() const;
@@ -39,6 +42,7 @@ class Tokenizer {
   void build_tables();
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
   std::vector<std::string> bytes_;  // token_bytes per id
+  std::vector<bool> marker_;        // leading_space_is_marker per id
 };
 
 // True if s is valid UTF-8.

@@ -27,6 +27,9 @@ for f in "$dir"/bad-*.gguf; do
   check "$name bench" "$part" "$bin" bench -m "$f" --prompt 4 --gen 2 --batch 1 --reps 1
   check "$name serve" "$part" "$bin" serve -m "$f" --host 127.0.0.1 --port 0
 done
+# Invalid UTF-8 in text flags: one clear line, exit 2.
+check "stop not UTF-8" "--stop: .*not valid UTF-8" "$bin" generate -m "$dir/ok.gguf" --ids 1,2 --stop $'a\xff'
+check "prompt not UTF-8" "-p: .*not valid UTF-8" "$bin" generate -m "$dir/ok.gguf" -p $'\xc3('
 # The valid base model runs (token ids only: it has no tokenizer).
 n=$((n + 1))
 if ! timeout 60 "$bin" generate -m "$dir/ok.gguf" --ids 1,2,3 -n 4 --ignore-eos --json >"$dir/out" 2>"$dir/err"; then

@@ -178,6 +178,36 @@ TEST(ChatRequest, SeedForms) {
   EXPECT_EQ(chat_error({{"seed", 1.5}}).param, "seed");
 }
 
+// Integer fields given as floats outside their type's range, or not integral,
+// are a 400 naming the field: no float-to-integer conversion out of range.
+TEST(ChatRequest, IntegerFieldsOutOfRange) {
+  // seed's range is [-2^63, 2^64): 2^63 as a float is the seed 2^63 exactly.
+  EXPECT_EQ(parse_chat_request(chat_body({{"seed", 9223372036854775808.0}}), lim()).sampling.seed,
+            uint64_t(1) << 63);
+  EXPECT_EQ(parse_chat_request(chat_body({{"seed", -9223372036854775808.0}}), lim()).sampling.seed,
+            uint64_t(1) << 63);
+  const struct { const char* field; json value; } bad[] = {
+      {"seed", 18446744073709551616.0}, {"seed", -9223372036854777856.0}, {"seed", 1e300},
+      {"max_tokens", 2147483648.0},     {"max_tokens", 9223372036854775808.0}, {"max_tokens", -9.3e18},
+      {"max_completion_tokens", 1e19},  {"max_tokens", 0.5},            {"top_k", 1e300},
+      {"top_k", -9223372036854775808.0}, {"n", 1.5},                   {"n", 9223372036854775807.0},
+      {"top_logprobs", 1e20},
+  };
+  for (const auto& b : bad) {
+    SCOPED_TRACE(std::string(b.field) + " = " + b.value.dump());
+    json extra = {{b.field, b.value}};
+    if (std::string(b.field) == "top_logprobs") extra["logprobs"] = true;
+    ApiError e = chat_error(extra);
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.param, b.field);
+  }
+  for (const char* key : {"+5", " 5", "5 ", "5e0", "0x5", "-0", "05.0", "", "99999999999999999999"}) {
+    SCOPED_TRACE(key);
+    EXPECT_EQ(chat_error({{"logit_bias", {{key, 1.0}}}}).param, "logit_bias");
+  }
+  EXPECT_EQ(parse_chat_request(chat_body({{"logit_bias", {{"05", 1.0}}}}), lim()).sampling.logit_bias.count(5), 1u);
+}
+
 TEST(ChatRequest, MessageForms) {
   json msgs = json::array({{{"role", "system"}, {"content", "Be brief."}},
                            {{"role", "developer"}, {"content", "Really."}},
