@@ -220,6 +220,10 @@ async function loadModels(wanted) {
 
 async function loadUsage() {
   const box = $('usage');
+  if (!apiKey()) {
+    box.hidden = true; // usage is per key: nothing to show without one
+    return;
+  }
   let res;
   try {
     res = await fetch('/v1/usage/me', { headers: headers(false) });
