@@ -10,7 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -112,6 +112,15 @@ async function metricValue(port, name) {
   return m ? Number(m[1]) : NaN;
 }
 
+function hasPython() {
+  try {
+    execFileSync('python3', ['--version'], { stdio: 'ignore', timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function shot(page, name) {
   if (!UPDATE) return;
   mkdirSync(IMAGES, { recursive: true });
@@ -183,10 +192,10 @@ test('a greedy message streams the API reply; heat map adds up; curl snippet agr
   }
   // Per token: hovering a token shows its experts in every layer.
   await page.selectOption('#experts-part', 'completion');
-  await shot(page, 'playground-experts.png');
   assert.equal(await page.locator('#token-strip .tok').count(), 39);
   await page.hover('#token-strip .tok >> nth=3');
   assert.match(await page.textContent('#token-routes'), /L0: e\d e\d · L1: e\d e\d · L2: e\d e\d · L3: e\d e\d/);
+  await shot(page, 'playground-experts.png');
 
   // The curl snippet, run as shown, returns the same text.
   await page.click('#show-code');
@@ -194,10 +203,20 @@ test('a greedy message streams the API reply; heat map adds up; curl snippet agr
   assert.match(snippet, /^curl /);
   const out = execFileSync('bash', ['-c', snippet], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, MOESERVE_API_KEY: '' } });
   assert.equal(JSON.parse(out).choices[0].message.content, reply);
+  // The Python and JavaScript snippets: the same request, and valid code.
   await page.click('#code-python');
-  assert.match(await page.textContent('#code-text'), /from openai import OpenAI[\s\S]*extra_body|from openai import OpenAI/);
+  const py = await page.textContent('#code-text');
+  assert.match(py, /from openai import OpenAI/);
+  assert.match(py, /max_tokens=40,/);
+  assert.match(py, /"content": "In the beginning God created"/);
+  if (hasPython()) execFileSync('python3', ['-c', 'import ast, sys; ast.parse(sys.stdin.read())'], { input: py, timeout: 30_000 });
+  else console.log('python3 not found: the Python snippet is not parsed');
   await page.click('#code-js');
-  assert.match(await page.textContent('#code-text'), /import OpenAI from 'openai'/);
+  const js = await page.textContent('#code-text');
+  assert.match(js, /import OpenAI from 'openai'/);
+  const jsFile = join(profile, 'snippet.mjs');
+  writeFileSync(jsFile, js);
+  execFileSync(process.execPath, ['--check', jsFile], { timeout: 30_000 });
   await page.click('#code-close');
   await shot(page, 'playground-chat.png');
 
@@ -359,6 +378,42 @@ test('with a key required: a wrong key shows a clear error, the right one works'
   await page.close();
   // The 401s the test provoked are logged by the browser as failed loads.
   for (const e of takeConsoleErrors()) assert.match(e, /401/);
+});
+
+test('usage panel: shown from GET /v1/usage/me, hidden when it answers 404', async () => {
+  // moeserve's governance (a separate component) answers /v1/usage/me; this
+  // server has none, so its answer is given here in the documented shape.
+  const page = await openPage(plain.base);
+  await waitModels(page);
+  assert.ok(await page.isHidden('#usage'), 'no key: no usage panel');
+  let calls = 0;
+  await page.route('**/v1/usage/me', (route) => {
+    calls++;
+    assert.equal(route.request().headers().authorization, 'Bearer k-1');
+    route.fulfill({
+      status: 200,
+      contentType: 'application/json',
+      body: JSON.stringify({
+        key_id: 'k-1',
+        today: { prompt_tokens: 120, completion_tokens: 80, cost: 0.0123, requests: 3 },
+        month: { prompt_tokens: 4000, completion_tokens: 2500, cost: 0.5, requests: 41 },
+      }),
+    });
+  });
+  await page.fill('#api-key', 'k-1');
+  await page.dispatchEvent('#api-key', 'change');
+  await page.waitForSelector('#usage:not([hidden])');
+  const text = await page.textContent('#usage-body');
+  assert.match(text, /Today3 requests120 prompt \+ 80 completion tokenscost 0\.0123/);
+  assert.match(text, /This month41 requests4000 prompt \+ 2500 completion tokenscost 0\.5000/);
+  assert.equal(calls, 1);
+  // The real server (no governance) answers 404: the panel goes away.
+  await page.unroute('**/v1/usage/me');
+  await page.fill('#api-key', 'k-2');
+  await page.dispatchEvent('#api-key', 'change');
+  await page.waitForSelector('#usage', { state: 'hidden' });
+  await page.close();
+  assert.deepEqual(takeConsoleErrors(), []);
 });
 
 test('phone layout (390 px): no horizontal scrolling, settings behind a button', async () => {

@@ -495,7 +495,15 @@ function renderExperts() {
   const total = table.flat().reduce((a, b) => a + b, 0);
   const hm = $('heatmap');
   hm.style.gridTemplateColumns = `auto repeat(${E}, minmax(2rem, 1fr))`;
-  const cells = [];
+  // Rows are display: contents, so the cells sit in the grid and the ARIA table keeps its rows.
+  const rows = [];
+  const row = () => {
+    const r = document.createElement('div');
+    r.className = 'hrow';
+    r.setAttribute('role', 'row');
+    rows.push(r);
+    return r;
+  };
   const head = (text, role = 'columnheader') => {
     const d = document.createElement('div');
     d.className = 'hhead';
@@ -503,10 +511,12 @@ function renderExperts() {
     d.textContent = text;
     return d;
   };
-  cells.push(head('layer \\ expert'));
-  for (let e = 0; e < E; e++) cells.push(head(`e${e}`));
+  let cells = row();
+  cells.append(head('layer \\ expert'));
+  for (let e = 0; e < E; e++) cells.append(head(`e${e}`));
   for (let l = 0; l < L; l++) {
-    cells.push(head(`L${l}`, 'rowheader'));
+    cells = row();
+    cells.append(head(`L${l}`, 'rowheader'));
     for (let e = 0; e < E; e++) {
       const v = table[l][e];
       const d = document.createElement('div');
@@ -517,10 +527,10 @@ function renderExperts() {
       d.textContent = String(v);
       d.style.backgroundColor = heatColor(v / max);
       if (v / max > 0.55) d.classList.add('hot');
-      cells.push(d);
+      cells.append(d);
     }
   }
-  hm.replaceChildren(...cells);
+  hm.replaceChildren(...rows);
   hm.dataset.total = String(total);
   hm.dataset.tokens = String(tokens);
   $('experts-total').textContent = `${tokens} tokens × top-${load.top_k} × ${L} layers = ${total} routings`;
