@@ -127,6 +127,59 @@ async function shot(page, name) {
   await page.screenshot({ path: join(IMAGES, name) });
 }
 
+// The routing the page draws, checked against the model through the API and
+// against the server's global expert counters.
+async function expertCounters(port) {
+  const r = await rawRequest(port, { method: 'GET', path: '/metrics' });
+  const c = [];
+  for (const m of r.body.matchAll(/^moeserve_expert_tokens_total\{layer="(\d+)",expert="(\d+)"\} (\d+)$/gm)) {
+    (c[Number(m[1])] ??= [])[Number(m[2])] = Number(m[3]);
+  }
+  return c;
+}
+
+const sum = (t) => t.flat().reduce((a, b) => a + b, 0);
+
+test('return_expert_load through the API adds up, streamed or not', async () => {
+  const before = await expertCounters(plain.port);
+  const r = await postJson(plain.port, '/v1/completions', {
+    prompt: 'And the LORD spake unto Moses', max_tokens: 20, temperature: 0, ignore_eos: true, return_expert_load: true,
+  });
+  assert.equal(r.status, 200, r.body);
+  const j = JSON.parse(r.body);
+  const el = j.expert_load;
+  assert.deepEqual([el.layers, el.experts, el.top_k], [4, 8, 2]);
+  assert.equal(el.prompt_tokens, j.usage.prompt_tokens);
+  assert.equal(el.completion_tokens, j.usage.completion_tokens - 1);
+  assert.equal(sum(el.prompt), 4 * 2 * el.prompt_tokens);
+  assert.equal(sum(el.completion), 4 * 2 * el.completion_tokens);
+  assert.equal(el.completion_routes.length, el.completion_tokens);
+  const fromRoutes = Array.from({ length: 4 }, () => Array(8).fill(0));
+  for (const tok of el.completion_routes)
+    tok.forEach((ks, l) => {
+      assert.equal(new Set(ks).size, 2, 'two distinct experts');
+      for (const e of ks) fromRoutes[l][e]++;
+    });
+  assert.deepEqual(fromRoutes, el.completion);
+  // Alone on the server, the request's counts are exactly what the server-wide counters moved by.
+  const after = await expertCounters(plain.port);
+  const delta = after.map((row, l) => row.map((v, e) => v - (before[l]?.[e] ?? 0)));
+  const both = el.prompt.map((row, l) => row.map((v, e) => v + el.completion[l][e]));
+  assert.deepEqual(delta, both);
+
+  // Streamed, without include_usage: a last chunk of its own carries it, the same.
+  const s = await postJson(plain.port, '/v1/completions', {
+    prompt: 'And the LORD spake unto Moses', max_tokens: 20, temperature: 0, ignore_eos: true, return_expert_load: true, stream: true,
+  });
+  const events = s.body.split('\n\n').filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]').map((e) => JSON.parse(e.slice(6)));
+  const last = events[events.length - 1];
+  assert.deepEqual(last.choices, []);
+  assert.deepEqual(last.expert_load, el);
+  // Not asked: nothing new in the response.
+  const plainReply = await postJson(plain.port, '/v1/completions', { prompt: 'And', max_tokens: 2 });
+  assert.equal(JSON.parse(plainReply.body).expert_load, undefined);
+});
+
 test('the page loads fast, light and clean, with strict headers', async () => {
   const page = await openPage(plain.base);
   await waitModels(page);
