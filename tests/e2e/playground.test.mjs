@@ -271,7 +271,6 @@ test('a greedy message streams the API reply; heat map adds up; curl snippet agr
   writeFileSync(jsFile, js);
   execFileSync(process.execPath, ['--check', jsFile], { timeout: 30_000 });
   await page.click('#code-close');
-  await shot(page, 'playground-chat.png');
 
   // Regenerate (greedy: the same reply), edit-and-resend, reload keeps it, clear.
   await page.click('#regen');
@@ -290,6 +289,14 @@ test('a greedy message streams the API reply; heat map adds up; curl snippet agr
   await page.reload();
   await waitModels(page);
   assert.equal(await page.locator('#messages li').count(), 2, 'the conversation survives a reload');
+  // A second turn with the experts view off (the panel goes away with it).
+  await page.uncheck('#p-experts');
+  const turn2 = await sendAndWait(page, 'And God saw the light');
+  assert.equal(turn2.length, 4);
+  assert.ok(await page.isHidden('#experts'));
+  assert.equal(turn2[3].content, await apiGreedy(plain.port, turn2.slice(0, 3).map(({ role, content }) => ({ role, content })), 40));
+  await shot(page, 'playground-chat.png');
+  await page.check('#p-experts');
   await page.click('#clear-conv');
   assert.equal(await page.locator('#messages li').count(), 0);
   await page.close();
@@ -398,6 +405,7 @@ test('side by side: two models answer the same prompt', async () => {
   assert.equal(a, await apiGreedy(plain.port, msgs, 32, MODEL));
   assert.equal(b, await apiGreedy(quant.port, msgs, 32, QMODEL));
   assert.notEqual(a, b, 'two different models give two different replies');
+  await shot(page, 'playground-compare.png');
   assert.match(await page.textContent('#a-stats'), new RegExp(`${MODEL} · TTFT`));
   assert.match(await page.textContent('#b-stats'), new RegExp(`${QMODEL} · TTFT`));
   console.log(`compare: A (${MODEL}) ${JSON.stringify(a.slice(0, 40))}... | B (${QMODEL}) ${JSON.stringify(b.slice(0, 40))}...`);

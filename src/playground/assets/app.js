@@ -415,10 +415,8 @@ async function runAssistant() {
   setBusy(false);
   const msg = { role: 'assistant', content: r.text, stats: statsText(r) };
   conv.messages.push(msg);
-  if (conv.title === 'New conversation') {
-    const first = conv.messages.find((m) => m.role === 'user');
-    if (first) conv.title = first.content.slice(0, 40);
-  }
+  const first = conv.messages.find((m) => m.role === 'user');
+  if (first) conv.title = first.content.slice(0, 40); // follows an edited first message
   saveConversations();
   content.innerHTML = renderMarkdown(r.text);
   stats.textContent = msg.stats;
@@ -471,7 +469,7 @@ function heatColor(frac) {
 function renderExperts() {
   const box = $('experts');
   const load = lastRun && lastRun.expertLoad;
-  if (!load || !load.layers) {
+  if (!load || !load.layers || !$('p-experts').checked) {
     box.hidden = true;
     return;
   }
@@ -687,6 +685,7 @@ function init() {
     renderExperts();
   });
   $('experts-part').addEventListener('change', renderExperts);
+  $('p-experts').addEventListener('change', renderExperts);
 
   $('tab-chat').addEventListener('click', () => showView('chat'));
   $('tab-compare').addEventListener('click', () => showView('compare'));
