@@ -190,7 +190,7 @@ test('the page loads fast, light and clean, with strict headers', async () => {
   });
   let raw = 0;
   let gz = 0;
-  for (const path of ['/', '/playground/app.css', '/playground/app.js', '/playground/markdown.js', '/playground/snippets.js']) {
+  for (const path of ['/', '/playground/app.css', '/playground/app.js', '/playground/markdown.js', '/playground/snippets.js', '/playground/experts.js']) {
     const r = await rawRequest(plain.port, { method: 'GET', path });
     assert.equal(r.status, 200, path);
     raw += Buffer.byteLength(r.body);
