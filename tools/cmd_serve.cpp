@@ -36,6 +36,7 @@ struct ServeArgs {
   double header_timeout = 10.0;
   double body_timeout = 30.0;
   double idle_timeout = 60.0;
+  bool no_playground = false;
 };
 
 // "models/tiny-mixtral-kjv/" -> "tiny-mixtral-kjv"; "x/model.Q8_0.gguf" -> "model.Q8_0".
@@ -79,6 +80,7 @@ void run_serve(const ServeArgs& a) {
   so.io_threads = a.io_threads;
   so.served_model_name = a.served_name.empty() ? name_from_path(ro.model_path) : a.served_name;
   so.api_key = a.api_key;
+  so.playground = !a.no_playground;
   so.max_body_bytes = static_cast<size_t>(a.max_body_mb * 1024 * 1024);
   so.header_timeout = secs(a.header_timeout, "--header-timeout");
   so.body_timeout = secs(a.body_timeout, "--body-timeout");
@@ -125,8 +127,8 @@ void run_serve(const ServeArgs& a) {
   backend.num_layers = rt->desc.cfg.num_layers;
   backend.num_experts = rt->desc.cfg.num_experts;
   server.set_ready(backend);
-  std::fprintf(stderr, "moeserve: ready: serving '%s' on %s (OpenAI API under /v1)\n",
-               so.served_model_name.c_str(), url.c_str());
+  std::fprintf(stderr, "moeserve: ready: serving '%s' on %s (OpenAI API under /v1%s)\n",
+               so.served_model_name.c_str(), url.c_str(), so.playground ? ", playground at /" : "");
 
   server.wait_for_stop_request();
   std::fprintf(stderr, "moeserve: shutting down\n");
@@ -155,6 +157,7 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--header-timeout", a->header_timeout, "Seconds to receive a request's headers")->capture_default_str();
   cmd->add_option("--body-timeout", a->body_timeout, "Seconds to receive a request's body")->capture_default_str();
   cmd->add_option("--idle-timeout", a->idle_timeout, "Seconds a keep-alive connection may idle")->capture_default_str();
+  cmd->add_flag("--no-playground", a->no_playground, "Do not serve the playground web page at /");
   cmd->callback([a] { run_serve(*a); });
 }
 

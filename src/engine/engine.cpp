@@ -50,7 +50,7 @@ struct Engine::Impl {
       : runner(r),
         text(t),
         opts(o),
-        limits{r.vocab_size(), r.max_context(), r.eos_id()},
+        limits{r.vocab_size(), r.max_context(), r.eos_id(), r.num_experts()},
         sched(o, limits) {
     if (limits.vocab_size <= 0) bad_input("engine: the model reports an empty vocabulary");
     if (limits.max_context <= 0) bad_input("engine: the model reports a non-positive context length");
@@ -198,6 +198,8 @@ bool Engine::Impl::iterate() {
   out.logits.clear();
   out.first_row.clear();
   out.expert_tokens.clear();
+  out.want_routing = std::any_of(plan.items.begin(), plan.items.end(),
+                                 [](const ScheduledChunk& c) { return c.seq->routing != nullptr; });
   bool ran = false;
   if (!plan.empty()) {
     out.vocab_size = limits.vocab_size;

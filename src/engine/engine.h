@@ -48,6 +48,22 @@ struct TokenLogprob {
   float logprob;
 };
 
+// A request's expert routing (Request::record_routing): how many tokens each
+// expert of each layer took, prompt and completion apart, and the experts of
+// each completion token. A token counts once, in the step that runs it through
+// the model: every prompt token (a recording request does not reuse cached
+// prefix blocks, so none is skipped) and every generated token but the last
+// (sampled, never run). So sum(prompt) = layers * top_k * prompt_tokens, and
+// likewise for the completion. Empty (layers 0) for a model without routing.
+struct ExpertLoad {
+  static constexpr int32_t kMaxRoutedTokens = 8192;  // completion_routes kept for at most this many tokens
+  int32_t layers = 0, experts = 0, top_k = 0;
+  int32_t prompt_tokens = 0, completion_tokens = 0;  // tokens counted in each
+  std::vector<int64_t> prompt;             // [layer * experts + e]
+  std::vector<int64_t> completion;         // [layer * experts + e]
+  std::vector<int32_t> completion_routes;  // [token][layer][top_k], most probable expert first
+};
+
 // One event per generated token (text may be empty while a UTF-8 character is
 // incomplete or a stop string might be starting), plus the final event with
 // finish != None (which may carry the last token or none: token == -1).
@@ -61,12 +77,14 @@ struct StreamEvent {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
   int32_t cached_tokens = 0;        // prompt tokens served from the prefix cache
+  std::shared_ptr<const ExpertLoad> expert_load;  // on the final event of a recording request
 };
 
 struct Request {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   std::function<void(const StreamEvent&)> on_event;
+  bool record_routing = false;      // report the request's ExpertLoad with its final event
 };
 
 // The model as the engine sees it. The real one wraps model/Mixtral; tests use fakes.

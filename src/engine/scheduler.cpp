@@ -105,7 +105,9 @@ bool Scheduler::shares_uncomputed_prefix(const Sequence& s, size_t n_hit) const 
 }
 
 bool Scheduler::try_admit(Sequence* s, int32_t budget, StepPlan& plan) {
-  const std::vector<int32_t> hit = kv_.find_cached_prefix(*s);
+  std::vector<int32_t> hit = kv_.find_cached_prefix(*s);
+  // A request recording its routing computes every token it has not counted yet.
+  if (s->routing) hit.resize(std::min(hit.size(), static_cast<size_t>(s->routed_upto / pool_.block_size())));
   // A running sequence is computing the very blocks this one would share
   // (e.g. n > 1 choices of one prompt): wait for them to land in the cache
   // rather than computing them twice.
@@ -203,9 +205,14 @@ void Scheduler::update(const StepPlan& plan, const ForwardOutput& out, std::vect
     return;
   }
   ++counters_.steps;
+  const bool routing_ok = !out.routing.empty() && out.routing.size() == static_cast<size_t>(plan.num_tokens) *
+                                                                           out.routing_layers * out.routing_k;
+  int64_t row0 = 0;  // the chunk's first token row in the step
   for (size_t k = 0; k < plan.items.size(); ++k) {
     const ScheduledChunk& c = plan.items[k];
     Sequence* s = c.seq;
+    if (routing_ok && s->routing) s->record_routing(out, row0, c.pos0, c.n_tokens, limits_.num_experts);
+    row0 += c.n_tokens;
     s->num_computed += c.n_tokens;
     kv_.commit(*s);
     if (!c.logits) continue;

@@ -63,6 +63,7 @@ struct ModelLimits {
   int64_t vocab_size = 0;
   int64_t max_context = 0;
   int32_t eos_id = -1;
+  int64_t num_experts = 0;  // for routing records
 };
 
 class Scheduler {

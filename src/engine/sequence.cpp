@@ -11,9 +11,46 @@ Sequence::Sequence(uint64_t id_, Request&& r, const TokenText& text, int64_t voc
       params(std::move(r.sampling)),
       sampler(params, tokens, vocab_size),
       detok(text, params.stop),
-      callback(std::make_shared<EventCallback>(std::move(r.on_event))) {}
+      callback(std::make_shared<EventCallback>(std::move(r.on_event))) {
+  if (r.record_routing) routing = std::make_shared<ExpertLoad>();
+}
+
+void Sequence::record_routing(const ForwardOutput& out, int64_t row0, int32_t pos0, int32_t n, int64_t n_experts) {
+  if (!routing || out.routing_layers <= 0 || out.routing_k <= 0 || n_experts <= 0) return;
+  const int64_t L = out.routing_layers, K = out.routing_k;
+  ExpertLoad& r = *routing;
+  if (r.layers == 0) {
+    r.layers = int32_t(L);
+    r.top_k = int32_t(K);
+    r.experts = int32_t(n_experts);
+    r.prompt.assign(size_t(L * n_experts), 0);
+    r.completion.assign(size_t(L * n_experts), 0);
+  }
+  if (r.layers != L || r.top_k != K) return;  // cannot change mid-request
+  for (int32_t i = 0; i < n; ++i) {
+    const int32_t pos = pos0 + i;
+    if (pos < routed_upto) continue;  // recomputed after a preemption: counted already
+    const int32_t* ids = out.routing.data() + (row0 + i) * L * K;
+    const bool in_prompt = pos < prompt_len;
+    auto& counts = in_prompt ? r.prompt : r.completion;
+    for (int64_t l = 0; l < L; ++l)
+      for (int64_t j = 0; j < K; ++j) {
+        const int32_t e = ids[l * K + j];
+        if (e >= 0 && e < n_experts) counts[size_t(l * n_experts + e)] += 1;
+      }
+    if (in_prompt) {
+      ++r.prompt_tokens;
+    } else {
+      ++r.completion_tokens;
+      if (r.completion_tokens <= ExpertLoad::kMaxRoutedTokens)
+        r.completion_routes.insert(r.completion_routes.end(), ids, ids + L * K);
+    }
+    routed_upto = pos + 1;
+  }
+}
 
 void Sequence::fill_counts(StreamEvent& ev) const {
+  if (finish != FinishReason::None && routing) ev.expert_load = routing;
   ev.prompt_tokens = prompt_len;
   ev.completion_tokens = num_generated();
   ev.cached_tokens = std::max(cached_tokens, 0);

@@ -47,6 +47,8 @@ struct Sequence {
   int32_t cached_tokens = -1;          // prefix-cache hit at the first admission (-1: not yet admitted)
   int32_t num_preemptions = 0;
   FinishReason finish = FinishReason::None;
+  std::shared_ptr<ExpertLoad> routing;  // when the request records its routing
+  int32_t routed_upto = 0;              // tokens [0, routed_upto) are counted in `routing`
 
   int32_t num_generated() const { return static_cast<int32_t>(tokens.size()) - prompt_len; }
   int32_t remaining() const { return static_cast<int32_t>(tokens.size()) - num_computed; }
@@ -56,6 +58,9 @@ struct Sequence {
   StreamEvent accept(const SampleResult& r, int32_t eos_id, int64_t max_context);
   // The final event of a request that ends without a new token.
   StreamEvent final_event(FinishReason why, const std::string& error = {});
+  // Counts the routing of tokens [pos0, pos0+n) from a step's output, whose
+  // rows row0.. are these tokens (positions counted before are skipped).
+  void record_routing(const ForwardOutput& out, int64_t row0, int32_t pos0, int32_t n, int64_t n_experts);
 
  private:
   void fill_counts(StreamEvent& ev) const;

@@ -30,6 +30,16 @@ struct ForwardOutput {
   std::vector<int32_t> first_row;      // per chunk: index of its first logits row, -1 if none
   std::vector<int64_t> expert_tokens;  // [layer * n_experts + e]: tokens routed this step
 
+  // Optional per-token routing, for callers that report it (set want_routing
+  // before the step; models without routing leave routing empty). For token
+  // row t of the step (chunks in order, all their tokens) and layer l, the
+  // routing_k experts it went to, most probable first:
+  //   routing[(t * routing_layers + l) * routing_k + j]
+  bool want_routing = false;
+  int32_t routing_layers = 0;
+  int32_t routing_k = 0;
+  std::vector<int32_t> routing;
+
   const float* row(int64_t r) const { return logits.data() + r * vocab_size; }
 };
 

@@ -43,6 +43,13 @@ void Mixtral::forward(const std::vector<SeqChunk>& chunks, KvCache& kv, ForwardO
   }
   if (cfg_.is_moe()) out.expert_tokens.assign(size_t(cfg_.num_layers * cfg_.num_experts), 0);
   else out.expert_tokens.clear();
+  out.routing.clear();
+  out.routing_layers = out.routing_k = 0;
+  if (out.want_routing && cfg_.is_moe()) {
+    out.routing_layers = int32_t(cfg_.num_layers);
+    out.routing_k = int32_t(cfg_.experts_per_tok);
+    out.routing.assign(size_t(T_ * cfg_.num_layers * cfg_.experts_per_tok), -1);
+  }
 
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     attention_block(l, chunks, kv);
@@ -158,6 +165,7 @@ void Mixtral::ffn_block(int64_t l, ForwardOutput& out) {
         tok_of[size_t(e)].push_back(t);
         wt_of[size_t(e)].push_back(p[e] / sum);
         out.expert_tokens[size_t(l * E + e)] += 1;
+        if (!out.routing.empty()) out.routing[size_t((t * cfg_.num_layers + l) * K + k)] = int32_t(e);
       }
     }
   }

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "engine/engine.h"
+#include "server/static_routes.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
@@ -157,6 +158,10 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
     std::string model_id;
     Route route = match(path, model_id);
     if (route == Route::None) {
+      if (auto page = playground_response(ctx, req)) {
+        rr.resp = std::move(*page);
+        return rr;
+      }
       rr.resp = error_response({404, "Unknown route: " + req.method + " " + path + ".", "not_found_error", "", "unknown_route"});
       return rr;
     }

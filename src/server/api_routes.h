@@ -6,6 +6,7 @@
 //   GET  /v1/models[/{id}]
 //   POST /v1/chat/completions, /v1/completions   (-> GenerationJob)
 //   POST /tokenize, /detokenize (vLLM-style; also under /v1/)
+//   GET  /, /playground[/*]     the playground page (static_routes.h; unless --no-playground)
 //
 // Order of checks: route (404), method (405), API key (401, all but /health
 // and /metrics), readiness (503), then the body. Every failure carries the

@@ -36,6 +36,7 @@ std::optional<ApiError> GenerationJob::start(std::function<void()> notify) {
       r.prompt = prompts_[p];
       r.sampling = spec_.sampling;
       r.sampling.max_tokens = max_tokens_[p];
+      r.record_routing = spec_.return_expert_load;
       if (r.sampling.has_seed) r.sampling.seed += choice;  // n>1: distinct but reproducible
       r.on_event = [self, choice](const StreamEvent& ev) { self->on_engine_event(choice, ev); };
       SubmitResult res = engine.submit(std::move(r));

@@ -220,6 +220,7 @@ void HttpSession::on_request() {
   r.method = method_;
   r.target = std::string(req.target());
   r.authorization = std::string(req[http::field::authorization]);
+  r.if_none_match = std::string(req[http::field::if_none_match]);
   r.body = std::move(req.body());
   RouteResult rr = route_request(ctx_, r, arrival_);
   req_id_ = rr.id;
@@ -331,7 +332,9 @@ void HttpSession::send_response(const HttpResp& r, bool close_after) {
     close_after_ = true;
   }
   if (!keep_alive_) close_after_ = true;
-  out_ += head(r.status, r.content_type, r.body.size(), false, keep_alive_, r.headers);
+  // A 304 has no body and no length of its own.
+  out_ += head(r.status, r.status == 304 ? "" : r.content_type,
+               r.status == 304 ? std::nullopt : std::optional<size_t>(r.body.size()), false, keep_alive_, r.headers);
   if (!head_only_) out_ += r.body;
   exchange_done_ = true;
   ctx_.metrics.count_response(r.status);

@@ -11,6 +11,7 @@ struct HttpReq {
   std::string method;         // "GET", "POST", ...
   std::string target;         // path and query
   std::string authorization;  // the Authorization header, if any
+  std::string if_none_match;  // the If-None-Match header, if any
   std::string body;
 };
 

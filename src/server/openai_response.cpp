@@ -3,6 +3,8 @@
 
 #include <random>
 
+#include "server/expert_load_json.h"
+
 namespace ms {
 
 using json = nlohmann::json;
@@ -61,6 +63,7 @@ ResponseBuilder::ResponseBuilder(const GenerationSpec& spec, ResponseMeta meta, 
       include_usage_(spec.include_usage),
       want_logprobs_(spec.want_logprobs),
       token_ids_(spec.return_tokens_as_token_ids),
+      want_expert_load_(spec.return_expert_load),
       n_(spec.n),
       meta_(std::move(meta)),
       prompt_lens_(std::move(prompt_lens)),
@@ -167,6 +170,7 @@ std::string ResponseBuilder::on_event(size_t idx, const StreamEvent& ev) {
     // The engine's count is authoritative (it includes a final token, if any).
     if (ev.completion_tokens > 0) ch.completion_tokens = ev.completion_tokens;
     ch.cached_tokens = ev.cached_tokens;
+    ch.expert_load = ev.expert_load;
     finished_++;
     if (ev.finish == FinishReason::Error || ev.finish == FinishReason::Cancelled) {
       if (!failed_) failure_ = ev.finish == FinishReason::Error
@@ -210,12 +214,20 @@ int64_t ResponseBuilder::cached_tokens() const {
   return s;
 }
 
+json ResponseBuilder::expert_load() const {
+  std::vector<std::shared_ptr<const ExpertLoad>> loads;
+  for (const auto& c : choices_) loads.push_back(c.expert_load);
+  return expert_load_json(loads);
+}
+
 std::string ResponseBuilder::stream_end() const {
   std::string out;
-  if (include_usage_) {
+  // The last chunk before [DONE] carries the usage and/or the expert load.
+  if (include_usage_ || want_expert_load_) {
     json c = chunk_base();
     c["choices"] = json::array();
-    c["usage"] = usage_json(prompt_tokens(), completion_tokens(), cached_tokens());
+    if (include_usage_) c["usage"] = usage_json(prompt_tokens(), completion_tokens(), cached_tokens());
+    if (want_expert_load_) c["expert_load"] = expert_load();
     out += sse(c);
   }
   out += "data: [DONE]\n\n";
@@ -242,12 +254,14 @@ json ResponseBuilder::response() const {
     c["finish_reason"] = fr ? json(fr) : json(nullptr);
     choices.push_back(std::move(c));
   }
-  return json{{"id", meta_.id},
-              {"object", chat_ ? "chat.completion" : "text_completion"},
-              {"created", meta_.created},
-              {"model", meta_.model},
-              {"choices", std::move(choices)},
-              {"usage", usage_json(prompt_tokens(), completion_tokens(), cached_tokens())}};
+  json r = {{"id", meta_.id},
+            {"object", chat_ ? "chat.completion" : "text_completion"},
+            {"created", meta_.created},
+            {"model", meta_.model},
+            {"choices", std::move(choices)},
+            {"usage", usage_json(prompt_tokens(), completion_tokens(), cached_tokens())}};
+  if (want_expert_load_) r["expert_load"] = expert_load();
+  return r;
 }
 
 }  // namespace ms

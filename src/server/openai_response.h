@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,7 +79,9 @@ class ResponseBuilder {
     int64_t completion_tokens = 0;
     int64_t cached_tokens = 0;
     std::vector<TokenEntry> logprobs;
+    std::shared_ptr<const ExpertLoad> expert_load;  // when asked (return_expert_load)
   };
+  nlohmann::json expert_load() const;
 
   std::string token_string(int32_t id) const;
   nlohmann::json chat_logprob_entry(const TokenEntry& t) const;
@@ -92,6 +95,7 @@ class ResponseBuilder {
   bool include_usage_;
   bool want_logprobs_;
   bool token_ids_;
+  bool want_expert_load_;
   int n_;
   ResponseMeta meta_;
   std::vector<int64_t> prompt_lens_;

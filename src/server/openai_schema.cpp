@@ -317,6 +317,7 @@ void parse_common(const Fields& f, GenerationSpec& s, const ModelLimits& lim) {
     }
   }
   if (auto tt = f.boolean("return_tokens_as_token_ids")) s.return_tokens_as_token_ids = *tt;
+  if (auto el = f.boolean("return_expert_load")) s.return_expert_load = *el;
 
   if (const json* tools = f.get("tools"); tools && !(tools->is_array() && tools->empty()))
     bad("tools", "Tool calling is not supported by this server.");

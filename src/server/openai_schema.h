@@ -82,6 +82,7 @@ struct GenerationSpec {
   bool want_logprobs = false;             // chat: logprobs; completions: logprobs given
   int top_logprobs = 0;
   bool return_tokens_as_token_ids = false;  // logprob tokens as "token_id:N" (vLLM)
+  bool return_expert_load = false;        // moeserve: per-layer, per-expert token counts (docs/SERVING.md)
   std::string user;
 
   // Engine requests this spec turns into.

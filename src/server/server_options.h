@@ -26,6 +26,7 @@ struct ServerOptions {
   std::chrono::milliseconds shutdown_grace{5'000};   // in-flight work on stop, then forced
   int max_connections = 8192;                  // beyond: accepted, answered 503, closed
   bool log_requests = true;                    // one line per request on stderr
+  bool playground = true;                      // the web page at / and /playground (--no-playground)
 };
 
 // The loaded model as the server sees it. Pointers stay valid until Server::stop().

@@ -72,6 +72,10 @@ class FakeRunner : public ModelRunner {
     out.logits.clear();
     out.first_row.assign(chunks.size(), -1);
     out.expert_tokens.assign(static_cast<size_t>(cfg_.num_layers) * cfg_.num_experts, 0);
+    // Routing (top-1, as expert_tokens): token t goes to expert (t + l) % E in layer l.
+    out.routing.clear();
+    out.routing_layers = out.want_routing ? cfg_.num_layers : 0;
+    out.routing_k = out.want_routing ? 1 : 0;
     int64_t step_tokens = 0;
     bool has_prefill = false, has_decode = false;
     std::vector<int64_t> written;
@@ -98,8 +102,10 @@ class FakeRunner : public ModelRunner {
         const int64_t s = slot(c, c.pos0 + t);
         written.push_back(s);
         kv_[s] = c.tokens[t];
-        for (int32_t l = 0; l < cfg_.num_layers; ++l)
+        for (int32_t l = 0; l < cfg_.num_layers; ++l) {
           out.expert_tokens[static_cast<size_t>(l) * cfg_.num_experts + (c.tokens[t] + l) % cfg_.num_experts] += 1;
+          if (out.want_routing) out.routing.push_back((c.tokens[t] + l) % cfg_.num_experts);
+        }
       }
       if (c.logits == LogitsWanted::None) continue;
       const int64_t n = c.pos0 + c.n_tokens;
