@@ -102,19 +102,22 @@ std::vector<int32_t> encode_chat_tools(const Tokenizer& tok, const std::vector<C
 
   std::vector<int32_t> ids{tok.bos_id()};
   auto put = [&](const std::vector<int32_t>& v) { ids.insert(ids.end(), v.begin(), v.end()); };
-  auto marker = [&](const char* piece) {
-    int32_t id = control_token(tok, piece);
-    if (id >= 0) ids.push_back(id);
-    else put(tok.encode(piece));
+  // open + body (+ close): control tokens around encode(body), or one text span.
+  auto segment = [&](const char* open, const std::string& body, const char* close) {
+    const int32_t o = control_token(tok, open);
+    const int32_t c = close ? control_token(tok, close) : -1;
+    if (o >= 0 && (!close || c >= 0)) {
+      ids.push_back(o);
+      put(tok.encode(body));
+      if (close) ids.push_back(c);
+    } else {
+      put(tok.encode(std::string(open) + " " + body + (close ? close : "")));
+    }
   };
   for (size_t t = 0; t < turns.size(); ++t) {
     const Turn& turn = turns[t];
     if (turn.role == "user") {
-      if (t == last_user && !fmt.tools_json.empty()) {
-        marker("[AVAILABLE_TOOLS]");
-        put(tok.encode(" " + fmt.tools_json));
-        marker("[/AVAILABLE_TOOLS]");
-      }
+      if (t == last_user && !fmt.tools_json.empty()) segment("[AVAILABLE_TOOLS]", fmt.tools_json, "[/AVAILABLE_TOOLS]");
       put(tok.encode("[INST] " + turn.content + " [/INST]"));
     } else if (turn.role == "assistant") {
       put(tok.encode(turn.content));
@@ -122,15 +125,11 @@ std::vector<int32_t> encode_chat_tools(const Tokenizer& tok, const std::vector<C
     } else if (turn.role == "assistant-calls") {
       const size_t i = turn.msgs[0];
       if (!turn.content.empty()) put(tok.encode(turn.content));
-      marker("[TOOL_CALLS]");
-      put(tok.encode(" " + (i < fmt.calls_json.size() ? fmt.calls_json[i] : std::string("[]"))));
+      segment("[TOOL_CALLS]", i < fmt.calls_json.size() ? fmt.calls_json[i] : std::string("[]"), nullptr);
       ids.push_back(tok.eos_id());
     } else {  // tool results
-      for (size_t i : turn.msgs) {
-        marker("[TOOL_RESULTS]");
-        put(tok.encode(" " + (i < fmt.result_json.size() ? fmt.result_json[i] : std::string("{}"))));
-        marker("[/TOOL_RESULTS]");
-      }
+      for (size_t i : turn.msgs)
+        segment("[TOOL_RESULTS]", i < fmt.result_json.size() ? fmt.result_json[i] : std::string("{}"), "[/TOOL_RESULTS]");
     }
   }
   return ids;

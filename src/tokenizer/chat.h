@@ -33,7 +33,8 @@ std::vector<int32_t> encode_chat(const Tokenizer& tok, const std::vector<ChatMes
 // Tool calling (docs/STRUCTURED.md). The markers [AVAILABLE_TOOLS],
 // [/AVAILABLE_TOOLS], [TOOL_CALLS], [TOOL_RESULTS], [/TOOL_RESULTS] are
 // mistral-common's: control tokens when the vocabulary has them (v2+
-// tokenizers), else the same text (v1, e.g. Mixtral-8x7B-Instruct). Layout:
+// tokenizers) around encode(JSON), else one text span "MARKER JSON[/MARKER]"
+// (v1, e.g. Mixtral-8x7B-Instruct). Layout:
 //   BOS [INST] user [/INST] assistant EOS ...
 //   assistant with calls -> [TOOL_CALLS] [{"name":..,"arguments":{..},"id":".."}] EOS
 //   tool results (after the calls) -> [TOOL_RESULTS] {"call_id":"..","content":".."}[/TOOL_RESULTS]
