@@ -9,9 +9,11 @@
 //   mixed          half and half: the unconstrained half's per-request
 //                  tokens/s shows whether constrained neighbours slow it down.
 // Reported: aggregate generated tokens/s per phase (wall clock), and the
-// per-request decode rate of unconstrained requests alone vs mixed.
+// per-request decode rate of unconstrained requests alone vs mixed. The three
+// phases run --repeat times in rotating order (machines shared with other
+// work drift); the median of each phase is reported.
 // Plain node >= 18 (fetch), no packages.
-const args = { url: 'http://127.0.0.1:8080', concurrency: 16, maxTokens: 64, rounds: 2, model: '' };
+const args = { url: 'http://127.0.0.1:8080', concurrency: 16, maxTokens: 64, rounds: 2, repeat: 3, model: '' };
 for (let i = 2; i < process.argv.length; i++) {
   const k = process.argv[i];
   const v = process.argv[++i];
@@ -20,6 +22,7 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (k === '--max-tokens') args.maxTokens = Number(v);
   else if (k === '--rounds') args.rounds = Number(v);
   else if (k === '--model') args.model = v;
+  else if (k === '--repeat') args.repeat = Number(v);
   else throw new Error(`unknown argument ${k}`);
 }
 
@@ -76,14 +79,22 @@ async function phase(kind) {
 
 await one(true, 1);  // compile the schema once (cached afterwards), warm up
 await one(false, 1);
-const out = [];
-for (const kind of ['unconstrained', 'constrained', 'mixed']) out.push(await phase(kind));
-const base = out[0];
-console.log(`concurrency ${args.concurrency}, max_tokens ${args.maxTokens}, ${args.rounds} rounds per worker`);
-for (const p of out) {
+const kinds = ['unconstrained', 'constrained', 'mixed'];
+const runs = { unconstrained: [], constrained: [], mixed: [] };
+for (let r = 0; r < args.repeat; r++)
+  for (let k = 0; k < 3; k++) {
+    const kind = kinds[(k + r) % 3];
+    runs[kind].push(await phase(kind));
+  }
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+console.log(`concurrency ${args.concurrency}, max_tokens ${args.maxTokens}, ${args.rounds} rounds per worker, median of ${args.repeat}`);
+const base = median(runs.unconstrained.map((p) => p.tps));
+for (const kind of kinds) {
+  const tps = median(runs[kind].map((p) => p.tps));
+  const free = runs[kind].map((p) => p.freePerRequestTps).filter((x) => !Number.isNaN(x));
   console.log(
-    `${p.kind.padEnd(14)} ${p.tokens} tokens in ${p.wall.toFixed(2)} s = ${p.tps.toFixed(1)} tok/s ` +
-      `(${((p.tps / base.tps) * 100).toFixed(1)}% of unconstrained)` +
-      (Number.isNaN(p.freePerRequestTps) ? '' : `; unconstrained requests ${p.freePerRequestTps.toFixed(2)} tok/s each`),
+    `${kind.padEnd(14)} ${tps.toFixed(1)} tok/s (${((tps / base) * 100).toFixed(1)}% of unconstrained)` +
+      (free.length ? `; unconstrained requests ${median(free).toFixed(2)} tok/s each` : '') +
+      `  [runs: ${runs[kind].map((p) => p.tps.toFixed(1)).join(', ')}]`,
   );
 }
