@@ -387,7 +387,10 @@ std::function<std::shared_ptr<TokenConstraint>()> StructuredRuntime::constraint_
       for (const ToolDef& t : s.tools)
         if (s.tool_choice != ToolChoice::Named || t.name == s.tool_name) tools.push_back(&t);
       const bool marker_token = tool_calls_token_ >= 0;
-      json key = json::array({marker_token, s.parallel_tool_calls});
+      // A named function is called once (as OpenAI and vLLM do); "required"
+      // allows a list unless parallel_tool_calls is false.
+      const bool many = s.parallel_tool_calls && s.tool_choice == ToolChoice::Required;
+      json key = json::array({marker_token, many});
       for (const ToolDef* t : tools) key.push_back(json::array({t->name, t->parameters}));
       g = compile("tools:" + key.dump(),
                   [&](st::GrammarBuilder& b) {
@@ -400,7 +403,7 @@ std::function<std::shared_ptr<TokenConstraint>()> StructuredRuntime::constraint_
                                                st::ref(args), st::lit("}")}));
                     }
                     const int32_t call = b.add("tool-call", st::alt(std::move(calls)));
-                    st::ExprP list = s.parallel_tool_calls
+                    st::ExprP list = many
                                          ? st::seq({st::lit("["), st::ref(call),
                                                     st::rep(st::seq({st::lit(","), st::ref(call)}), 0, -1), st::lit("]")})
                                          : st::seq({st::lit("["), st::ref(call), st::lit("]")});

@@ -207,6 +207,7 @@ test('tool_choice named / required always yields calls whose arguments validate;
     assert.equal(r.choices[0].finish_reason, 'tool_calls');
     assert.equal(r.choices[0].message.content, null);
     checkCalls(r.choices[0].message, ['get_time']);
+    assert.equal(r.choices[0].message.tool_calls.length, 1, 'a named tool_choice -> one call');
 
     const required = { ...named, tool_choice: 'required', parallel_tool_calls: false };
     const q = await client.chat.completions.create(required);
