@@ -337,6 +337,8 @@ StructuredRuntime::StructuredRuntime(const Tokenizer& tok, size_t grammar_cache,
 
 StructuredRuntime::~StructuredRuntime() = default;
 
+size_t StructuredRuntime::cached_grammars() const { return cache_->size(); }
+
 std::shared_ptr<const structured::CompiledGrammar> StructuredRuntime::compile(
     const std::string& key, const std::function<int32_t(structured::GrammarBuilder&)>& build, const std::string& param) {
   if (auto hit = cache_->find(key)) return hit;

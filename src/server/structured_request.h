@@ -55,6 +55,7 @@ class StructuredRuntime {
   // function makes a fresh per-sequence constraint.
   std::function<std::shared_ptr<TokenConstraint>()> constraint_for(const GenerationSpec& spec);
   int32_t tool_calls_token() const { return tool_calls_token_; }  // -1: v1 text markers
+  size_t cached_grammars() const;  // compiled grammars in the cache
 
  private:
   std::shared_ptr<const structured::CompiledGrammar> compile(const std::string& key,

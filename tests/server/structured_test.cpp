@@ -138,6 +138,42 @@ TEST(ToolPrompt, ControlTokensWhenTheVocabularyHasThem) {
   EXPECT_FALSE(c->is_complete());
 }
 
+TEST(StructuredRuntime, CompiledGrammarsAreCachedAndBounded) {
+  StructuredRuntime rt(v1(), 2, 16);
+  auto req = [](const std::string& schema) {
+    json b = {{"messages", json::array({{{"role", "user"}, {"content", "x"}}})},
+              {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "s"}, {"schema", json::parse(schema)}}}}}};
+    return chat(b);
+  };
+  EXPECT_FALSE(rt.constraint_for(chat(json{{"messages", json::array({{{"role", "user"}, {"content", "x"}}})}})));
+  ASSERT_TRUE(rt.constraint_for(req(R"({"type":"integer"})")));
+  rt.constraint_for(req(R"({"type":"integer"})"));
+  EXPECT_EQ(rt.cached_grammars(), 1u);
+  rt.constraint_for(req(R"({"type":"boolean"})"));
+  rt.constraint_for(req(R"({"type":"null"})"));
+  EXPECT_EQ(rt.cached_grammars(), 2u);  // --grammar-cache 2: the least recently used one went
+  // Two sequences of one request have their own state.
+  auto make = rt.constraint_for(req(R"({"enum":["ab","cd"]})"));
+  auto a = make(), b = make();
+  const std::vector<int32_t> quote = v1().encode("\"a");
+  for (int32_t t : quote) a->advance(t);
+  EXPECT_FALSE(a->is_complete());
+  EXPECT_FALSE(b->is_complete());
+  std::vector<uint64_t> ma((v1().vocab_size() + 63) / 64), mb(ma.size());
+  a->allowed(ma.data());
+  b->allowed(mb.data());
+  EXPECT_NE(ma, mb);
+  // A bad schema is a 400 naming the field and the keyword.
+  try {
+    rt.constraint_for(req(R"({"type":"object","minProperties":1})"));
+    ADD_FAILURE() << "no error";
+  } catch (const ApiException& e) {
+    EXPECT_EQ(e.error().status, 400);
+    EXPECT_EQ(e.error().param, "response_format");
+    EXPECT_NE(e.error().message.find("minProperties"), std::string::npos);
+  }
+}
+
 TEST(ToolCalls, ParseOutput) {
   std::vector<ToolDef> tools{{"f", "", ""}, {"g", "", ""}};
   auto r = parse_tool_calls("[TOOL_CALLS] [{\"name\":\"f\",\"arguments\":{\"b\":1,\"a\":2}},{\"name\":\"g\",\"arguments\":\"{}\"}]",
