@@ -37,6 +37,8 @@ struct ServeArgs {
   double body_timeout = 30.0;
   double idle_timeout = 60.0;
   bool no_playground = false;
+  int grammar_cache = 64;
+  int grammar_mask_cache = 1024;
 };
 
 // "models/tiny-mixtral-kjv/" -> "tiny-mixtral-kjv"; "x/model.Q8_0.gguf" -> "model.Q8_0".
@@ -67,6 +69,9 @@ void run_serve(const ServeArgs& a) {
   if (a.max_queue < 1) throw Error(ErrorKind::BadInput, "--max-queue: expected >= 1");
   if (a.kv_cache_mb < 0) throw Error(ErrorKind::BadInput, "--kv-cache-mb: expected >= 0");
   if (!(a.max_body_mb > 0) || a.max_body_mb > 1024) throw Error(ErrorKind::BadInput, "--max-body-mb: expected (0, 1024]");
+  if (a.grammar_cache < 0 || a.grammar_cache > 100000) throw Error(ErrorKind::BadInput, "--grammar-cache: expected 0..100000");
+  if (a.grammar_mask_cache < 0 || a.grammar_mask_cache > 1000000)
+    throw Error(ErrorKind::BadInput, "--grammar-mask-cache: expected 0..1000000");
 
   RuntimeOptions ro = resolve(a.rt);
   ro.kv_cache_mb = a.kv_cache_mb;
@@ -85,6 +90,8 @@ void run_serve(const ServeArgs& a) {
   so.header_timeout = secs(a.header_timeout, "--header-timeout");
   so.body_timeout = secs(a.body_timeout, "--body-timeout");
   so.idle_timeout = secs(a.idle_timeout, "--idle-timeout");
+  so.grammar_cache = static_cast<size_t>(a.grammar_cache);
+  so.grammar_mask_cache = static_cast<size_t>(a.grammar_mask_cache);
 
   // A model file the bounds refuse (format/model_limits.h) is reported on
   // one line before the port opens; the weights are loaded after it opens.
@@ -158,6 +165,9 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--body-timeout", a->body_timeout, "Seconds to receive a request's body")->capture_default_str();
   cmd->add_option("--idle-timeout", a->idle_timeout, "Seconds a keep-alive connection may idle")->capture_default_str();
   cmd->add_flag("--no-playground", a->no_playground, "Do not serve the playground web page at /");
+  cmd->add_option("--grammar-cache", a->grammar_cache, "Compiled structured-output grammars kept (LRU)")->capture_default_str();
+  cmd->add_option("--grammar-mask-cache", a->grammar_mask_cache,
+                  "Token masks kept per compiled grammar (LRU; each vocab/8 bytes)")->capture_default_str();
   cmd->callback([a] { run_serve(*a); });
 }
 

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -203,13 +204,36 @@ bool Engine::Impl::iterate() {
   bool ran = false;
   if (!plan.empty()) {
     out.vocab_size = limits.vocab_size;
+    // The masks of constrained sequences that sample after this step are
+    // computed on a second thread while the model runs (their state only
+    // changes in update()); unconstrained steps start no thread.
+    std::vector<Sequence*> masked;
+    for (const ScheduledChunk& c : plan.items)
+      if (c.logits && c.seq->constraint) masked.push_back(c.seq);
+    std::future<void> masks;
+    if (!masked.empty())
+      masks = std::async(std::launch::async, [&masked] {
+        for (Sequence* s : masked) {
+          s->constraint->allowed(s->mask.data());
+          s->mask_ready = true;
+        }
+      });
     try {
       runner.forward(plan.chunks, out);
       ran = true;
     } catch (const std::exception& e) {
+      if (masks.valid()) masks.wait();
       sched.fail(plan, std::string("model error: ") + e.what(), events);
     } catch (...) {
+      if (masks.valid()) masks.wait();
       sched.fail(plan, "model error", events);
+    }
+    if (masks.valid()) {
+      try {
+        masks.get();
+      } catch (...) {
+        for (Sequence* s : masked) s->mask_ready = false;  // recomputed (and rethrown) in update()
+      }
     }
     if (ran) sched.update(plan, out, events);
   } else if (events.empty()) {

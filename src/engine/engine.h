@@ -80,11 +80,27 @@ struct StreamEvent {
   std::shared_ptr<const ExpertLoad> expert_load;  // on the final event of a recording request
 };
 
+// A per-sequence constraint on the tokens it may generate (structured
+// outputs: JSON Schema, regex, grammar). The engine asks for the mask before
+// each sample and reports the token taken; it never looks inside. Called on
+// the engine thread only (one sequence's constraint from one thread at a time).
+class TokenConstraint {
+ public:
+  virtual ~TokenConstraint() = default;
+  // Sets mask bit t (word t/64, bit t%64) for every token allowed next,
+  // EOS included exactly when is_complete(). `mask` has (vocab+63)/64 words.
+  virtual void allowed(uint64_t* mask) = 0;
+  // Takes the sampled token (always one the mask allowed).
+  virtual void advance(int32_t token) = 0;
+  virtual bool is_complete() const = 0;
+};
+
 struct Request {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   std::function<void(const StreamEvent&)> on_event;
   bool record_routing = false;      // report the request's ExpertLoad with its final event
+  std::shared_ptr<TokenConstraint> constraint = nullptr;  // null: unconstrained (pays nothing)
 };
 
 // The model as the engine sees it. The real one wraps model/Mixtral; tests use fakes.

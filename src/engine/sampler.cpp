@@ -266,14 +266,36 @@ void Sampler::compute_logprobs(const float* logits, int32_t chosen, SampleResult
   for (const auto& [v, id] : top) r.top.push_back({id, v - lse});
 }
 
-SampleResult Sampler::sample(const float* logits) {
+SampleResult Sampler::sample(const float* logits, const uint64_t* allowed) {
   work_.resize(vocab_);
   for (int64_t i = 0; i < vocab_; ++i) work_[i] = std::isnan(logits[i]) ? kNegInf : logits[i];
+  if (allowed) {
+    bool any = false;
+    for (int64_t w = 0; w * 64 < vocab_; ++w) {
+      const uint64_t bits = allowed[w];
+      any = any || bits != 0;
+      if (bits == ~uint64_t{0}) continue;
+      const int64_t end = std::min<int64_t>(vocab_, (w + 1) * 64);
+      for (int64_t i = w * 64; i < end; ++i)
+        if (!((bits >> (i - w * 64)) & 1)) work_[i] = kNegInf;
+    }
+    // Allowed tokens whose logit is -inf (or NaN) must still be reachable.
+    if (any) {
+      bool finite_left = false;
+      for (int64_t i = 0; i < vocab_ && !finite_left; ++i) finite_left = work_[i] != kNegInf;
+      if (!finite_left)
+        for (int64_t i = 0; i < vocab_; ++i)
+          if ((allowed[i >> 6] >> (i & 63)) & 1) work_[i] = 0.0f;
+    }
+  }
   if (!p_.logit_bias.empty() || p_.repetition_penalty != 1.0f || p_.presence_penalty != 0.0f ||
       p_.frequency_penalty != 0.0f) {
     apply_bias_and_penalties();
     for (float& v : work_)
       if (std::isnan(v)) v = kNegInf;  // e.g. inf - inf from extreme parameters
+    if (allowed)  // a bias of +inf must not bring back a masked token
+      for (int64_t i = 0; i < vocab_; ++i)
+        if (!((allowed[i >> 6] >> (i & 63)) & 1)) work_[i] = kNegInf;
   }
 
   SampleResult r;

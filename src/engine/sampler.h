@@ -33,7 +33,9 @@ class Sampler {
   Sampler(const SamplingParams& params, const std::vector<int32_t>& prompt, int64_t vocab_size);
 
   // Samples from `logits` (vocab_size floats) and records the token as output.
-  SampleResult sample(const float* logits);
+  // With `allowed` (a bit per token, see TokenConstraint) every other token's
+  // logit is -inf before anything else; logprobs stay those of the raw logits.
+  SampleResult sample(const float* logits, const uint64_t* allowed = nullptr);
   // Records an output token without sampling (not normally needed).
   void record(int32_t token);
 

@@ -216,7 +216,14 @@ void Scheduler::update(const StepPlan& plan, const ForwardOutput& out, std::vect
     s->num_computed += c.n_tokens;
     kv_.commit(*s);
     if (!c.logits) continue;
-    const SampleResult r = s->sampler.sample(out.row(out.first_row[k]));
+    const uint64_t* allowed = nullptr;
+    if (s->constraint) {
+      if (!s->mask_ready) s->constraint->allowed(s->mask.data());  // else computed during the forward pass
+      s->mask_ready = false;
+      allowed = s->mask.data();
+    }
+    const SampleResult r = s->sampler.sample(out.row(out.first_row[k]), allowed);
+    if (s->constraint) s->constraint->advance(r.token);
     ++counters_.generation_tokens;
     StreamEvent ev = s->accept(r, limits_.eos_id, limits_.max_context);
     if (ev.finish != FinishReason::None) {

@@ -11,7 +11,9 @@ Sequence::Sequence(uint64_t id_, Request&& r, const TokenText& text, int64_t voc
       params(std::move(r.sampling)),
       sampler(params, tokens, vocab_size),
       detok(text, params.stop),
-      callback(std::make_shared<EventCallback>(std::move(r.on_event))) {
+      callback(std::make_shared<EventCallback>(std::move(r.on_event))),
+      constraint(std::move(r.constraint)) {
+  if (constraint) mask.assign(static_cast<size_t>((vocab_size + 63) / 64), 0);
   if (r.record_routing) routing = std::make_shared<ExpertLoad>();
 }
 

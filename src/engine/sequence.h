@@ -39,6 +39,9 @@ struct Sequence {
   Sampler sampler;
   Detokenizer detok;
   std::shared_ptr<EventCallback> callback;
+  std::shared_ptr<TokenConstraint> constraint;  // null: unconstrained
+  std::vector<uint64_t> mask;                   // the constraint's mask for the next sample
+  bool mask_ready = false;                      // `mask` is current (filled while the step ran)
 
   int32_t num_computed = 0;
   std::vector<int32_t> blocks;

@@ -14,6 +14,8 @@ ApiContext::ApiContext(ServerOptions o)
 
 void ApiContext::set_ready(const ServerBackend& b) {
   backend_ = b;
+  if (b.tokenizer && !structured_)
+    structured_ = std::make_unique<StructuredRuntime>(*b.tokenizer, opts.grammar_cache, opts.grammar_mask_cache);
   ready_.store(true, std::memory_order_release);
 }
 

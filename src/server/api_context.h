@@ -4,11 +4,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "server/metrics.h"
 #include "server/openai_schema.h"
 #include "server/server_options.h"
+#include "server/structured_request.h"
 
 namespace ms {
 
@@ -42,11 +44,14 @@ class ApiContext {
   void set_unready() { ready_.store(false, std::memory_order_release); }
   const ServerBackend& backend() const { return backend_; }  // only once ready()
   ModelLimits limits() const;
+  // Structured outputs over the served tokenizer (null until ready).
+  StructuredRuntime* structured() const { return structured_.get(); }
 
   void log(const RequestLog& r) const;
 
  private:
   ServerBackend backend_;
+  std::unique_ptr<StructuredRuntime> structured_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};
 };

@@ -91,11 +91,18 @@ RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chro
   json body = parse_json_body(req.body);
   GenerationSpec spec = chat ? parse_chat_request(body, lim) : parse_completion_request(body, lim);
   check_model(spec.model, served_name(ctx));
+  restore_schema_order(req.body, spec);
   const Tokenizer& tok = *ctx.backend().tokenizer;
+  // Compiled (or found in the cache) before anything is submitted: a bad schema is a 400.
+  std::function<std::shared_ptr<TokenConstraint>()> make_constraint;
+  if (spec.structured.constrained()) {
+    if (!ctx.structured()) throw ApiException(503, "The model is loading; retry shortly.", "", "model_loading");
+    make_constraint = ctx.structured()->constraint_for(spec);
+  }
 
   std::vector<std::vector<int32_t>> prompts;
   if (chat) {
-    prompts.push_back(encode_messages(tok, spec.messages));
+    prompts.push_back(encode_chat_request(tok, spec));
   } else {
     for (const PromptInput& p : spec.prompts)
       prompts.push_back(p.is_text ? encode_text(tok, p.text, true, "prompt") : p.tokens);
@@ -109,6 +116,7 @@ RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chro
   rr.id = meta.id;
   rr.job = std::make_shared<GenerationJob>(ctx, std::move(spec), std::move(prompts), std::move(max_tokens),
                                            std::move(meta), arrival);
+  if (make_constraint) rr.job->set_constraint(std::move(make_constraint));
   return rr;
 }
 

@@ -22,6 +22,7 @@ GenerationJob::GenerationJob(ApiContext& ctx, GenerationSpec spec, std::vector<s
                }(),
                [&ctx](int32_t id) { return ctx.backend().tokenizer->token_bytes(id); }) {
   last_token_.resize(builder_.num_choices());
+  if (ctx.structured()) builder_.set_tool_calls_token(ctx.structured()->tool_calls_token());
 }
 
 std::optional<ApiError> GenerationJob::start(std::function<void()> notify) {
@@ -38,6 +39,7 @@ std::optional<ApiError> GenerationJob::start(std::function<void()> notify) {
       r.sampling.max_tokens = max_tokens_[p];
       r.record_routing = spec_.return_expert_load;
       if (r.sampling.has_seed) r.sampling.seed += choice;  // n>1: distinct but reproducible
+      if (make_constraint_) r.constraint = make_constraint_();
       r.on_event = [self, choice](const StreamEvent& ev) { self->on_engine_event(choice, ev); };
       SubmitResult res = engine.submit(std::move(r));
       if (res.status != SubmitStatus::Ok) {

@@ -30,6 +30,9 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   GenerationJob(ApiContext& ctx, GenerationSpec spec, std::vector<std::vector<int32_t>> prompts,
                 std::vector<int32_t> max_tokens, ResponseMeta meta, Clock::time_point arrival);
 
+  // Structured outputs: each engine request gets its own constraint from this.
+  void set_constraint(std::function<std::shared_ptr<TokenConstraint>()> make) { make_constraint_ = std::move(make); }
+
   // Submits every engine request. On a refusal (queue full, too long, shutting
   // down) the ones already submitted are cancelled and the error is returned.
   std::optional<ApiError> start(std::function<void()> notify);
@@ -72,6 +75,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   Clock::time_point arrival_;
   ResponseBuilder builder_;
   std::vector<uint64_t> engine_ids_;
+  std::function<std::shared_ptr<TokenConstraint>()> make_constraint_;
   int cancel_status_ = 0;
 
   std::mutex mu_;                 // guards queue_ and notified_

@@ -68,7 +68,62 @@ ResponseBuilder::ResponseBuilder(const GenerationSpec& spec, ResponseMeta meta, 
       meta_(std::move(meta)),
       prompt_lens_(std::move(prompt_lens)),
       token_bytes_(std::move(token_bytes)),
-      choices_(spec.num_choices()) {}
+      choices_(spec.num_choices()) {
+  if (chat_ && spec.structured.tools_active()) {
+    tools_ = spec.structured.tools;
+    tools_forced_ = spec.structured.forced_tool_call();
+    for (Choice& c : choices_) c.tool = tools_forced_ ? ToolState::Calls : ToolState::Pending;
+  }
+}
+
+std::string ResponseBuilder::tool_filter(Choice& ch, const StreamEvent& ev) {
+  if (ch.tool == ToolState::Off || ch.tool == ToolState::Text) return ev.text;
+  if (ev.token >= 0 && ev.token == tool_calls_token_ && ch.tool == ToolState::Pending &&
+      ch.text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    ch.tool = ToolState::Calls;
+    ch.marker_token = true;
+  }
+  if (ch.tool == ToolState::Calls) return {};
+  // Pending: hold while the text (after leading whitespace) is a prefix of the marker.
+  const std::string marker = kToolCallsMarker;
+  const size_t b = ch.text.find_first_not_of(" \t\r\n");
+  const std::string t = b == std::string::npos ? std::string() : ch.text.substr(b);
+  if (t.size() >= marker.size() && t.compare(0, marker.size(), marker) == 0) {
+    ch.tool = ToolState::Calls;
+    return {};
+  }
+  if (marker.compare(0, t.size(), t) == 0 && ev.finish == FinishReason::None) return {};
+  ch.tool = ToolState::Text;
+  std::string out = ch.text.substr(ch.streamed);
+  return out;
+}
+
+json ResponseBuilder::tool_calls_json(const std::vector<ToolCallOut>& calls, bool with_index) const {
+  json a = json::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    json c = {{"id", calls[k].id},
+              {"type", "function"},
+              {"function", {{"name", calls[k].name}, {"arguments", calls[k].arguments}}}};
+    if (with_index) c["index"] = k;
+    a.push_back(std::move(c));
+  }
+  return a;
+}
+
+std::string ResponseBuilder::content_delta(size_t idx, const std::string& text, const TokenEntry* entry) const {
+  json c = chunk_base();
+  json choice;
+  if (chat_) {
+    choice = {{"index", idx}, {"delta", {{"content", text}}}};
+    choice["logprobs"] = entry ? chat_logprobs({*entry}) : json(nullptr);
+  } else {
+    choice = {{"index", idx}, {"text", text}};
+    choice["logprobs"] = entry ? completion_logprobs({*entry}) : json(nullptr);
+  }
+  choice["finish_reason"] = nullptr;
+  c["choices"] = json::array({std::move(choice)});
+  return sse(c);
+}
 
 std::string ResponseBuilder::token_string(int32_t id) const {
   if (token_ids_) return "token_id:" + std::to_string(id);
@@ -149,20 +204,35 @@ std::string ResponseBuilder::on_event(size_t idx, const StreamEvent& ev) {
   if (has_token) ch.completion_tokens++;
   if (has_token && want_logprobs_) ch.logprobs.push_back(entry);
   ch.text += ev.text;
+  const std::string content = tool_filter(ch, ev);
+  const bool per_token = ch.tool == ToolState::Off || ch.tool == ToolState::Text;
 
-  if (stream_ && (!ev.text.empty() || (has_token && want_logprobs_))) {
-    json c = chunk_base();
-    json choice;
-    if (chat_) {
-      choice = {{"index", idx}, {"delta", {{"content", ev.text}}}};
-      choice["logprobs"] = (has_token && want_logprobs_) ? chat_logprobs({entry}) : json(nullptr);
+  if (stream_ && (!content.empty() || (has_token && want_logprobs_ && per_token))) {
+    out += content_delta(idx, content, (has_token && want_logprobs_ && per_token) ? &entry : nullptr);
+    ch.streamed += content.size();
+  }
+
+  if (ev.finish != FinishReason::None && ch.tool == ToolState::Calls) {
+    // Parse the buffered calls; text that is not a list of calls is content.
+    std::optional<std::vector<ToolCallOut>> calls;
+    if (ev.finish == FinishReason::Stop) calls = parse_tool_calls(ch.text, ch.marker_token, tools_);
+    if (calls) {
+      ch.calls = std::move(*calls);
+      if (stream_) {
+        json c = chunk_base();
+        c["choices"] = json::array({json{{"index", idx},
+                                         {"delta", {{"tool_calls", tool_calls_json(ch.calls, true)}}},
+                                         {"logprobs", nullptr},
+                                         {"finish_reason", nullptr}}});
+        out += sse(c);
+      }
     } else {
-      choice = {{"index", idx}, {"text", ev.text}};
-      choice["logprobs"] = (has_token && want_logprobs_) ? completion_logprobs({entry}) : json(nullptr);
+      ch.tool = ToolState::Text;
+      if (stream_ && ch.text.size() > ch.streamed) {
+        out += content_delta(idx, ch.text.substr(ch.streamed), nullptr);
+        ch.streamed = ch.text.size();
+      }
     }
-    choice["finish_reason"] = nullptr;
-    c["choices"] = json::array({std::move(choice)});
-    out += sse(c);
   }
 
   if (ev.finish != FinishReason::None) {
@@ -187,7 +257,7 @@ std::string ResponseBuilder::on_event(size_t idx, const StreamEvent& ev) {
       else
         choice["text"] = "";
       choice["logprobs"] = nullptr;
-      choice["finish_reason"] = finish_reason_string(ev.finish);
+      choice["finish_reason"] = ch.calls.empty() ? finish_reason_string(ev.finish) : "tool_calls";
       c["choices"] = json::array({std::move(choice)});
       out += sse(c);
     }
@@ -244,7 +314,11 @@ json ResponseBuilder::response() const {
     const Choice& ch = choices_[i];
     const char* fr = finish_reason_string(ch.finish);
     json c = {{"index", i}};
-    if (chat_) {
+    if (chat_ && !ch.calls.empty()) {
+      c["message"] = {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", tool_calls_json(ch.calls, false)}};
+      c["logprobs"] = want_logprobs_ ? chat_logprobs(ch.logprobs) : json(nullptr);
+      fr = "tool_calls";
+    } else if (chat_) {
       c["message"] = {{"role", "assistant"}, {"content", ch.text}};
       c["logprobs"] = want_logprobs_ ? chat_logprobs(ch.logprobs) : json(nullptr);
     } else {

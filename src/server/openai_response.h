@@ -20,6 +20,7 @@
 
 #include "engine/engine.h"
 #include "server/openai_schema.h"
+#include "server/structured_request.h"
 
 namespace ms {
 
@@ -47,6 +48,8 @@ class ResponseBuilder {
                   TokenBytesFn token_bytes);
 
   size_t num_choices() const { return choices_.size(); }
+  // The [TOOL_CALLS] control token of the vocabulary (-1: v1, text marker).
+  void set_tool_calls_token(int32_t id) { tool_calls_token_ = id; }
   // Stream start: chat sends the assistant role first, one chunk per choice.
   std::string stream_start() const;
   // One engine event for a choice; returns the SSE text to send now (stream), else "".
@@ -73,8 +76,16 @@ class ResponseBuilder {
     std::vector<TokenLogprob> top;
     size_t text_offset;
   };
+  // Tool calls (chat with tools): Off (no tools), Pending (auto: text held
+  // while it may still become the [TOOL_CALLS] marker), Calls (buffered,
+  // parsed at the end), Text (plain content).
+  enum class ToolState { Off, Pending, Calls, Text };
   struct Choice {
     std::string text;
+    ToolState tool = ToolState::Off;
+    size_t streamed = 0;          // bytes of `text` sent as content deltas
+    bool marker_token = false;    // the [TOOL_CALLS] control token came
+    std::vector<ToolCallOut> calls;
     FinishReason finish = FinishReason::None;
     int64_t completion_tokens = 0;
     int64_t cached_tokens = 0;
@@ -89,6 +100,10 @@ class ResponseBuilder {
   nlohmann::json completion_logprobs(const std::vector<TokenEntry>& entries) const;
   nlohmann::json chunk_base() const;
   std::string sse(const nlohmann::json& j) const;
+  std::string content_delta(size_t idx, const std::string& text, const TokenEntry* entry) const;
+  // Content to stream for this event under the tool-call rules (may be "").
+  std::string tool_filter(Choice& ch, const StreamEvent& ev);
+  nlohmann::json tool_calls_json(const std::vector<ToolCallOut>& calls, bool with_index) const;
 
   bool chat_;
   bool stream_;
@@ -100,6 +115,9 @@ class ResponseBuilder {
   ResponseMeta meta_;
   std::vector<int64_t> prompt_lens_;
   TokenBytesFn token_bytes_;
+  std::vector<ToolDef> tools_;
+  bool tools_forced_ = false;
+  int32_t tool_calls_token_ = -1;
   std::vector<Choice> choices_;
   size_t finished_ = 0;
   bool failed_ = false;

@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/structured_request.h"
+
 namespace ms {
 
 using json = nlohmann::json;
@@ -319,14 +321,6 @@ void parse_common(const Fields& f, GenerationSpec& s, const ModelLimits& lim) {
   if (auto tt = f.boolean("return_tokens_as_token_ids")) s.return_tokens_as_token_ids = *tt;
   if (auto el = f.boolean("return_expert_load")) s.return_expert_load = *el;
 
-  if (const json* tools = f.get("tools"); tools && !(tools->is_array() && tools->empty()))
-    bad("tools", "Tool calling is not supported by this server.");
-  if (const json* rf = f.get("response_format")) {
-    if (!rf->is_object()) wrong_type("response_format", "an object", *rf);
-    auto t = rf->find("type");
-    if (t == rf->end() || !t->is_string() || *t != "text")
-      bad("response_format", "Only response_format {\"type\": \"text\"} is supported.");
-  }
 }
 
 }  // namespace
@@ -365,9 +359,9 @@ std::vector<ChatMessage> parse_messages(const json& v) {
     if (!role->is_string()) wrong_type(p + ".role", "a string", *role);
     std::string r = role->get<std::string>();
     if (r == "developer") r = "system";
-    if (r != "system" && r != "user" && r != "assistant")
+    if (r != "system" && r != "user" && r != "assistant" && r != "tool")
       bad(p + ".role", "Invalid role '" + r + "' in " + p +
-                           ": supported roles are 'system', 'developer', 'user' and 'assistant'.");
+                           ": supported roles are 'system', 'developer', 'user', 'assistant' and 'tool'.");
     auto content = m.find("content");
     std::string text;
     if (content == m.end() || content->is_null()) {
@@ -375,9 +369,9 @@ std::vector<ChatMessage> parse_messages(const json& v) {
     } else {
       text = part_text(*content, p + ".content");
     }
-    if (m.contains("tool_calls") && !m["tool_calls"].is_null())
-      bad(p + ".tool_calls", "Tool calls are not supported by this server.");
-    out.push_back({std::move(r), std::move(text)});
+    ChatMessage msg{std::move(r), std::move(text), {}, {}};
+    parse_message_tool_fields(m, p, msg);
+    out.push_back(std::move(msg));
   }
   return out;
 }
@@ -390,6 +384,7 @@ GenerationSpec parse_chat_request(const json& body, const ModelLimits& lim) {
   if (!msgs) bad("messages", "'messages' is required.", "missing_required_parameter");
   s.messages = parse_messages(*msgs);
   parse_common(f, s, lim);
+  parse_structured_fields(body, s);
   if (auto lp = f.boolean("logprobs")) s.want_logprobs = *lp;
   if (auto tl = f.integer("top_logprobs", 0, kMaxTopLogprobsChat)) {
     if (!s.want_logprobs) bad("top_logprobs", "'top_logprobs' requires 'logprobs' to be true.");
@@ -405,6 +400,7 @@ GenerationSpec parse_completion_request(const json& body, const ModelLimits& lim
   s.chat = false;
   s.prompts = parse_prompt(f.get("prompt"), lim);
   parse_common(f, s, lim);
+  parse_structured_fields(body, s);
   if (const json* lp = f.get("logprobs")) {
     if (lp->is_boolean()) wrong_type("logprobs", "an integer", *lp);
     s.top_logprobs = static_cast<int>(Fields::as_integer(*lp, "logprobs", 0, kMaxLogprobsCompletion));

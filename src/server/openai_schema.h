@@ -21,6 +21,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "engine/engine.h"
+#include "server/structured_spec.h"
 #include "tokenizer/chat.h"
 
 namespace ms {
@@ -84,6 +85,7 @@ struct GenerationSpec {
   bool return_tokens_as_token_ids = false;  // logprob tokens as "token_id:N" (vLLM)
   bool return_expert_load = false;        // moeserve: per-layer, per-expert token counts (docs/SERVING.md)
   std::string user;
+  StructuredSpec structured;              // response_format, structured_outputs, tools
 
   // Engine requests this spec turns into.
   size_t num_choices() const { return (chat ? 1 : prompts.size()) * static_cast<size_t>(n); }

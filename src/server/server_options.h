@@ -27,6 +27,8 @@ struct ServerOptions {
   int max_connections = 8192;                  // beyond: accepted, answered 503, closed
   bool log_requests = true;                    // one line per request on stderr
   bool playground = true;                      // the web page at / and /playground (--no-playground)
+  size_t grammar_cache = 64;                   // compiled structured-output grammars kept (LRU)
+  size_t grammar_mask_cache = 1024;            // token masks kept per compiled grammar (LRU)
 };
 
 // The loaded model as the server sees it. Pointers stay valid until Server::stop().
