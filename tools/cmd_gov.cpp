@@ -6,6 +6,7 @@
 // servers see changes within a second.
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,14 @@ void add_state(CLI::App* c, std::string& state) {
   c->add_option("--state", state, "State store: a SQLite file or a postgresql:// URL")->required();
 }
 
+// CLI limits: "not given" is kNotGiven, so an explicit -1 is refused like any negative.
+constexpr int64_t kNotGiven = std::numeric_limits<int64_t>::min();
+int64_t limit_arg(int64_t v, const char* flag) {
+  if (v == kNotGiven) return gov::kUnset;
+  if (v < 0) bad_input(std::string(flag) + ": expected >= 0, got " + std::to_string(v));
+  return gov::check_limit(v, flag);
+}
+
 std::string num_or_dash(int64_t v) { return v == gov::kUnset ? "-" : std::to_string(v); }
 
 void add_keys(CLI::App& app) {
@@ -40,6 +49,7 @@ void add_keys(CLI::App& app) {
   struct Create {
     std::string state;
     gov::KeySpec spec;
+    int64_t qpm = kNotGiven, tpm = kNotGiven;
   };
   auto c = std::make_shared<Create>();
   CLI::App* create = keys->add_subcommand("create", "Create a key; prints {\"id\", \"key\"} (the secret is shown once)");
@@ -48,10 +58,12 @@ void add_keys(CLI::App& app) {
   create->add_option("--models", c->spec.models, "Models it may query: a,b or *")->capture_default_str();
   create->add_option("--role", c->spec.role, "query | manage (manage may call /admin/v1/)")->capture_default_str();
   create->add_option("--group", c->spec.group, "Group whose limits it shares");
-  create->add_option("--qpm", c->spec.qpm, "Its own queries per minute (overrides group and default)");
-  create->add_option("--tpm", c->spec.tpm, "Its own tokens per minute (overrides group and default)");
+  create->add_option("--qpm", c->qpm, "Its own queries per minute (overrides group and default)");
+  create->add_option("--tpm", c->tpm, "Its own tokens per minute (overrides group and default)");
   create->add_option("--expires-in", c->spec.expires_in, "Lifetime: 30d, 12h, 90m, 3600s");
   create->callback([c] {
+    c->spec.qpm = limit_arg(c->qpm, "--qpm");
+    c->spec.tpm = limit_arg(c->tpm, "--tpm");
     auto st = gov::open_store(c->state);
     gov::CreatedKey k = gov::create_key(*st, c->spec);
     print_json({{"id", k.record.id}, {"key", k.secret}});
@@ -97,7 +109,7 @@ void add_limits(CLI::App& app) {
   struct Set {
     std::string state, model, group;
     bool def = false;
-    int64_t qpm = gov::kUnset, tpm = gov::kUnset;
+    int64_t qpm = kNotGiven, tpm = kNotGiven;
   };
   auto s = std::make_shared<Set>();
   CLI::App* set = limits->add_subcommand("set", "Set the limit of one level");
@@ -112,7 +124,8 @@ void add_limits(CLI::App& app) {
   set->callback([s] {
     std::string scope = !s->model.empty() ? "model" : s->def ? "default" : !s->group.empty() ? "group" : "";
     if (scope.empty()) bad_input("limits set: give one of --model M, --default, --group G");
-    gov::LimitRecord l = gov::make_limit(scope, scope == "model" ? s->model : s->group, s->qpm, s->tpm);
+    gov::LimitRecord l = gov::make_limit(scope, scope == "model" ? s->model : s->group, limit_arg(s->qpm, "--qpm"),
+                                         limit_arg(s->tpm, "--tpm"));
     auto st = gov::open_store(s->state);
     st->set_limit(l);
     print_json(gov::limit_json(l));

@@ -79,7 +79,9 @@ int64_t get_limit(const json& j, const char* k) {
   if (!j[k].is_number_integer()) bad_input(std::string("'") + k + "' must be an integer or null");
   if (j[k].is_number_unsigned() && j[k].get<uint64_t>() > static_cast<uint64_t>(gov::kMaxLimit))
     bad_input(std::string("'") + k + "' is out of range");
-  return gov::check_limit(j[k].get<int64_t>(), k);
+  const int64_t v = j[k].get<int64_t>();
+  if (v < 0) bad_input(std::string("'") + k + "' must be >= 0 (or null for no limit)");
+  return gov::check_limit(v, k);
 }
 
 double get_price(const json& j, const char* k) {

@@ -6,9 +6,9 @@
 # As root the server runs as user postgres (initdb refuses root); else as the
 # current user. Binaries: Debian's /usr/lib/postgresql/<version>/bin.
 PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"
-PG_DIR=""
-PG_URL=""
-PG_PORT=""
+PG_DIR="${PG_DIR:-}"   # kept when set: pg_pause/pg_resume from a child shell
+PG_URL="${PG_URL:-}"
+PG_PORT="${PG_PORT:-}"
 
 _pg_as() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
