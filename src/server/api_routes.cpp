@@ -223,6 +223,7 @@ HttpResp metrics(ApiContext& ctx) {
 
 RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::steady_clock::time_point arrival) {
   RouteResult rr;
+  const auto t_route = std::chrono::steady_clock::now();  // admission latency (generation routes)
   try {
     std::string path = req.target.substr(0, req.target.find('?'));
     std::string model_id;
@@ -316,6 +317,8 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
         g->record(std::move(row));
         res.id = info.id;
       }
+      ctx.metrics.admission.observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t_route).count());
       return res;
     }
     switch (route) {
