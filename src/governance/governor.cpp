@@ -48,13 +48,19 @@ std::string label(const std::string& v) {
 }
 
 constexpr size_t kMaxBatch = 2000;
+constexpr int kHotConnections = 4;  // PostgreSQL admission connections (I/O threads use them round-robin)
 constexpr size_t kMaxQueued = 1'000'000;  // rows held while the store is unreachable
 
 }  // namespace
 
 Governor::Governor(GovernorOptions o) : opts_(std::move(o)) {
   bg_ = open_store(opts_.location);
-  if (bg_->shared_counters()) hot_ = open_store(opts_.location);
+  if (bg_->shared_counters()) {
+    for (int i = 0; i < kHotConnections; ++i) {
+      hot_.push_back(open_store(opts_.location));
+      hot_.back()->relax_durability();
+    }
+  }
   reload();
   refresher_ = std::thread([this] { refresher_loop(); });
   writer_ = std::thread([this] { writer_loop(); });
@@ -98,7 +104,7 @@ void Governor::refresher_loop() {
     lk.unlock();
     try {
       reload();
-      if (hot_) hot_->ping();
+      for (auto& h : hot_) h->ping();
       healthy_.store(true);
       if (was_down) std::fprintf(stderr, "moeserve: governance: state store reachable again\n");
       was_down = false;
@@ -250,45 +256,42 @@ Verdict Governor::admit(const KeyRecord& k, const std::string& model, int64_t to
       return v;
     }
   }
-  if (!hot_) return {};
-  // Shared across replicas: per-minute counters in PostgreSQL.
+  if (hot_.empty()) return {};
+  // Shared across replicas: per-minute counters in PostgreSQL, every level in
+  // one round trip (all or none), on one of the admission connections.
   t.minute = now_ms() / 60'000;
-  auto undo = [&] {
+  std::vector<Store::CounterLevel> cl;
+  for (const Level& l : lv) cl.push_back({l.scope, l.target, l.qpm, l.tpm});
+  int failed = 0;
+  bool unavailable = false;
+  try {
+    Store& hot = *hot_[hot_next_.fetch_add(1, std::memory_order_relaxed) % hot_.size()];
+    failed = hot.admit_counters(cl, t.minute, tokens);
+  } catch (const std::exception&) {
+    unavailable = true;
+  }
+  if (!unavailable && failed == 0) {
+    for (const Level& l : lv) t.shared.emplace_back(l.scope, l.target);
+    return {};
+  }
+  {  // give the local buckets back what they were charged
     std::lock_guard<std::mutex> lk(bucket_mu_);
-    for (size_t i = 0; i < lv.size(); ++i) {
-      Bucket& b = buckets_[lv[i].scope + "|" + lv[i].target];
-      if (lv[i].qpm >= 0) b.req = std::min<double>(b.qpm, b.req + 1);
-      if (lv[i].tpm >= 0) b.tok = std::min<double>(b.tpm, b.tok + tokens);
+    for (const Level& l : lv) {
+      Bucket& b = buckets_[l.scope + "|" + l.target];
+      if (l.qpm >= 0) b.req = std::min<double>(b.qpm, b.req + 1);
+      if (l.tpm >= 0) b.tok = std::min<double>(b.tpm, b.tok + static_cast<double>(tokens));
     }
     t.local.clear();
-    for (const auto& [scope, target] : t.shared) {
-      try {
-        hot_->credit_counter(scope, target, t.minute, 1, tokens);
-      } catch (const std::exception&) {
-      }
-    }
-    t.shared.clear();
-  };
-  for (const Level& l : lv) {
-    bool ok = false;
-    try {
-      ok = hot_->add_counter(l.scope, l.target, t.minute, 1, tokens, l.qpm, l.tpm);
-    } catch (const std::exception&) {
-      undo();
-      count_refusal("unavailable");
-      return {503, "state_unavailable", "The governance state store is unavailable; retry shortly.", 1};
-    }
-    if (!ok) {
-      undo();
-      const double to_next = 60.0 - static_cast<double>(now_ms() % 60'000) / 1000.0;
-      count_refusal(l.qpm >= 0 ? "qpm" : "tpm");
-      return {429, "rate_limit_exceeded",
-              "Rate limit reached (" + level_name(l.scope, l.target) + ", shared by all replicas) for this minute.",
-              to_next};
-    }
-    t.shared.emplace_back(l.scope, l.target);
   }
-  return {};
+  if (unavailable) {
+    count_refusal("unavailable");
+    return {503, "state_unavailable", "The governance state store is unavailable; retry shortly.", 1};
+  }
+  const Level& l = lv[static_cast<size_t>(std::clamp<int>(failed, 1, static_cast<int>(lv.size()))) - 1];
+  const double to_next = 60.0 - static_cast<double>(now_ms() % 60'000) / 1000.0;
+  count_refusal(l.qpm >= 0 ? "qpm" : "tpm");
+  return {429, "rate_limit_exceeded",
+          "Rate limit reached (" + level_name(l.scope, l.target) + ", shared by all replicas) for this minute.", to_next};
 }
 
 double Governor::cost(const std::string& model, int64_t prompt_tokens, int64_t completion_tokens) const {

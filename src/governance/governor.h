@@ -127,7 +127,8 @@ class Governor {
 
   GovernorOptions opts_;
   std::unique_ptr<Store> bg_;   // snapshot reloads, usage writes, admin
-  std::unique_ptr<Store> hot_;  // admission's shared counters (PostgreSQL only)
+  std::vector<std::unique_ptr<Store>> hot_;  // admission's shared counters (PostgreSQL only)
+  std::atomic<size_t> hot_next_{0};
   std::atomic<bool> healthy_{true};
 
   mutable std::mutex snap_mu_;

@@ -220,26 +220,40 @@ class PgStore final : public Store {
 
   bool shared_counters() const override { return true; }
 
-  bool add_counter(const std::string& scope, const std::string& target, int64_t minute, int64_t requests,
-                   int64_t tokens, int64_t qpm_limit, int64_t tpm_limit) override {
-    std::lock_guard<std::mutex> lk(mu_);
-    Result r = q(
-        "INSERT INTO rate_counters AS c (scope, target, minute, requests, tokens) SELECT $1, $2, $3::bigint, "
-        "$4::bigint, $5::bigint WHERE ($6::bigint < 0 OR $4::bigint <= $6::bigint) AND ($7::bigint < 0 OR "
-        "$5::bigint <= $7::bigint) ON CONFLICT (scope, target, minute) DO UPDATE SET requests = c.requests + "
-        "EXCLUDED.requests, tokens = c.tokens + EXCLUDED.tokens WHERE ($6::bigint < 0 OR c.requests + "
-        "EXCLUDED.requests <= $6::bigint) AND ($7::bigint < 0 OR c.tokens + EXCLUDED.tokens <= $7::bigint) "
-        "RETURNING c.requests",
-        {scope, target, n(minute), n(requests), n(tokens), n(qpm_limit), n(tpm_limit)});
-    return r.rows() > 0;
-  }
-
   void credit_counter(const std::string& scope, const std::string& target, int64_t minute, int64_t requests,
                       int64_t tokens) override {
     std::lock_guard<std::mutex> lk(mu_);
     q("UPDATE rate_counters SET requests = GREATEST(requests - $4::bigint, 0), tokens = GREATEST(tokens - "
       "$5::bigint, 0) WHERE scope = $1 AND target = $2 AND minute = $3::bigint",
       {scope, target, n(minute), n(requests), n(tokens)});
+  }
+
+  int admit_counters(const std::vector<CounterLevel>& lv, int64_t minute, int64_t tokens) override {
+    auto arr = [&](auto get) {
+      std::string s = "{";
+      for (size_t i = 0; i < lv.size(); ++i) {
+        std::string v = get(lv[i]);
+        s += (i ? "," : "");
+        s += '"';
+        for (char c : v) {
+          if (c == '"' || c == '\\') s += '\\';
+          s += c;
+        }
+        s += '"';
+      }
+      return s + "}";
+    };
+    std::lock_guard<std::mutex> lk(mu_);
+    Result r = q("SELECT ms_admit($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint, $6::bigint)",
+                 {arr([](const CounterLevel& l) { return l.scope; }), arr([](const CounterLevel& l) { return l.target; }),
+                  arr([](const CounterLevel& l) { return std::to_string(l.qpm); }),
+                  arr([](const CounterLevel& l) { return std::to_string(l.tpm); }), n(minute), n(tokens)});
+    return static_cast<int>(r.i64(0, 0));
+  }
+
+  void relax_durability() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    q("SET synchronous_commit TO off", {});
   }
 
   void prune_counters(int64_t minute) override {
@@ -295,7 +309,7 @@ class PgStore final : public Store {
         bad_input("the PostgreSQL state at " + shown_ + " has schema version " + std::to_string(have) +
                   ", newer than this moeserve supports (" + std::to_string(supported) + "); use a newer moeserve");
       for (int v = have + 1; v <= supported; ++v) {
-        for (const std::string& sql : migrations()[v - 1]) q(sql, {});
+        for (const std::string& sql : migrations()[v - 1]) q(sql.rfind("pg:", 0) == 0 ? sql.substr(3) : sql, {});
         q("DELETE FROM schema_version", {});
         q("INSERT INTO schema_version (version) VALUES ($1::int)", {n(v)});
       }

@@ -27,7 +27,27 @@ const std::vector<std::vector<std::string>>& migrations() {
        "response TEXT NOT NULL, truncated INTEGER NOT NULL)",
        "CREATE INDEX payloads_ts ON payloads (ts_ms)",
        "CREATE TABLE rate_counters (scope TEXT NOT NULL, target TEXT NOT NULL, minute BIGINT NOT NULL, "
-       "requests BIGINT NOT NULL, tokens BIGINT NOT NULL, PRIMARY KEY (scope, target, minute))"},
+       "requests BIGINT NOT NULL, tokens BIGINT NOT NULL, PRIMARY KEY (scope, target, minute))",
+       // Admission on PostgreSQL: every level charged in one round trip, all or none
+       // (the exception block is a subtransaction: a refusal undoes the levels before it).
+       "pg:CREATE FUNCTION ms_admit(scopes TEXT[], targets TEXT[], qpms BIGINT[], tpms BIGINT[], m BIGINT, "
+       "toks BIGINT) RETURNS INTEGER LANGUAGE plpgsql AS $fn$\n"
+       "DECLARE i INTEGER; got BIGINT;\n"
+       "BEGIN\n"
+       "  BEGIN\n"
+       "    FOR i IN 1 .. COALESCE(array_length(scopes, 1), 0) LOOP\n"
+       "      INSERT INTO rate_counters AS c (scope, target, minute, requests, tokens)\n"
+       "        SELECT scopes[i], targets[i], m, 1, toks\n"
+       "        WHERE (qpms[i] < 0 OR 1 <= qpms[i]) AND (tpms[i] < 0 OR toks <= tpms[i])\n"
+       "      ON CONFLICT (scope, target, minute) DO UPDATE SET requests = c.requests + 1, tokens = c.tokens + toks\n"
+       "        WHERE (qpms[i] < 0 OR c.requests + 1 <= qpms[i]) AND (tpms[i] < 0 OR c.tokens + toks <= tpms[i])\n"
+       "      RETURNING c.requests INTO got;\n"
+       "      IF NOT FOUND THEN RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = i::text; END IF;\n"
+       "    END LOOP;\n"
+       "  EXCEPTION WHEN raise_exception THEN RETURN SQLERRM::INTEGER;\n"
+       "  END;\n"
+       "  RETURN 0;\n"
+       "END $fn$"},
   };
   return m;
 }

@@ -9,7 +9,8 @@
 
 namespace ms::gov {
 
-// migrations()[v-1]: the statements that take the schema from v-1 to v.
+// migrations()[v-1]: the statements that take the schema from v-1 to v. A
+// statement starting "pg:" is PostgreSQL's only (the prefix is not SQL).
 const std::vector<std::vector<std::string>>& migrations();
 
 // "a,b" <-> {"a","b"} for the models column.

@@ -45,14 +45,18 @@ class Store {
   virtual std::vector<PayloadRow> export_payloads(std::optional<int64_t> since_ms, const std::string& model) = 0;
   virtual int64_t prune_payloads(int64_t before_ms) = 0;
 
-  // Shared per-minute counters (PostgreSQL only; replicas share them): adds
-  // `requests` and `tokens` to (scope, target, minute) unless that would pass
-  // a limit (< 0: none). Returns true when added. Atomic across replicas.
+  // Shared per-minute counters (PostgreSQL only; replicas share them, atomically).
   virtual bool shared_counters() const { return false; }
-  virtual bool add_counter(const std::string& scope, const std::string& target, int64_t minute, int64_t requests,
-                           int64_t tokens, int64_t qpm_limit, int64_t tpm_limit) {
-    return true;
-  }
+  // All levels at once, all or none: 0 when every level took one request and
+  // `tokens`, else the 1-based index of the first level that could not.
+  struct CounterLevel {
+    std::string scope, target;
+    int64_t qpm, tpm;
+  };
+  virtual int admit_counters(const std::vector<CounterLevel>& levels, int64_t minute, int64_t tokens) { return 0; }
+  // Commits without waiting for the WAL flush (PostgreSQL): for the
+  // admission connections, whose counters are soft state.
+  virtual void relax_durability() {}
   // Gives back requests and tokens counted but not used (never below 0).
   virtual void credit_counter(const std::string& scope, const std::string& target, int64_t minute, int64_t requests,
                               int64_t tokens) {}
