@@ -49,6 +49,8 @@ std::string label(const std::string& v) {
 
 constexpr size_t kMaxBatch = 2000;
 constexpr int kHotConnections = 4;  // PostgreSQL admission connections (I/O threads use them round-robin)
+constexpr int64_t kLeaseShare = 20;   // a lease: 1/20 of a level's limit per minute
+constexpr int64_t kLeaseUnlimited = int64_t{1} << 40;  // a dimension without a limit
 constexpr size_t kMaxQueued = 1'000'000;  // rows held while the store is unreachable
 
 }  // namespace
@@ -257,41 +259,73 @@ Verdict Governor::admit(const KeyRecord& k, const std::string& model, int64_t to
     }
   }
   if (hot_.empty()) return {};
-  // Shared across replicas: per-minute counters in PostgreSQL, every level in
-  // one round trip (all or none), on one of the admission connections.
-  t.minute = now_ms() / 60'000;
-  std::vector<Store::CounterLevel> cl;
-  for (const Level& l : lv) cl.push_back({l.scope, l.target, l.qpm, l.tpm});
-  int failed = 0;
-  bool unavailable = false;
-  try {
-    Store& hot = *hot_[hot_next_.fetch_add(1, std::memory_order_relaxed) % hot_.size()];
-    failed = hot.admit_counters(cl, t.minute, tokens);
-  } catch (const std::exception&) {
-    unavailable = true;
-  }
-  if (!unavailable && failed == 0) {
-    for (const Level& l : lv) t.shared.emplace_back(l.scope, l.target);
-    return {};
-  }
-  {  // give the local buckets back what they were charged
-    std::lock_guard<std::mutex> lk(bucket_mu_);
-    for (const Level& l : lv) {
-      Bucket& b = buckets_[l.scope + "|" + l.target];
-      if (l.qpm >= 0) b.req = std::min<double>(b.qpm, b.req + 1);
-      if (l.tpm >= 0) b.tok = std::min<double>(b.tpm, b.tok + static_cast<double>(tokens));
+  // Shared across replicas: each level's minute lives in PostgreSQL; this
+  // replica leases shares of it (a twentieth of the limit, at least what the
+  // request needs) and admits from its leases, so most admissions need no
+  // round trip, and the replicas together never pass a limit in a minute.
+  const int64_t minute = now_ms() / 60'000;
+  t.minute = minute;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    std::vector<std::pair<size_t, int64_t>> need;  // levels whose lease cannot take this request, token shortfall
+    {
+      std::lock_guard<std::mutex> lk(bucket_mu_);
+      for (size_t i = 0; i < lv.size(); ++i) {
+        Lease& le = leases_[lv[i].scope + "|" + lv[i].target];
+        if (le.minute != minute) le = Lease{minute, 0, 0};
+        if (le.r < 1 || (lv[i].tpm >= 0 && le.t < tokens))
+          need.emplace_back(i, lv[i].tpm >= 0 ? std::max<int64_t>(0, tokens - static_cast<int64_t>(le.t)) : 0);
+      }
+      if (need.empty()) {
+        for (const Level& l : lv) {
+          Lease& le = leases_[l.scope + "|" + l.target];
+          le.r -= 1;
+          le.t -= tokens;
+          t.shared.emplace_back(l.scope, l.target);
+        }
+        return {};
+      }
     }
-    t.local.clear();
+    for (const auto& [i, short_t] : need) {
+      const Level& l = lv[i];
+      const int64_t want_r = l.qpm >= 0 ? std::max<int64_t>(1, l.qpm / kLeaseShare) : kLeaseUnlimited;
+      const int64_t want_t = l.tpm >= 0 ? std::max<int64_t>(short_t, l.tpm / kLeaseShare) : kLeaseUnlimited;
+      std::pair<int64_t, int64_t> got;
+      try {
+        Store& hot = *hot_[hot_next_.fetch_add(1, std::memory_order_relaxed) % hot_.size()];
+        got = hot.lease_counter(l.scope, l.target, minute, l.qpm, l.tpm, want_r, want_t, short_t);
+      } catch (const std::exception&) {
+        undo_local(lv, tokens, t);
+        count_refusal("unavailable");
+        return {503, "state_unavailable", "The governance state store is unavailable; retry shortly.", 1};
+      }
+      if (got.first == 0) {
+        undo_local(lv, tokens, t);
+        const double to_next = 60.0 - static_cast<double>(now_ms() % 60'000) / 1000.0;
+        count_refusal(l.qpm >= 0 ? "qpm" : "tpm");
+        return {429, "rate_limit_exceeded",
+                "Rate limit reached (" + level_name(l.scope, l.target) + ", shared by all replicas) for this minute.",
+                to_next};
+      }
+      std::lock_guard<std::mutex> lk(bucket_mu_);
+      Lease& le = leases_[l.scope + "|" + l.target];
+      if (le.minute != minute) le = Lease{minute, 0, 0};
+      le.r += static_cast<double>(got.first);
+      le.t += static_cast<double>(got.second);
+    }
+  }  // another I/O thread took the fresh lease first: lease again
+  undo_local(lv, tokens, t);
+  count_refusal("qpm");
+  return {429, "rate_limit_exceeded", "Rate limit reached (shared by all replicas); retry shortly.", 1};
+}
+
+void Governor::undo_local(const std::vector<Level>& lv, int64_t tokens, Ticket& t) {
+  std::lock_guard<std::mutex> lk(bucket_mu_);
+  for (const Level& l : lv) {
+    Bucket& b = buckets_[l.scope + "|" + l.target];
+    if (l.qpm >= 0) b.req = std::min<double>(b.qpm, b.req + 1);
+    if (l.tpm >= 0) b.tok = std::min<double>(b.tpm, b.tok + static_cast<double>(tokens));
   }
-  if (unavailable) {
-    count_refusal("unavailable");
-    return {503, "state_unavailable", "The governance state store is unavailable; retry shortly.", 1};
-  }
-  const Level& l = lv[static_cast<size_t>(std::clamp<int>(failed, 1, static_cast<int>(lv.size()))) - 1];
-  const double to_next = 60.0 - static_cast<double>(now_ms() % 60'000) / 1000.0;
-  count_refusal(l.qpm >= 0 ? "qpm" : "tpm");
-  return {429, "rate_limit_exceeded",
-          "Rate limit reached (" + level_name(l.scope, l.target) + ", shared by all replicas) for this minute.", to_next};
+  t.local.clear();
 }
 
 double Governor::cost(const std::string& model, int64_t prompt_tokens, int64_t completion_tokens) const {
@@ -307,12 +341,16 @@ void Governor::complete(Ticket& t, UsageRow row, std::optional<PayloadRow> paylo
   if (t.completed) return;
   t.completed = true;
   const int64_t credit = t.reserved_tokens - (row.prompt_tokens + row.completion_tokens);
-  if (credit > 0 && !t.local.empty()) {
+  if (credit > 0 && (!t.local.empty() || !t.shared.empty())) {
     std::lock_guard<std::mutex> lk(bucket_mu_);
     for (const std::string& id : t.local) {
       auto it = buckets_.find(id);
       if (it != buckets_.end() && it->second.tpm >= 0)
         it->second.tok = std::min<double>(it->second.tpm, it->second.tok + static_cast<double>(credit));
+    }
+    for (const auto& [scope, target] : t.shared) {  // back to this replica's lease, within its minute
+      auto it = leases_.find(scope + "|" + target);
+      if (it != leases_.end() && it->second.minute == t.minute) it->second.t += static_cast<double>(credit);
     }
   }
   row.cost = cost(row.model, row.prompt_tokens, row.completion_tokens);
@@ -326,8 +364,6 @@ void Governor::complete(Ticket& t, UsageRow row, std::optional<PayloadRow> paylo
     std::lock_guard<std::mutex> lk(q_mu_);
     if (rows_.size() < kMaxQueued) rows_.push_back(std::move(row));
     if (payload && payloads_.size() < kMaxQueued) payloads_.push_back(std::move(*payload));
-    if (credit > 0)
-      for (const auto& [scope, target] : t.shared) credits_.push_back({scope, target, t.minute, credit});
   }
   q_cv_.notify_one();
 }
@@ -348,7 +384,7 @@ void Governor::count_refusal(const std::string& reason) {
 
 size_t Governor::pending() const {
   std::lock_guard<std::mutex> lk(q_mu_);
-  return rows_.size() + payloads_.size() + credits_.size() + (writing_ ? 1 : 0);
+  return rows_.size() + payloads_.size() + (writing_ ? 1 : 0);
 }
 
 void Governor::writer_loop() {
@@ -356,13 +392,11 @@ void Governor::writer_loop() {
   auto last_prune = std::chrono::steady_clock::now() - std::chrono::hours(1);
   int failures = 0;
   for (;;) {
-    q_cv_.wait_for(lk, opts_.flush, [this] { return stop_ || !rows_.empty() || !payloads_.empty() || !credits_.empty(); });
+    q_cv_.wait_for(lk, opts_.flush, [this] { return stop_ || !rows_.empty() || !payloads_.empty(); });
     const bool stopping = stop_;
-    if (!rows_.empty() || !payloads_.empty() || !credits_.empty()) {
+    if (!rows_.empty() || !payloads_.empty()) {
       std::vector<UsageRow> rows;
       std::vector<PayloadRow> pls;
-      std::vector<Credit> credits(credits_.begin(), credits_.end());
-      credits_.clear();
       while (!rows_.empty() && rows.size() < kMaxBatch) {
         rows.push_back(std::move(rows_.front()));
         rows_.pop_front();
@@ -376,7 +410,6 @@ void Governor::writer_loop() {
       bool ok = true;
       try {
         if (!rows.empty() || !pls.empty()) bg_->insert_usage(rows, pls);
-        for (const Credit& c : credits) bg_->credit_counter(c.scope, c.target, c.minute, 0, c.tokens);
         failures = 0;
       } catch (const std::exception& e) {
         ok = false;

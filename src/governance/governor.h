@@ -121,6 +121,7 @@ class Governor {
   std::shared_ptr<const Snapshot> snapshot() const;
   std::vector<Level> levels(const Snapshot& s, const KeyRecord& k, const std::string& model) const;
   void refill(Bucket& b, double now) const;
+  void undo_local(const std::vector<Level>& lv, int64_t tokens, Ticket& t);
   void refresher_loop();
   void writer_loop();
   void write_batch(std::unique_lock<std::mutex>& lk);
@@ -136,16 +137,16 @@ class Governor {
 
   mutable std::mutex bucket_mu_;
   std::unordered_map<std::string, Bucket> buckets_;
+  struct Lease {  // this replica's share of a level's minute (PostgreSQL)
+    int64_t minute = -1;
+    double r = 0, t = 0;
+  };
+  std::unordered_map<std::string, Lease> leases_;
 
   mutable std::mutex q_mu_;
   std::condition_variable q_cv_;
   std::deque<UsageRow> rows_;
   std::deque<PayloadRow> payloads_;
-  struct Credit {
-    std::string scope, target;
-    int64_t minute, tokens;
-  };
-  std::deque<Credit> credits_;  // shared counters to credit (PostgreSQL)
   bool stop_ = false;
   bool writing_ = false;
 

@@ -220,35 +220,14 @@ class PgStore final : public Store {
 
   bool shared_counters() const override { return true; }
 
-  void credit_counter(const std::string& scope, const std::string& target, int64_t minute, int64_t requests,
-                      int64_t tokens) override {
+  std::pair<int64_t, int64_t> lease_counter(const std::string& scope, const std::string& target, int64_t minute,
+                                            int64_t qpm, int64_t tpm, int64_t want_r, int64_t want_t,
+                                            int64_t min_t) override {
     std::lock_guard<std::mutex> lk(mu_);
-    q("UPDATE rate_counters SET requests = GREATEST(requests - $4::bigint, 0), tokens = GREATEST(tokens - "
-      "$5::bigint, 0) WHERE scope = $1 AND target = $2 AND minute = $3::bigint",
-      {scope, target, n(minute), n(requests), n(tokens)});
-  }
-
-  int admit_counters(const std::vector<CounterLevel>& lv, int64_t minute, int64_t tokens) override {
-    auto arr = [&](auto get) {
-      std::string s = "{";
-      for (size_t i = 0; i < lv.size(); ++i) {
-        std::string v = get(lv[i]);
-        s += (i ? "," : "");
-        s += '"';
-        for (char c : v) {
-          if (c == '"' || c == '\\') s += '\\';
-          s += c;
-        }
-        s += '"';
-      }
-      return s + "}";
-    };
-    std::lock_guard<std::mutex> lk(mu_);
-    Result r = q("SELECT ms_admit($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint, $6::bigint)",
-                 {arr([](const CounterLevel& l) { return l.scope; }), arr([](const CounterLevel& l) { return l.target; }),
-                  arr([](const CounterLevel& l) { return std::to_string(l.qpm); }),
-                  arr([](const CounterLevel& l) { return std::to_string(l.tpm); }), n(minute), n(tokens)});
-    return static_cast<int>(r.i64(0, 0));
+    Result r = q("SELECT got_r, got_t FROM ms_lease($1, $2, $3::bigint, $4::bigint, $5::bigint, $6::bigint, "
+                 "$7::bigint, $8::bigint)",
+                 {scope, target, n(minute), n(qpm), n(tpm), n(want_r), n(want_t), n(min_t)});
+    return {r.i64(0, 0), r.i64(0, 1)};
   }
 
   void relax_durability() override {

@@ -28,25 +28,21 @@ const std::vector<std::vector<std::string>>& migrations() {
        "CREATE INDEX payloads_ts ON payloads (ts_ms)",
        "CREATE TABLE rate_counters (scope TEXT NOT NULL, target TEXT NOT NULL, minute BIGINT NOT NULL, "
        "requests BIGINT NOT NULL, tokens BIGINT NOT NULL, PRIMARY KEY (scope, target, minute))",
-       // Admission on PostgreSQL: every level charged in one round trip, all or none
-       // (the exception block is a subtransaction: a refusal undoes the levels before it).
-       "pg:CREATE FUNCTION ms_admit(scopes TEXT[], targets TEXT[], qpms BIGINT[], tpms BIGINT[], m BIGINT, "
-       "toks BIGINT) RETURNS INTEGER LANGUAGE plpgsql AS $fn$\n"
-       "DECLARE i INTEGER; got BIGINT;\n"
+       // Admission on PostgreSQL: a replica leases a share of a level's minute
+       // (atomically, under the row lock), never more than the limit leaves.
+       "pg:CREATE FUNCTION ms_lease(s TEXT, t TEXT, m BIGINT, qpm BIGINT, tpm BIGINT, want_r BIGINT, "
+       "want_t BIGINT, min_t BIGINT, OUT got_r BIGINT, OUT got_t BIGINT) LANGUAGE plpgsql AS $fn$\n"
+       "DECLARE cr BIGINT; ct BIGINT;\n"
        "BEGIN\n"
-       "  BEGIN\n"
-       "    FOR i IN 1 .. COALESCE(array_length(scopes, 1), 0) LOOP\n"
-       "      INSERT INTO rate_counters AS c (scope, target, minute, requests, tokens)\n"
-       "        SELECT scopes[i], targets[i], m, 1, toks\n"
-       "        WHERE (qpms[i] < 0 OR 1 <= qpms[i]) AND (tpms[i] < 0 OR toks <= tpms[i])\n"
-       "      ON CONFLICT (scope, target, minute) DO UPDATE SET requests = c.requests + 1, tokens = c.tokens + toks\n"
-       "        WHERE (qpms[i] < 0 OR c.requests + 1 <= qpms[i]) AND (tpms[i] < 0 OR c.tokens + toks <= tpms[i])\n"
-       "      RETURNING c.requests INTO got;\n"
-       "      IF NOT FOUND THEN RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = i::text; END IF;\n"
-       "    END LOOP;\n"
-       "  EXCEPTION WHEN raise_exception THEN RETURN SQLERRM::INTEGER;\n"
-       "  END;\n"
-       "  RETURN 0;\n"
+       "  INSERT INTO rate_counters (scope, target, minute, requests, tokens) VALUES (s, t, m, 0, 0)\n"
+       "    ON CONFLICT DO NOTHING;\n"
+       "  SELECT requests, tokens INTO cr, ct FROM rate_counters\n"
+       "    WHERE scope = s AND target = t AND minute = m FOR UPDATE;\n"
+       "  got_r := CASE WHEN qpm < 0 THEN want_r ELSE LEAST(want_r, qpm - cr) END;\n"
+       "  got_t := CASE WHEN tpm < 0 THEN want_t ELSE LEAST(want_t, tpm - ct) END;\n"
+       "  IF got_r < 1 OR got_t < min_t THEN got_r := 0; got_t := 0; RETURN; END IF;\n"
+       "  UPDATE rate_counters SET requests = requests + got_r, tokens = tokens + got_t\n"
+       "    WHERE scope = s AND target = t AND minute = m;\n"
        "END $fn$"},
   };
   return m;

@@ -10,6 +10,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "governance/types.h"
@@ -47,19 +48,17 @@ class Store {
 
   // Shared per-minute counters (PostgreSQL only; replicas share them, atomically).
   virtual bool shared_counters() const { return false; }
-  // All levels at once, all or none: 0 when every level took one request and
-  // `tokens`, else the 1-based index of the first level that could not.
-  struct CounterLevel {
-    std::string scope, target;
-    int64_t qpm, tpm;
-  };
-  virtual int admit_counters(const std::vector<CounterLevel>& levels, int64_t minute, int64_t tokens) { return 0; }
+  // Leases up to want_requests requests and want_tokens tokens of (scope,
+  // target)'s minute, never past a limit (< 0: none). Returns what was
+  // granted: both 0 when not even 1 request and min_tokens tokens are left.
+  virtual std::pair<int64_t, int64_t> lease_counter(const std::string& scope, const std::string& target,
+                                                    int64_t minute, int64_t qpm, int64_t tpm, int64_t want_requests,
+                                                    int64_t want_tokens, int64_t min_tokens) {
+    return {want_requests, want_tokens};
+  }
   // Commits without waiting for the WAL flush (PostgreSQL): for the
   // admission connections, whose counters are soft state.
   virtual void relax_durability() {}
-  // Gives back requests and tokens counted but not used (never below 0).
-  virtual void credit_counter(const std::string& scope, const std::string& target, int64_t minute, int64_t requests,
-                              int64_t tokens) {}
   // Deletes counters of minutes before `minute`.
   virtual void prune_counters(int64_t minute) {}
   // Cheap liveness probe; throws when the database is unreachable.
