@@ -6,8 +6,9 @@
 // every second (so a key revoked on another replica is refused within ~1 s)
 // and right after an admin change made here; token buckets per (level, id);
 // refusal and token counters for /metrics. On PostgreSQL, admission also
-// charges shared per-minute counters (atomic upserts) so replicas share each
-// limit. Usage rows are queued and written by one writer thread in batched
+// draws on leases of each level's per-minute counter (ms_lease: a share of
+// the limit granted atomically), so replicas together never pass a limit in a
+// minute and most admissions need no round trip (docs/GOVERNANCE.md). Usage rows are queued and written by one writer thread in batched
 // transactions (a row is durable within ~1 s); the request path never waits
 // for a write. When the store is unreachable, admission fails closed (503).
 #pragma once
