@@ -226,6 +226,18 @@ test('/metrics counts refusals by reason and tokens by model; secrets are not lo
   for (const k of Object.values(keys)) assert.ok(!srv.log.includes(k.key), 'a secret in the log');
 });
 
+test('--metrics-require-key closes /health and /metrics to callers without a key', async () => {
+  const closed = await startServer([...serveArgs, '--metrics-require-key'], { healthHeaders: auth(keys.dave.key) });
+  try {
+    assert.equal((await rawRequest(closed.port, { method: 'GET', path: '/metrics' })).status, 401);
+    assert.equal((await rawRequest(closed.port, { method: 'GET', path: '/health' })).status, 401);
+    const r = await rawRequest(closed.port, { method: 'GET', path: '/metrics', headers: auth(keys.dave.key) });
+    assert.equal(r.status, 200);
+  } finally {
+    await closed.stop();
+  }
+});
+
 test('CLI: bad input gets one line and exit 2', async () => {
   const cases = [
     ['keys', 'create', '--state', STATE, '--name', 'x', '--qpm', '-5'],

@@ -10,8 +10,8 @@ PG_DIR="${PG_DIR:-}"   # kept when set: pg_pause/pg_resume from a child shell
 PG_URL="${PG_URL:-}"
 PG_PORT="${PG_PORT:-}"
 
-_pg_as() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+_pg_as() {  # from /: the caller's directory may be closed to user postgres (pg_ctl needs getcwd)
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 _pg_free_port() {
