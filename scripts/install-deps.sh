@@ -4,7 +4,8 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config git
       libsentencepiece-dev nlohmann-json3-dev libcli11-dev libboost-dev
       libgtest-dev libgmock-dev libbenchmark-dev nodejs npm
-      chromium)
+      chromium
+      libsqlite3-dev libpq-dev postgresql)  # governance: SQLite state; PostgreSQL client + server for its tests
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()

@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "runtime.h"
+#include "governance/governor.h"
 #include "server/http_server.h"
 
 namespace ms::cli {
@@ -39,6 +40,11 @@ struct ServeArgs {
   bool no_playground = false;
   int grammar_cache = 64;
   int grammar_mask_cache = 1024;
+  std::string state;                 // governance: SQLite file or postgresql:// URL
+  double log_payloads = 0;
+  int payload_retention_days = 0;
+  int64_t tpm_default_reservation = 0;
+  bool metrics_require_key = false;
 };
 
 // "models/tiny-mixtral-kjv/" -> "tiny-mixtral-kjv"; "x/model.Q8_0.gguf" -> "model.Q8_0".
@@ -73,6 +79,29 @@ void run_serve(const ServeArgs& a) {
   if (a.grammar_mask_cache < 0 || a.grammar_mask_cache > 1000000)
     throw Error(ErrorKind::BadInput, "--grammar-mask-cache: expected 0..1000000");
 
+  if (!(a.log_payloads >= 0 && a.log_payloads <= 1)) throw Error(ErrorKind::BadInput, "--log-payloads: expected a fraction in [0, 1]");
+  if (a.payload_retention_days < 0 || a.payload_retention_days > 36500)
+    throw Error(ErrorKind::BadInput, "--payload-retention-days: expected 0..36500");
+  if (a.tpm_default_reservation < 0 || a.tpm_default_reservation > 1'000'000'000)
+    throw Error(ErrorKind::BadInput, "--tpm-default-reservation: expected 0..1000000000");
+  if (a.state.empty() && (a.log_payloads > 0 || a.payload_retention_days > 0))
+    throw Error(ErrorKind::BadInput, "--log-payloads and --payload-retention-days need --state");
+  if (!a.state.empty() && !a.api_key.empty())
+    throw Error(ErrorKind::BadInput, "--api-key and --state exclude each other: with --state, create keys with 'moeserve keys create'");
+
+  // Governance first: a bad or unreachable state store is a start-up error (exit 2).
+  std::unique_ptr<gov::Governor> governor;
+  if (!a.state.empty()) {
+    gov::GovernorOptions go;
+    go.location = a.state;
+    go.log_payloads = a.log_payloads;
+    go.payload_retention_days = a.payload_retention_days;
+    go.default_reservation = a.tpm_default_reservation;
+    go.metrics_require_key = a.metrics_require_key;
+    governor = std::make_unique<gov::Governor>(go);
+    std::fprintf(stderr, "moeserve: governance on (%s state)\n", governor->store().kind().c_str());
+  }
+
   RuntimeOptions ro = resolve(a.rt);
   ro.kv_cache_mb = a.kv_cache_mb;
   ro.max_batch = a.max_batch;
@@ -86,6 +115,8 @@ void run_serve(const ServeArgs& a) {
   so.served_model_name = a.served_name.empty() ? name_from_path(ro.model_path) : a.served_name;
   so.api_key = a.api_key;
   so.playground = !a.no_playground;
+  so.governance = governor.get();
+  so.metrics_require_key = a.metrics_require_key;
   so.max_body_bytes = static_cast<size_t>(a.max_body_mb * 1024 * 1024);
   so.header_timeout = secs(a.header_timeout, "--header-timeout");
   so.body_timeout = secs(a.body_timeout, "--body-timeout");
@@ -142,6 +173,7 @@ void run_serve(const ServeArgs& a) {
   server.stop();         // no new work; in-flight requests cancelled; I/O threads joined
   rt->engine->stop();    // before the server (its callbacks post to the server's strands)
   rt.reset();
+  governor.reset();      // flushes the queued usage rows
   std::fprintf(stderr, "moeserve: stopped\n");
 }
 
@@ -168,6 +200,12 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--grammar-cache", a->grammar_cache, "Compiled structured-output grammars kept (LRU)")->capture_default_str();
   cmd->add_option("--grammar-mask-cache", a->grammar_mask_cache,
                   "Token masks kept per compiled grammar (LRU; each vocab/8 bytes)")->capture_default_str();
+  cmd->add_option("--state", a->state, "Governance state: a SQLite file or a postgresql:// URL (keys, limits, usage)");
+  cmd->add_option("--log-payloads", a->log_payloads, "Share of requests whose payloads are stored (0..1)")->capture_default_str();
+  cmd->add_option("--payload-retention-days", a->payload_retention_days, "Prune stored payloads older than N days (0: keep)");
+  cmd->add_option("--tpm-default-reservation", a->tpm_default_reservation,
+                  "TPM reservation for a request without max_tokens (0: prompt + the max the context allows)");
+  cmd->add_flag("--metrics-require-key", a->metrics_require_key, "/health and /metrics need a key too");
   cmd->callback([a] { run_serve(*a); });
 }
 

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   ms::cli::add_serve(app);
   ms::cli::add_synth(app);
   ms::cli::add_bench(app);
+  ms::cli::add_governance(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

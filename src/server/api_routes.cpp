@@ -1,6 +1,8 @@
 // api_routes.cpp — request routing and the non-streaming endpoints (see api_routes.h).
 #include "server/api_routes.h"
 
+#include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <new>
 
@@ -9,6 +11,9 @@
 #include "core/error.h"
 #include "engine/engine.h"
 #include "server/static_routes.h"
+#include "governance/admin.h"
+#include "governance/governor.h"
+#include "server/admin_routes.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
@@ -33,10 +38,12 @@ HttpResp json_response(const json& j, int status = 200) {
   return r;
 }
 
-enum class Route { None, Health, Metrics, Models, Model, Chat, Completions, Tokenize, Detokenize };
+enum class Route { None, Health, Metrics, Models, Model, Chat, Completions, Tokenize, Detokenize, Admin, UsageMe };
 
 Route match(const std::string& path, std::string& model_id) {
   if (path == "/health") return Route::Health;
+  if (path.rfind("/admin/v1/", 0) == 0) return Route::Admin;
+  if (path == "/v1/usage/me") return Route::UsageMe;
   if (path == "/metrics") return Route::Metrics;
   if (path == "/v1/models") return Route::Models;
   if (path.rfind("/v1/models/", 0) == 0 && path.size() > 11) {
@@ -66,6 +73,22 @@ bool authorized(const ApiContext& ctx, const std::string& header) {
 
 const std::string& served_name(const ApiContext& ctx) { return ctx.opts.served_model_name; }
 
+// A governance refusal as an OpenAI error (Retry-After from the verdict).
+HttpResp gov_error(const gov::Verdict& v) {
+  HttpResp r = error_response({v.status, v.message, error_type_for_status(v.status), "", v.code});
+  if (v.status == 429 || v.status == 503) {
+    for (auto& [k, val] : r.headers)
+      if (k == "Retry-After") val = std::to_string(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(v.retry_after_s))));
+  }
+  return r;
+}
+
+// What generation() learned before it failed, for the usage row of a refusal.
+struct GenInfo {
+  std::string id, model;
+  bool stream = false;
+};
+
 std::vector<int32_t> encode_messages(const Tokenizer& tok, const std::vector<ChatMessage>& msgs) {
   try {
     return encode_chat(tok, msgs);
@@ -86,10 +109,21 @@ std::vector<int32_t> encode_text(const Tokenizer& tok, const std::string& text, 
   return ids;
 }
 
-RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chrono::steady_clock::time_point arrival) {
+RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chrono::steady_clock::time_point arrival,
+                       const gov::KeyRecord* key, GenInfo& info) {
   const ModelLimits lim = ctx.limits();
   json body = parse_json_body(req.body);
   GenerationSpec spec = chat ? parse_chat_request(body, lim) : parse_completion_request(body, lim);
+  info.model = spec.model.empty() ? served_name(ctx) : spec.model;
+  info.stream = spec.stream;
+  gov::Governor* g = ctx.opts.governance;
+  if (g && key) {
+    gov::Verdict v = g->permit(*key, info.model);
+    if (!v) {
+      g->count_refusal("permission");
+      throw ApiException(ApiError{v.status, v.message, error_type_for_status(v.status), "model", v.code});
+    }
+  }
   check_model(spec.model, served_name(ctx));
   restore_schema_order(req.body, spec);
   const Tokenizer& tok = *ctx.backend().tokenizer;
@@ -110,13 +144,49 @@ RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chro
   std::vector<int32_t> max_tokens;
   for (const auto& p : prompts) max_tokens.push_back(resolve_max_tokens(spec, p.size(), lim));
 
-  ResponseMeta meta{new_request_id(chat ? "chatcmpl-" : "cmpl-"), static_cast<int64_t>(std::time(nullptr)),
-                    served_name(ctx)};
+  ResponseMeta meta{info.id, static_cast<int64_t>(std::time(nullptr)), served_name(ctx)};
   RouteResult rr;
   rr.id = meta.id;
+  gov::Ticket ticket;
+  gov::Headers headers;
+  if (g && key) {
+    // TPM reservation: every prompt once, plus max_tokens for each of its n choices.
+    int64_t reserve = 0;
+    for (size_t p = 0; p < prompts.size(); ++p) {
+      int64_t mt = max_tokens[p];
+      if (!spec.max_tokens && g->options().default_reservation > 0)
+        mt = std::min<int64_t>(mt, g->options().default_reservation);
+      reserve += static_cast<int64_t>(prompts[p].size()) + int64_t{spec.n} * mt;
+    }
+    gov::Verdict v = g->admit(*key, info.model, reserve, ticket, headers);
+    if (!v) {
+      rr.resp = gov_error(v);
+      for (auto& h : headers) rr.resp.headers.push_back(std::move(h));
+      return rr;
+    }
+  }
+  const std::string request_body = ticket.log_payload ? req.body : std::string();
   rr.job = std::make_shared<GenerationJob>(ctx, std::move(spec), std::move(prompts), std::move(max_tokens),
                                            std::move(meta), arrival);
   if (make_constraint) rr.job->set_constraint(std::move(make_constraint));
+  if (g && key) rr.job->attach_governance(std::move(ticket), std::move(headers), request_body);
+  return rr;
+}
+
+// generation() with its exceptions turned into error responses.
+RouteResult generation_guarded(ApiContext& ctx, const HttpReq& req, bool chat, std::chrono::steady_clock::time_point arrival,
+                               const gov::KeyRecord* key, GenInfo& info) {
+  RouteResult rr;
+  try {
+    return generation(ctx, req, chat, arrival, key, info);
+  } catch (const ApiException& e) {
+    rr.resp = error_response(e.error());
+  } catch (const Error& e) {
+    int status = e.kind() == ErrorKind::BadInput || e.kind() == ErrorKind::Unsupported ? 400 : 500;
+    rr.resp = error_response({status, e.what(), error_type_for_status(status), "", ""});
+  } catch (const std::bad_alloc&) {
+    rr.resp = error_response({500, "Out of memory.", "server_error", "", ""});
+  }
   return rr;
 }
 
@@ -154,6 +224,7 @@ HttpResp metrics(ApiContext& ctx) {
   } else {
     r.body = ctx.metrics.render(nullptr, 0, 0, false);
   }
+  if (ctx.opts.governance) r.body += ctx.opts.governance->render_metrics();
   return r;
 }
 
@@ -161,6 +232,7 @@ HttpResp metrics(ApiContext& ctx) {
 
 RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::steady_clock::time_point arrival) {
   RouteResult rr;
+  const auto t_route = std::chrono::steady_clock::now();  // admission latency (generation routes)
   try {
     std::string path = req.target.substr(0, req.target.find('?'));
     std::string model_id;
@@ -174,13 +246,33 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
       return rr;
     }
     const bool want_post = is_post(route);
-    const bool ok_method = want_post ? req.method == "POST" : (req.method == "GET" || req.method == "HEAD");
+    const bool ok_method = route == Route::Admin ||
+                           (want_post ? req.method == "POST" : (req.method == "GET" || req.method == "HEAD"));
     if (!ok_method) {
       rr.resp = error_response({405, "Method " + req.method + " is not allowed on " + path + "; use " +
                                          (want_post ? "POST" : "GET") + ".",
                                 "invalid_request_error", "", "method_not_allowed"});
       rr.resp.headers.emplace_back("Allow", want_post ? "POST" : "GET, HEAD");
       return rr;
+    }
+    gov::Governor* g = ctx.opts.governance;
+    const bool open_route = (route == Route::Health || route == Route::Metrics) && !ctx.opts.metrics_require_key;
+    std::shared_ptr<const gov::KeyRecord> key;
+    if (!open_route) {
+      if (g) {
+        gov::Auth a = g->authenticate(req.authorization);
+        if (!a.verdict) {
+          rr.resp = gov_error(a.verdict);
+          return rr;
+        }
+        key = a.key;
+      } else if (!authorized(ctx, req.authorization)) {
+        rr.resp = error_response({401,
+                                  req.authorization.empty() ? "Missing API key: send 'Authorization: Bearer <key>'."
+                                                            : "Incorrect API key provided.",
+                                  "invalid_request_error", "", "invalid_api_key"});
+        return rr;
+      }
     }
     if (route == Route::Health) {
       rr.resp = health(ctx);
@@ -190,11 +282,28 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
       rr.resp = metrics(ctx);
       return rr;
     }
-    if (!authorized(ctx, req.authorization)) {
-      rr.resp = error_response({401,
-                                req.authorization.empty() ? "Missing API key: send 'Authorization: Bearer <key>'."
-                                                          : "Incorrect API key provided.",
-                                "invalid_request_error", "", "invalid_api_key"});
+    if ((route == Route::Admin || route == Route::UsageMe) && !g) {
+      rr.resp = error_response({404, "Unknown route: " + req.method + " " + path + " (governance is off: start the server with --state).",
+                                "not_found_error", "", "unknown_route"});
+      return rr;
+    }
+    if (route == Route::Admin) {
+      if (key->role != "manage") {
+        g->count_refusal("permission");
+        rr.resp = error_response({403, "The admin API needs a key with role 'manage'.", error_type_for_status(403), "",
+                                  "permission_denied"});
+        return rr;
+      }
+      rr.resp = admin_request(*g, req, path);
+      return rr;
+    }
+    if (route == Route::UsageMe) {
+      try {
+        rr.resp.body = g->usage_me_json(key->id);
+      } catch (const std::exception& e) {
+        rr.resp = error_response({503, std::string("The governance state store is unavailable: ") + e.what(),
+                                  "service_unavailable_error", "", "state_unavailable"});
+      }
       return rr;
     }
     if (ctx.stopping()) {
@@ -205,18 +314,43 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
       rr.resp = error_response({503, "The model is loading; retry shortly.", "service_unavailable_error", "", "model_loading"});
       return rr;
     }
+    if (route == Route::Chat || route == Route::Completions) {
+      GenInfo info;
+      info.id = new_request_id(route == Route::Chat ? "chatcmpl-" : "cmpl-");
+      RouteResult res = generation_guarded(ctx, req, route == Route::Chat, arrival, key.get(), info);
+      if (g && key && !res.job) {  // refused before it ran: still one usage row
+        gov::UsageRow row;
+        row.request_id = info.id;
+        row.ts_ms = gov::now_ms();
+        row.key_id = key->id;
+        row.model = info.model;
+        row.status = res.resp.status;
+        row.stream = info.stream;
+        row.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - arrival).count();
+        g->record(std::move(row));
+        res.id = info.id;
+      }
+      ctx.metrics.admission.observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t_route).count());
+      return res;
+    }
     switch (route) {
-      case Route::Models:
-        rr.resp = json_response(json{{"object", "list"},
-                                     {"data", json::array({model_json(served_name(ctx), ctx.started_unix,
-                                                                      ctx.backend().max_context)})}});
+      case Route::Models: {
+        json data = json::array();
+        if (!key || key->allows_model(served_name(ctx)))
+          data.push_back(model_json(served_name(ctx), ctx.started_unix, ctx.backend().max_context));
+        rr.resp = json_response(json{{"object", "list"}, {"data", data}});
         break;
+      }
       case Route::Model:
+        if (key && !key->allows_model(model_id)) {
+          g->count_refusal("permission");
+          throw ApiException(ApiError{403, "This API key may not use model '" + model_id + "'.",
+                                      error_type_for_status(403), "model", "permission_denied"});
+        }
         check_model(model_id, served_name(ctx));
         rr.resp = json_response(model_json(served_name(ctx), ctx.started_unix, ctx.backend().max_context));
         break;
-      case Route::Chat: return generation(ctx, req, true, arrival);
-      case Route::Completions: return generation(ctx, req, false, arrival);
       case Route::Tokenize: rr.resp = tokenize(ctx, req); break;
       case Route::Detokenize: rr.resp = detokenize(ctx, req); break;
       default: break;

@@ -7,7 +7,12 @@
 //   POST /v1/chat/completions, /v1/completions   (-> GenerationJob)
 //   POST /tokenize, /detokenize (vLLM-style; also under /v1/)
 //   GET  /, /playground[/*]     the playground page (static_routes.h; unless --no-playground)
+//   GET  /v1/usage/me, /admin/v1/...   with governance (--state; admin_routes.h)
 //
+// With governance, the key check is the Governor's (401/503), the model is
+// checked against the key's grants (403), and chat/completions are admitted
+// against the rate limits (429) before a job exists; every generation that
+// got past authentication leaves one usage row.
 // Order of checks: route (404), method (405), API key (401, all but /health
 // and /metrics), readiness (503), then the body. Every failure carries the
 // OpenAI error object. Runs on an I/O thread; does not block.

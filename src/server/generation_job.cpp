@@ -2,6 +2,7 @@
 #include "server/generation_job.h"
 
 #include "engine/engine.h"
+#include "governance/admin.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ms {
@@ -23,6 +24,60 @@ GenerationJob::GenerationJob(ApiContext& ctx, GenerationSpec spec, std::vector<s
                [&ctx](int32_t id) { return ctx.backend().tokenizer->token_bytes(id); }) {
   last_token_.resize(builder_.num_choices());
   if (ctx.structured()) builder_.set_tool_calls_token(ctx.structured()->tool_calls_token());
+}
+
+GenerationJob::~GenerationJob() {
+  try {
+    account(cancel_status_ > 0 ? cancel_status_ : 499);
+  } catch (...) {
+  }
+}
+
+void GenerationJob::attach_governance(gov::Ticket ticket, gov::Headers headers, std::string request_body) {
+  governed_ = true;
+  ticket_ = std::move(ticket);
+  gov_headers_ = std::move(headers);
+  request_body_ = std::move(request_body);
+}
+
+void GenerationJob::account(int status) {
+  if (!governed_ || accounted_ || !ctx_.opts.governance) return;
+  accounted_ = true;
+  gov::UsageRow row;
+  row.request_id = meta_id_;
+  row.ts_ms = gov::now_ms();
+  row.key_id = ticket_.key_id;
+  row.model = ticket_.model;
+  const bool ran = cancel_status_ != -1;  // -1: the engine refused it; nothing ran
+  row.prompt_tokens = ran ? builder_.prompt_tokens() : 0;
+  row.cached_tokens = ran ? builder_.cached_tokens() : 0;
+  row.completion_tokens = ran ? builder_.completion_tokens() : 0;
+  row.status = status;
+  row.stream = spec_.stream;
+  row.ttft_ms = ttft_ms();
+  row.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - arrival_).count();
+  row.finish_reason = finish_note_;
+  std::optional<gov::PayloadRow> payload;
+  if (ticket_.log_payload) {
+    gov::PayloadRow p;
+    p.request_id = row.request_id;
+    p.ts_ms = row.ts_ms;
+    p.key_id = row.key_id;
+    p.model = row.model;
+    p.status = status;
+    p.latency_ms = row.duration_ms;
+    p.request = std::move(request_body_);
+    p.response = builder_.failed() || status != 200 ? dump_json(error_json(failure_error()))
+                                                    : dump_json(builder_.response());  // a stream: assembled
+    constexpr size_t kMaxPayload = 10u << 20;
+    if (p.request.size() + p.response.size() > kMaxPayload) {
+      p.truncated = true;
+      p.request.clear();
+      p.response.clear();
+    }
+    payload = std::move(p);
+  }
+  ctx_.opts.governance->complete(ticket_, std::move(row), std::move(payload));
 }
 
 std::optional<ApiError> GenerationJob::start(std::function<void()> notify) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "governance/governor.h"
 #include "server/api_context.h"
 #include "server/http_types.h"
 #include "server/openai_response.h"
@@ -29,6 +30,15 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   // prompts: the tokenized prompts (one for chat); max_tokens: per prompt.
   GenerationJob(ApiContext& ctx, GenerationSpec spec, std::vector<std::vector<int32_t>> prompts,
                 std::vector<int32_t> max_tokens, ResponseMeta meta, Clock::time_point arrival);
+  ~GenerationJob();
+
+  // Governance: the admitted ticket, the caller's rate-limit headers and, when
+  // the request was sampled for the inference table, its body.
+  void attach_governance(gov::Ticket ticket, gov::Headers headers, std::string request_body);
+  const gov::Headers& extra_headers() const { return gov_headers_; }
+  // Completion for governance: credit back, usage row (and payload). Once; the
+  // destructor calls it with 499 if nothing did.
+  void account(int status);
 
   // Structured outputs: each engine request gets its own constraint from this.
   void set_constraint(std::function<std::shared_ptr<TokenConstraint>()> make) { make_constraint_ = std::move(make); }
@@ -87,6 +97,12 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   std::optional<Clock::time_point> first_token_;
   std::vector<std::optional<Clock::time_point>> last_token_;
   std::string finish_note_;
+
+  bool governed_ = false;
+  bool accounted_ = false;
+  gov::Ticket ticket_;
+  gov::Headers gov_headers_;
+  std::string request_body_;
 };
 
 }  // namespace ms

@@ -243,13 +243,17 @@ void HttpSession::start_job(RouteResult rr) {
     });
   });
   if (err) {
+    job_->account(err->status);
+    HttpResp r = error_response(*err);
+    for (const auto& h : job_->extra_headers()) r.headers.push_back(h);
     job_.reset();
-    send_response(error_response(*err));
+    send_response(r);
     return;
   }
   if (job_->stream()) {
-    out_ += head(200, "text/event-stream; charset=utf-8", std::nullopt, chunked_, keep_alive_,
-                 {{"Cache-Control", "no-cache"}, {"X-Request-Id", job_->id()}});
+    std::vector<std::pair<std::string, std::string>> hs = {{"Cache-Control", "no-cache"}, {"X-Request-Id", job_->id()}};
+    for (const auto& h : job_->extra_headers()) hs.push_back(h);
+    out_ += head(200, "text/event-stream; charset=utf-8", std::nullopt, chunked_, keep_alive_, hs);
     queue_chunk(job_->stream_head());
     flush();
   }
@@ -267,6 +271,7 @@ void HttpSession::on_job_events() {
 void HttpSession::finish_job() {
   auto job = std::move(job_);
   job_.reset();
+  job->account(job->final_status());
   if (job->stream()) {
     queue_chunk(job->stream_tail());
     if (chunked_) out_ += "0\r\n\r\n";
@@ -275,7 +280,9 @@ void HttpSession::finish_job() {
     if (!chunked_) close_after_ = true;
   } else {
     logged_ = true;  // logged below, with the token counts
-    send_response(job->final_response());
+    HttpResp r = job->final_response();
+    for (const auto& h : job->extra_headers()) r.headers.push_back(h);
+    send_response(r);
   }
   RequestLog l{job->id(), method_, path_, job->final_status(), job->prompt_tokens(), job->completion_tokens(),
                job->ttft_ms(), std::chrono::duration<double, std::milli>(Clock::now() - arrival_).count(),
@@ -314,6 +321,7 @@ void HttpSession::on_watch(error_code ec, size_t n) {
 void HttpSession::client_gone() {
   if (job_) {
     job_->cancel(499);
+    job_->account(499);
     RequestLog l{job_->id(), method_, path_, 499, job_->prompt_tokens(), job_->completion_tokens(), job_->ttft_ms(),
                  std::chrono::duration<double, std::milli>(Clock::now() - arrival_).count(), "client disconnected"};
     ctx_.log(l);
@@ -492,6 +500,7 @@ void HttpSession::close() {
   closed_ = true;
   if (job_) {
     job_->cancel(shutting_down_ ? 503 : 499);
+    job_->account(shutting_down_ ? 503 : 499);
     if (!logged_) {
       RequestLog l{job_->id(), method_, path_, shutting_down_ ? 503 : 499, job_->prompt_tokens(),
                    job_->completion_tokens(), job_->ttft_ms(),

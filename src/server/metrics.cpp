@@ -48,7 +48,11 @@ std::vector<double> latency_buckets() {
           0.75,  1.0,    2.5,   5.0,  10.0,  20.0, 40.0,  60.0};
 }
 
-ServerMetrics::ServerMetrics() : ttft(latency_buckets()), inter_token(latency_buckets()), e2e(latency_buckets()) {}
+ServerMetrics::ServerMetrics()
+    : ttft(latency_buckets()),
+      inter_token(latency_buckets()),
+      e2e(latency_buckets()),
+      admission({10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3}) {}
 
 void ServerMetrics::count_response(int status) {
   std::lock_guard<std::mutex> lk(mu_);
@@ -112,6 +116,8 @@ std::string ServerMetrics::render(const EngineStats* st, int64_t num_layers, int
   ttft.render(out, "moeserve_time_to_first_token_seconds", "Time from request arrival to the first token.");
   inter_token.render(out, "moeserve_inter_token_latency_seconds", "Time between consecutive tokens of a sequence.");
   e2e.render(out, "moeserve_e2e_request_latency_seconds", "Time from request arrival to the last token.");
+  admission.render(out, "moeserve_admission_seconds",
+                   "Routing of a generation request: parsing, tokenization and governance (auth, limits).");
 
   if (st && num_experts > 0 && !st->expert_tokens.empty()) {
     header(out, "moeserve_expert_tokens_total", "counter", "Tokens routed to each expert of each layer.");

@@ -43,6 +43,7 @@ class ServerMetrics {
   Histogram ttft;          // request arrival -> first generated token
   Histogram inter_token;   // between consecutive tokens of one sequence
   Histogram e2e;           // request arrival -> last token
+  Histogram admission;     // a generation request's routing: parse, tokenize, governance (auth, limits)
   std::atomic<int64_t> open_connections{0};
   std::atomic<uint64_t> connections_total{0};
   std::atomic<uint64_t> timeouts_total{0};

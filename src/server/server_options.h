@@ -10,13 +10,18 @@ namespace ms {
 
 class Engine;
 class Tokenizer;
+namespace gov {
+class Governor;
+}
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;                        // 0 = any free port (see Server::port())
   int io_threads = 2;                          // fixed; connections are multiplexed on them
   std::string served_model_name;               // the "model" clients send
-  std::string api_key;                         // empty = no authentication
+  std::string api_key;                         // empty = no authentication (ignored with governance)
+  gov::Governor* governance = nullptr;         // --state: keys, limits, usage (outlives the server)
+  bool metrics_require_key = false;            // /health and /metrics need a key too
   size_t max_body_bytes = 4u << 20;            // larger bodies get 413
   size_t max_header_bytes = 16u << 10;
   std::chrono::milliseconds idle_timeout{60'000};    // keep-alive: waiting for a request

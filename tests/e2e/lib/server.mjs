@@ -12,7 +12,7 @@ if (!BIN) throw new Error('MOESERVE_BIN is not set (path of the moeserve binary)
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-export async function startServer(extraArgs = [], { readyTimeoutMs = 120_000 } = {}) {
+export async function startServer(extraArgs = [], { readyTimeoutMs = 120_000, healthHeaders = {} } = {}) {
   const args = ['serve', '--host', '127.0.0.1', '--port', '0', ...extraArgs];
   const proc = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
@@ -41,7 +41,7 @@ export async function startServer(extraArgs = [], { readyTimeoutMs = 120_000 } =
   }
   const base = `http://127.0.0.1:${port}`;
   for (;;) {
-    const r = await rawRequest(port, { method: 'GET', path: '/health' }).catch(() => null);
+    const r = await rawRequest(port, { method: 'GET', path: '/health', headers: healthHeaders }).catch(() => null);
     if (r && r.status === 200) break;
     if (exited) throw new Error(`server exited while loading:\n${log}`);
     if (Date.now() > deadline) {

@@ -1,0 +1,163 @@
+// governor.h — governance at run time: what the server calls at admission
+// (authenticate, permit, admit) and at completion (complete). The engine
+// never sees it.
+//
+// In memory: a snapshot of keys, limits and prices, reloaded from the store
+// every second (so a key revoked on another replica is refused within ~1 s)
+// and right after an admin change made here; token buckets per (level, id);
+// refusal and token counters for /metrics. On PostgreSQL, admission also
+// draws on leases of each level's per-minute counter (ms_lease: a share of
+// the limit granted atomically), so replicas together never pass a limit in a
+// minute and most admissions need no round trip (docs/GOVERNANCE.md). Usage rows are queued and written by one writer thread in batched
+// transactions (a row is durable within ~1 s); the request path never waits
+// for a write. When the store is unreachable, admission fails closed (503).
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "governance/store.h"
+
+namespace ms::gov {
+
+struct GovernorOptions {
+  std::string location;             // --state
+  double log_payloads = 0;          // sampled share of requests with payloads stored
+  int payload_retention_days = 0;   // 0 = keep
+  int64_t default_reservation = 0;  // TPM reservation when a request has no max_tokens (0: prompt + max_tokens only)
+  bool metrics_require_key = false;
+  std::chrono::milliseconds refresh{1000};
+  std::chrono::milliseconds flush{200};  // the writer's batching interval
+};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// The outcome of a check: status 0 = passed; else the HTTP status (401, 403,
+// 429, 503) with OpenAI's error code and a message.
+struct Verdict {
+  int status = 0;
+  std::string code, message;
+  double retry_after_s = 0;
+  explicit operator bool() const { return status == 0; }
+};
+
+struct Auth {
+  Verdict verdict;
+  std::shared_ptr<const KeyRecord> key;  // set when the verdict passed
+};
+
+// A request admitted: what it charged, to be credited back at completion.
+struct Ticket {
+  std::string key_id, model;
+  int64_t reserved_tokens = 0;
+  int64_t minute = 0;  // the shared counters' minute
+  std::vector<std::string> local;                             // bucket ids charged
+  std::vector<std::pair<std::string, std::string>> shared;   // (scope, target) counters charged
+  bool log_payload = false;
+  bool completed = false;
+};
+
+class Governor {
+ public:
+  explicit Governor(GovernorOptions o);  // opens the store (throws Error), loads the snapshot, starts the threads
+  ~Governor();                           // flushes queued rows, stops the threads
+  Governor(const Governor&) = delete;
+  Governor& operator=(const Governor&) = delete;
+
+  const GovernorOptions& options() const { return opts_; }
+  Store& store() { return *bg_; }  // admin operations (serialized inside the store)
+  void reload();                   // re-reads the snapshot now (after an admin change)
+
+  // The Authorization header -> the key, or 401 invalid_api_key (503 when
+  // the state cannot be read).
+  Auth authenticate(const std::string& authorization);
+  Verdict permit(const KeyRecord& k, const std::string& model) const;
+  // Charges one request and `tokens` (prompt + max_tokens) to every level
+  // that applies; refuses with 429 (Retry-After) when one cannot take it.
+  // `headers` gets the x-ratelimit-* headers either way.
+  Verdict admit(const KeyRecord& k, const std::string& model, int64_t tokens, Ticket& t, Headers& headers);
+  // Credits back what the request did not use and queues its usage row (and
+  // payload when sampled). Idempotent per ticket.
+  void complete(Ticket& t, UsageRow row, std::optional<PayloadRow> payload);
+  // A request refused before admission (auth aside): its usage row only.
+  void record(UsageRow row);
+  // Counts a refusal for /metrics: "auth", "permission", "qpm", "tpm", "unavailable".
+  void count_refusal(const std::string& reason);
+
+  double cost(const std::string& model, int64_t prompt_tokens, int64_t completion_tokens) const;
+  std::string render_metrics() const;
+  // The key's totals today and this month (UTC): {"key_id","today":{...},"month":{...}}.
+  std::string usage_me_json(const std::string& key_id);
+  // Rows queued, not yet written (tests, shutdown).
+  size_t pending() const;
+  bool healthy() const { return healthy_.load(); }
+
+ private:
+  struct Snapshot {
+    std::unordered_map<std::string, std::shared_ptr<const KeyRecord>> by_hash;
+    std::map<std::pair<std::string, std::string>, LimitRecord> limits;
+    std::map<std::string, Price> prices;
+  };
+  struct Bucket {
+    int64_t qpm = kUnset, tpm = kUnset;
+    double req = 0, tok = 0;  // available
+    double last = 0;          // seconds (steady clock)
+  };
+  struct Level {
+    std::string scope, target;
+    int64_t qpm, tpm;
+  };
+
+  std::shared_ptr<const Snapshot> snapshot() const;
+  std::vector<Level> levels(const Snapshot& s, const KeyRecord& k, const std::string& model) const;
+  void refill(Bucket& b, double now) const;
+  void undo_local(const std::vector<Level>& lv, int64_t tokens, Ticket& t);
+  void refresher_loop();
+  void writer_loop();
+  void write_batch(std::unique_lock<std::mutex>& lk);
+
+  GovernorOptions opts_;
+  std::unique_ptr<Store> bg_;   // snapshot reloads, usage writes, admin
+  std::vector<std::unique_ptr<Store>> hot_;  // admission's shared counters (PostgreSQL only)
+  std::atomic<size_t> hot_next_{0};
+  std::atomic<bool> healthy_{true};
+
+  mutable std::mutex snap_mu_;
+  std::shared_ptr<const Snapshot> snap_;
+
+  mutable std::mutex bucket_mu_;
+  std::unordered_map<std::string, Bucket> buckets_;
+  struct Lease {  // this replica's share of a level's minute (PostgreSQL)
+    int64_t minute = -1;
+    double r = 0, t = 0;
+  };
+  std::unordered_map<std::string, Lease> leases_;
+
+  mutable std::mutex q_mu_;
+  std::condition_variable q_cv_;
+  std::deque<UsageRow> rows_;
+  std::deque<PayloadRow> payloads_;
+  bool stop_ = false;
+  bool writing_ = false;
+
+  mutable std::mutex m_mu_;
+  std::map<std::string, uint64_t> refused_;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> model_tokens_;  // prompt, completion
+
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  std::thread refresher_, writer_;
+};
+
+}  // namespace ms::gov
