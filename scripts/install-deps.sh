@@ -3,7 +3,8 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config git
       libsentencepiece-dev nlohmann-json3-dev libcli11-dev libboost-dev
-      libgtest-dev libgmock-dev libbenchmark-dev nodejs npm)
+      libgtest-dev libgmock-dev libbenchmark-dev nodejs npm
+      clang libclang-rt-14-dev)  # clang: the fuzzers and the sanitizer build
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()
