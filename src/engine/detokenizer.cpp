@@ -101,7 +101,12 @@ Detokenizer::Detokenizer(const TokenText& text, std::vector<std::string> stop_st
 }
 
 std::string Detokenizer::add(int32_t token) {
-  return add_bytes(text_->token_bytes(token), text_->leading_space_is_marker(token));
+  const std::string b = text_->token_bytes(token);
+  // A token without text (<s>, </s>) still ends a run of byte pieces:
+  // SentencePiece decodes each run on its own, so an unfinished character
+  // before it is final (U+FFFD per byte) even if bytes that would finish it follow.
+  if (b.empty()) return stopped_ || pending_.empty() ? std::string() : release(decode_utf8_prefix(pending_, true), false);
+  return add_bytes(b, text_->leading_space_is_marker(token));
 }
 
 std::string Detokenizer::add_bytes(std::string_view b, bool marker) {

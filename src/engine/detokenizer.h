@@ -6,7 +6,8 @@
 //   marker (TokenText::leading_space_is_marker: a normal piece, not <unk> or a
 //   byte piece) loses that space when it is the first token with any text, as
 //   libsentencepiece's Decode does (control tokens have none; "▁" alone then
-//   "▁the" decodes to " the", <unk> then "▁the" to " ⁇  the");
+//   "▁the" decodes to " the", <unk> then "▁the" to " ⁇  the"); a token
+//   without text ends a run of byte pieces (<0xC9> <s> <0xAB> is two U+FFFD);
 //   decoded as UTF-8 the way SentencePiece does: a valid character is kept,
 //   each byte that does not start a valid character becomes U+FFFD.
 // add() returns only text that is final: whole UTF-8 characters (an

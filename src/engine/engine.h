@@ -99,8 +99,8 @@ struct Request {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   std::function<void(const StreamEvent&)> on_event;
-  bool record_routing = false;      // report the request's ExpertLoad with its final event
   std::shared_ptr<TokenConstraint> constraint = nullptr;  // null: unconstrained (pays nothing)
+  bool record_routing = false;      // report the request's ExpertLoad with its final event
 };
 
 // The model as the engine sees it. The real one wraps model/Mixtral; tests use fakes.

@@ -10,6 +10,7 @@
 // (tests/crafted/make_crafted.cpp) and the fuzzers' seed corpora.
 #pragma once
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <map>
 #include <random>
@@ -39,7 +40,9 @@ inline Meta tiny_meta() {
 // to write: values past `cap` (absurd counts nothing could hold) become 1.
 inline int64_t dim(uint64_t v, uint64_t cap = 1 << 12) { return v == 0 || v > cap ? 1 : int64_t(v); }
 
-inline void write_tiny_gguf(const std::string& path, const Meta& m, uint32_t seed = 1) {
+// Weights of type `wt` (norms and router stay F32); quantized blocks are
+// random bytes, so scales may be anything, NaN included, as in a hostile file.
+inline void write_tiny_gguf(const std::string& path, const Meta& m, uint32_t seed = 1, DType wt = DType::F32) {
   auto u = [&](const char* k) { return m.u64.at(k); };
   const uint64_t H = u("embedding_length"), F = u("feed_forward_length"), E = u("expert_count");
   const uint64_t q = u("attention.head_count") * u("attention.key_length");      // may wrap
@@ -82,15 +85,26 @@ inline void write_tiny_gguf(const std::string& path, const Meta& m, uint32_t see
     specs.push_back({b + "ffn_up_exps.weight", {dim(E, 64), dim(F), dim(H)}});
     specs.push_back({b + "ffn_down_exps.weight", {dim(E, 64), dim(H), dim(F)}});
   }
-  size_t total = 0;
-  for (const auto& [name, shape] : specs) total += w.add_tensor(name, DType::F32, shape) / 4;
-  w.open(path);
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 0.5f);
-  std::vector<float> data(total);
-  for (float& x : data) x = nd(rng);
-  // Norm weights near 1 are not needed: any finite weights make a valid model.
-  w.write(data.data(), data.size() * sizeof(float));
+  std::vector<std::pair<bool, size_t>> sizes;  // (float, bytes) per tensor, padded as the writer pads
+  for (const auto& [name, shape] : specs) {
+    const bool f32 = wt == DType::F32 || shape.size() == 1 || name.find("gate_inp") != std::string::npos;
+    sizes.push_back({f32, w.add_tensor(name, f32 ? DType::F32 : wt, shape)});
+  }
+  w.open(path);
+  for (const auto& [f32, n] : sizes) {
+    std::string bytes(n, '\0');
+    if (f32) {
+      for (size_t i = 0; i + 4 <= n; i += 4) {
+        const float x = nd(rng);
+        std::memcpy(&bytes[i], &x, 4);
+      }
+    } else {
+      for (char& c : bytes) c = char(rng());
+    }
+    w.write(bytes.data(), bytes.size());
+  }
   w.close();
 }
 

@@ -48,6 +48,8 @@ TEST(DetokenizerSpm, FirstTokenSpaceAsSentencePiece) {
       {bare, the},      {bare},            {bare, bare, the}, {bos, the},     {bos, unk, the},
       {bos, sp20, the}, {eos, bare, unk},  {e2, x82, xac, the}, {e2, the},    {ff, sp20},
       {the, unk, sp20}, {bos, bos, bare, sp20, the},
+      {id_of("<0xC9>"), bos, id_of("<0xAB>")},  // a control token ends a byte run (found by fuzz_tokenizer)
+      {id_of("<0xC9>"), id_of("<0xAB>")},       // "ɫ" from one run
   };
   for (const auto& ids : cases) {
     SCOPED_TRACE(::testing::PrintToString(ids));
