@@ -105,7 +105,7 @@ class Scheduler {
   EngineOptions opts_;
   RunnerLimits limits_;
   BlockPool pool_;
-  KVCacheManager kv_;
+  KvCacheManager kv_;
   std::unordered_map<uint64_t, std::unique_ptr<Sequence>> seqs_;
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;             // in admission order, oldest first

@@ -10,7 +10,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "kernels/aligned_buffer.h"
+#include "core/aligned.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/ops.h"
 #include "kernels/ref/attention_ref.h"

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/dispatch.h"
+#include "kernels/ref/quant_ref.h"
 #include "kernels/ref/ref.h"
 
 namespace ms::ops {

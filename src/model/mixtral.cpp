@@ -79,7 +79,7 @@ void Mixtral::add_shared_input(std::initializer_list<Target> targets, const floa
   // usually share one; a Q4_K_M file mixes legacy and K types).
   bool ready[kActFormats] = {};
   for (const Target& t : targets) {
-    const int f = int(ref::act_format(t.w->dtype));
+    const int f = int(ops::act_format(t.w->dtype));
     if (!ready[f]) ops::quantize_acts(t.w->dtype, X, t.w->cols, n, t.w->cols, pool_, &slots[f]);
     ready[f] = true;
     mt.push_back({t.w, t.y, t.ldy, &slots[f]});

@@ -55,7 +55,7 @@ class Mixtral {
     float* y;
     int64_t ldy;
   };
-  static constexpr int kActFormats = 3;  // ref::ActFormat: None, Q8_32, Q8_256
+  static constexpr int kActFormats = ops::kActFormats;  // ops::ActFormat: None, Q8_32, Q8_256
   void add_shared_input(std::initializer_list<Target> targets, const float* X, int64_t n, ops::QuantizedActs* slots,
                         std::vector<ops::MatTarget>& mt);
 

@@ -232,9 +232,9 @@ TEST(Scheduler, MalformedRunnerOutputFailsTheStepNotTheProcess) {
 }
 
 
-TEST(KVCacheManager, RegistersOnlyFullyComputedBlocks) {
+TEST(KvCacheManager, RegistersOnlyFullyComputedBlocks) {
   BlockPool pool(10, 4, true);
-  KVCacheManager kv(pool);
+  KvCacheManager kv(pool);
   test::FakeText text;
   Sequence s(1, Request{test::make_prompt(1, 10, 320), test::greedy(5), {}}, text, 320);
   ASSERT_TRUE(kv.allocate(s, 7));
