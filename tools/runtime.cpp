@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "engine/mixtral_runner.h"
+#include "mixtral_runner.h"
 #include "model/kv_cache.h"
 #include "model/mixtral.h"
 #include "tokenizer/spm_proto.h"

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/engine.h"
+#include "engine/request.h"
 #include "server/openai_schema.h"
 
 namespace ms {
