@@ -10,9 +10,7 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--sanitize" ]; then
   shift
   scripts/install-deps.sh
-  san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DMOESERVE_BUILD_BENCH=OFF \
-    -DCMAKE_CXX_FLAGS="$san" -DCMAKE_EXE_LINKER_FLAGS="$san" >/dev/null
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DMOESERVE_BUILD_BENCH=OFF -DMOESERVE_SANITIZE=ON >/dev/null
   suites=(core_tests engine_tests kernels_tests model_tests)
   cmake --build build-asan -j"$(nproc)" --target "${suites[@]}"
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1"
