@@ -159,7 +159,9 @@ void BM_StreamRead(benchmark::State& state) {
 // (GCC 12's AVX-512 headers trip -Wuninitialized, as in the kernel files.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 template <int C>
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) double int8_floor_ns(int64_t reps) {
   alignas(64) static int8_t act[64 * 32 * 8];
@@ -296,7 +298,7 @@ void register_all() {
       for (int64_t n : {1, 4, 16}) {
         const std::string name = std::string("Matvec/") + dtype_name(t) + "/" + std::to_string(rows) + "x" +
                                  std::to_string(cols) + "/" + std::to_string(n);
-        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_matmul(s, t, rows, cols, n, false); })
+        benchmark::RegisterBenchmark(name.c_str(), [=, rows = rows, cols = cols](benchmark::State& s) { run_matmul(s, t, rows, cols, n, false); })
             ->Unit(benchmark::kMicrosecond)
             ->UseRealTime()
             ->MinTime(0.3);
@@ -308,7 +310,7 @@ void register_all() {
       for (int64_t n : {1, 2, 4, 8, 16, 512}) {
         const std::string name = std::string(n == 512 ? "Gemm/" : "Matvec/") + dtype_name(t) + "-panel/" +
                                  std::to_string(rows) + "x" + std::to_string(cols) + "/" + std::to_string(n);
-        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_matmul(s, t, rows, cols, n, n == 512, true); })
+        benchmark::RegisterBenchmark(name.c_str(), [=, rows = rows, cols = cols](benchmark::State& s) { run_matmul(s, t, rows, cols, n, n == 512, true); })
             ->Unit(benchmark::kMicrosecond)
             ->UseRealTime()
             ->MinTime(0.3);
@@ -319,7 +321,7 @@ void register_all() {
       const int64_t n = 512;
       const std::string name = std::string("Gemm/") + dtype_name(t) + "/" + std::to_string(rows) + "x" +
                                std::to_string(cols) + "/" + std::to_string(n);
-      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_matmul(s, t, rows, cols, n, true); })
+      benchmark::RegisterBenchmark(name.c_str(), [=, rows = rows, cols = cols](benchmark::State& s) { run_matmul(s, t, rows, cols, n, true); })
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime()
           ->MinTime(0.5);

@@ -27,7 +27,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "core/error.h"
-#include "engine/mixtral_runner.h"
+#include "mixtral_runner.h"
 #include "kernels/ops.h"
 
 namespace ms::cli {

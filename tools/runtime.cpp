@@ -4,7 +4,8 @@
 
 #include "core/error.h"
 #include "core/checked.h"
-#include "engine/mixtral_runner.h"
+#include "kernels/backend.h"
+#include "mixtral_runner.h"
 #include "model/kv_cache.h"
 #include "model/mixtral.h"
 #include "tokenizer/spm_proto.h"
@@ -112,7 +113,8 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {
   // not be faulted back in afterwards.
   if (!plan.any())
     for (const auto& f : rt->desc.files) f->populate();
-  rt->model = std::make_unique<Mixtral>(rt->desc, plan, *rt->pool);
+  rt->backend = make_backend("cpu", *rt->pool);
+  rt->model = std::make_unique<Mixtral>(rt->desc, plan, *rt->pool, *rt->backend);
 
   const ModelConfig& c = rt->desc.cfg;
   int64_t mb = opts.kv_cache_mb;

@@ -1,7 +1,8 @@
 // runtime.h — the composition root: everything needed to run a model, built
 // from command-line options. Used by generate, perplexity, serve and bench.
 //
-//   ModelDesc (format)  -> Mixtral weights (model)  -> MixtralRunner (engine)
+//   ModelDesc (format)  -> Mixtral weights (model)  -> MixtralRunner (here)
+//   Backend (kernels)   -> Mixtral forward pass (model)
 //   Tokenizer (tokenizer)                               Engine (engine)
 #pragma once
 #include <cstdint>
@@ -16,6 +17,7 @@
 
 namespace ms {
 
+class Backend;
 class Mixtral;
 class MixtralRunner;
 
@@ -37,6 +39,7 @@ struct Runtime {
   std::unique_ptr<Tokenizer> tokenizer;  // null when the model has none (token ids only)
   std::unique_ptr<TokenText> text;  // tokenizer as the engine sees it
   std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<Backend> backend;  // the compute backend (kernels/backend.h)
   std::unique_ptr<Mixtral> model;
   std::unique_ptr<MixtralRunner> runner;
   std::unique_ptr<Engine> engine;

@@ -23,7 +23,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/engine.h"
+#include "engine/model_runner.h"
+#include "engine/request.h"
 
 namespace ms {
 

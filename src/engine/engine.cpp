@@ -62,7 +62,7 @@ struct Engine::Impl {
   ModelRunner& runner;
   const TokenText& text;
   EngineOptions opts;
-  ModelLimits limits;
+  RunnerLimits limits;
   Scheduler sched;  // owned by the stepping thread
   ForwardOutput fwd;
 

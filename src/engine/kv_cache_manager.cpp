@@ -4,7 +4,7 @@
 
 namespace ms {
 
-void KVCacheManager::extend_hashes(Sequence& s, int32_t n_blocks) {
+void KvCacheManager::extend_hashes(Sequence& s, int32_t n_blocks) {
   const int32_t bs = pool_.block_size();
   while (static_cast<int32_t>(s.block_hashes.size()) < n_blocks) {
     const size_t i = s.block_hashes.size();
@@ -13,7 +13,7 @@ void KVCacheManager::extend_hashes(Sequence& s, int32_t n_blocks) {
   }
 }
 
-std::vector<int32_t> KVCacheManager::find_cached_prefix(Sequence& s) {
+std::vector<int32_t> KvCacheManager::find_cached_prefix(Sequence& s) {
   std::vector<int32_t> hit;
   if (!pool_.prefix_caching() || s.tokens.empty()) return hit;
   const int32_t bs = pool_.block_size();
@@ -28,15 +28,15 @@ std::vector<int32_t> KVCacheManager::find_cached_prefix(Sequence& s) {
   return hit;
 }
 
-int32_t KVCacheManager::count_free(const std::vector<int32_t>& blocks) const {
+int32_t KvCacheManager::count_free(const std::vector<int32_t>& blocks) const {
   int32_t n = 0;
   for (int32_t b : blocks) n += pool_.refcount(b) == 0;
   return n;
 }
 
-void KVCacheManager::adopt_prefix(Sequence& s, const std::vector<int32_t>& hit) {
+void KvCacheManager::adopt_prefix(Sequence& s, const std::vector<int32_t>& hit) {
   if (!s.blocks.empty() || s.num_computed != 0)
-    throw Error(ErrorKind::Internal, "KVCacheManager::adopt_prefix: sequence already holds blocks");
+    throw Error(ErrorKind::Internal, "KvCacheManager::adopt_prefix: sequence already holds blocks");
   for (int32_t b : hit) {
     pool_.share(b);
     s.blocks.push_back(b);
@@ -45,18 +45,18 @@ void KVCacheManager::adopt_prefix(Sequence& s, const std::vector<int32_t>& hit) 
   s.num_committed = static_cast<int32_t>(hit.size());
 }
 
-bool KVCacheManager::allocate(Sequence& s, int32_t n_new) {
+bool KvCacheManager::allocate(Sequence& s, int32_t n_new) {
   const int32_t need = blocks_needed(s, n_new);
   if (need > pool_.num_free()) return false;
   for (int32_t i = 0; i < need; ++i) {
     const int32_t b = pool_.allocate();
-    if (b < 0) throw Error(ErrorKind::Internal, "KVCacheManager::allocate: pool ran dry");
+    if (b < 0) throw Error(ErrorKind::Internal, "KvCacheManager::allocate: pool ran dry");
     s.blocks.push_back(b);
   }
   return true;
 }
 
-void KVCacheManager::commit(Sequence& s) {
+void KvCacheManager::commit(Sequence& s) {
   if (!pool_.prefix_caching()) return;
   const int32_t bs = pool_.block_size();
   const int32_t full = std::min<int32_t>(s.num_computed / bs, static_cast<int32_t>(s.blocks.size()));
@@ -69,7 +69,7 @@ void KVCacheManager::commit(Sequence& s) {
   s.num_committed = full;
 }
 
-void KVCacheManager::free(Sequence& s) {
+void KvCacheManager::free(Sequence& s) {
   for (auto it = s.blocks.rbegin(); it != s.blocks.rend(); ++it) pool_.release(*it);
   s.blocks.clear();
   s.num_computed = 0;

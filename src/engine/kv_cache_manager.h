@@ -15,9 +15,9 @@
 
 namespace ms {
 
-class KVCacheManager {
+class KvCacheManager {
  public:
-  explicit KVCacheManager(BlockPool& pool) : pool_(pool) {}
+  explicit KvCacheManager(BlockPool& pool) : pool_(pool) {}
 
   BlockPool& pool() { return pool_; }
   const BlockPool& pool() const { return pool_; }

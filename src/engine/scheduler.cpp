@@ -6,7 +6,7 @@
 
 namespace ms {
 
-Scheduler::Scheduler(const EngineOptions& opts, const ModelLimits& limits)
+Scheduler::Scheduler(const EngineOptions& opts, const RunnerLimits& limits)
     : opts_(opts), limits_(limits), pool_(opts.num_blocks, opts.block_size, opts.prefix_caching), kv_(pool_) {
   if (opts_.max_batch <= 0) bad_input("engine: max_batch must be positive (got " + std::to_string(opts_.max_batch) + ")");
   if (opts_.max_step_tokens <= 0)

@@ -59,7 +59,10 @@ struct SchedulerCounters {
   int64_t steps = 0;
 };
 
-struct ModelLimits {
+// What the scheduler needs to know about the model it runs (from the
+// ModelRunner). Not the server's ModelLimits (server/openai_schema.h): one
+// name per type, so no two definitions of one class meet at link time.
+struct RunnerLimits {
   int64_t vocab_size = 0;
   int64_t max_context = 0;
   int32_t eos_id = -1;
@@ -68,7 +71,7 @@ struct ModelLimits {
 
 class Scheduler {
  public:
-  Scheduler(const EngineOptions& opts, const ModelLimits& limits);
+  Scheduler(const EngineOptions& opts, const RunnerLimits& limits);
 
   void add(std::unique_ptr<Sequence> s);  // joins the back of the waiting queue
   // Plans the next step. Sequences that can never fit finish here (their events go to `events`).
@@ -101,9 +104,9 @@ class Scheduler {
   void add_item(StepPlan& plan, Sequence* s, int32_t n);
 
   EngineOptions opts_;
-  ModelLimits limits_;
+  RunnerLimits limits_;
   BlockPool pool_;
-  KVCacheManager kv_;
+  KvCacheManager kv_;
   std::unordered_map<uint64_t, std::unique_ptr<Sequence>> seqs_;
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;             // in admission order, oldest first

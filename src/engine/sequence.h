@@ -16,7 +16,8 @@
 #include <vector>
 
 #include "engine/detokenizer.h"
-#include "engine/engine.h"
+#include "engine/model_runner.h"
+#include "engine/request.h"
 #include "engine/sampler.h"
 
 namespace ms {

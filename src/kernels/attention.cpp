@@ -8,11 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "core/cpu_features.h"
 #include "core/dtype.h"
 #include "core/error.h"
-#include "kernels/aligned_buffer.h"
-#include "kernels/cpu/attention_cpu.h"
+#include "core/aligned.h"
+#include "kernels/cpu/dispatch.h"
 #include "kernels/ops.h"
 #include "kernels/ref/attention_ref.h"
 
@@ -63,37 +62,12 @@ void rope_apply(float* x, int64_t head_dim, const float* cs, bool interleaved) {
 
 namespace {
 
-enum class Level { Scalar, Avx2, Avx512 };
-
-bool available(Level l) {
-  const CpuFeatures& f = cpu_features();
-  if (l == Level::Scalar) return true;
-  if (l == Level::Avx2) return f.avx2 && f.fma && f.f16c;
-  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma && f.f16c;
-}
-
-// The level the matmul kernels use (ops.cpp), so one process runs one ISA.
-Level auto_level() {
-  static const Level l = [] {
-    const std::string n = isa_name();
-    return n == "avx512" ? Level::Avx512 : n == "avx2" ? Level::Avx2 : Level::Scalar;
-  }();
-  return l;
-}
-
 constexpr int64_t kTargetRows = 64;            // query rows per work item (tokens x group)
 constexpr int64_t kMaxScoreFloats = 1 << 19;   // cap on an item's score buffer (2 MiB)
 
 }  // namespace
 
-void f32_to_f16_row(const float* x, uint16_t* y, int64_t n) {
-  switch (auto_level()) {
-    case Level::Avx512: return cpu::avx512::f32_to_f16_row(x, y, n);
-    case Level::Avx2: return cpu::avx2::f32_to_f16_row(x, y, n);
-    case Level::Scalar:
-      for (int64_t i = 0; i < n; ++i) y[i] = f32_to_f16(x[i]);
-  }
-}
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n) { cpu::kernels().f32_to_f16_row(x, y, n); }
 
 void kv_store(const PagedKv& kv, int32_t block, int32_t slot, const float* k, const float* v) {
   const int64_t d = kv.head_dim;
@@ -118,12 +92,13 @@ void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, 
                      int64_t window, ThreadPool& pool, AttnImpl impl) {
   if (kv.n_kv_heads <= 0 || n_heads % kv.n_kv_heads != 0 || kv.head_dim <= 0 || kv.block_size <= 0)
     throw Error(ErrorKind::Internal, "paged_attention: bad head counts or cache shape");
-  Level level = impl == AttnImpl::Auto     ? auto_level()
-                : impl == AttnImpl::Avx512 ? Level::Avx512
-                : impl == AttnImpl::Avx2   ? Level::Avx2
-                                           : Level::Scalar;
-  if (!available(level)) throw Error(ErrorKind::Unsupported, "paged_attention: the CPU lacks the requested ISA");
-  if (level == Level::Scalar) return ref::paged_attention(tasks, n_tasks, kv, n_heads, window, pool);
+  const cpu::KernelTable* k = impl == AttnImpl::Auto     ? &cpu::kernels()
+                             : impl == AttnImpl::Avx512 ? cpu::kernels_at(cpu::Isa::Avx512)
+                             : impl == AttnImpl::Avx2   ? cpu::kernels_at(cpu::Isa::Avx2)
+                                                        : cpu::kernels_at(cpu::Isa::Scalar);
+  if (!k) throw Error(ErrorKind::Unsupported, "paged_attention: the CPU lacks the requested ISA");
+  if (!k->attention) return ref::paged_attention(tasks, n_tasks, kv, n_heads, window, pool);
+  const auto attention = k->attention;
 
   // Work items (task, KV head, block of tokens); results do not depend on the
   // blocking, so it is chosen for speed: ~kTargetRows rows sharing each K/V
@@ -158,10 +133,7 @@ void paged_attention(const AttnTask* tasks, int64_t n_tasks, const PagedKv& kv, 
                       window,      scale,    nullptr};
       scratch.resize(size_t(cpu::attn_scratch_floats(a)));
       a.scratch = scratch.data();
-      if (level == Level::Avx512)
-        cpu::avx512::attention(a);
-      else
-        cpu::avx2::attention(a);
+      attention(a);
     }
   });
 }

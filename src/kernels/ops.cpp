@@ -1,7 +1,8 @@
 // ops.cpp — run-time dispatch from ops.h to the fastest available kernel.
 //
 // ISA level: avx512 (F/BW/VL/DQ/VNNI + FMA/F16C) > avx2 (AVX2/FMA/F16C) > scalar
-// reference, capped by MOESERVE_ISA (core/cpu_features.h).
+// reference, capped by MOESERVE_ISA, chosen once as a table of kernels
+// (kernels/cpu/dispatch.h).
 // Threading: output rows are cut into chunks, multiples of 32 (the kernels'
 // row panel), that the pool's threads claim as they go; every output element
 // is computed by one thread in a fixed order, so results do not depend on the
@@ -13,35 +14,16 @@
 #include <string>
 #include <vector>
 
-#include "core/cpu_features.h"
 #include "core/error.h"
-#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/dispatch.h"
+#include "kernels/ref/quant_ref.h"
 #include "kernels/ref/ref.h"
 
 namespace ms::ops {
 
 namespace {
 
-enum class Isa { Scalar, Avx2, Avx512 };
-
-Isa detect_isa() {
-  const CpuFeatures& f = cpu_features();
-  if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma && f.f16c)
-    return Isa::Avx512;
-  if (f.avx2 && f.fma && f.f16c) return Isa::Avx2;
-  return Isa::Scalar;
-}
-
-Isa isa() {
-  static const Isa i = detect_isa();
-  return i;
-}
-
-// AVX2 level with AVX-VNNI: the quantized matmuls use the avx2vnni build.
-bool avx2_vnni() {
-  static const bool v = cpu_features().avxvnni;
-  return v;
-}
+const cpu::KernelTable& K() { return cpu::kernels(); }
 
 cpu::WeightsRef wref(const MatView& W) { return {W.dtype, W.rows, W.cols, W.data, W.row_stride, W.panel16}; }
 
@@ -80,16 +62,7 @@ uint64_t read_memory(const void* p, size_t bytes, ThreadPool& pool) {
   pool.parallel_for(lines, 1024, [&](int64_t l0, int64_t l1, int t) {
     const uint8_t* q = base + l0 * 64;
     const size_t n = size_t(l1 - l0) * 64;
-    uint64_t s = 0;
-    if (isa() == Isa::Avx512) s = cpu::avx512::read_sum(q, n);
-    else if (isa() == Isa::Avx2) s = cpu::avx2::read_sum(q, n);
-    else
-      for (size_t i = 0; i < n; i += 8) {
-        uint64_t v;
-        std::memcpy(&v, q + i, 8);
-        s += v;
-      }
-    part[size_t(t) * 8] += s;
+    part[size_t(t) * 8] += K().read_sum(q, n);
   });
   uint64_t s = 0;
   for (size_t i = 0; i < part.size(); i += 8) s += part[i];
@@ -97,13 +70,7 @@ uint64_t read_memory(const void* p, size_t bytes, ThreadPool& pool) {
   return s;
 }
 
-const char* isa_name() {
-  switch (isa()) {
-    case Isa::Avx512: return "avx512";
-    case Isa::Avx2: return "avx2";
-    default: return "scalar";
-  }
-}
+const char* isa_name() { return K().name; }
 
 void quantize_acts(DType wtype, const float* X, int64_t ldx, int64_t n, int64_t cols, ThreadPool& pool,
                    QuantizedActs* out) {
@@ -132,16 +99,8 @@ void quantize_acts(DType wtype, const float* X, int64_t ldx, int64_t n, int64_t 
   A.sum.resize(size_t(n * A.nblk));
   A.bsum.resize(size_t(n * (cols / 16)));
   const cpu::ActsRef R = aref(A);
-  const Isa level = isa();
-  auto body = [&](int64_t i0, int64_t i1, int) {
-    if (level == Isa::Avx512) return cpu::avx512::quantize_acts(X, ldx, i0, i1, R);
-    if (level == Isa::Avx2) return cpu::avx2::quantize_acts(X, ldx, i0, i1, R);
-    for (int64_t i = i0; i < i1; ++i) {
-      const ref::ActRow r = A.row(i);
-      ref::quantize_act_row(A.format, X + i * ldx, cols, const_cast<int8_t*>(r.qs), const_cast<float*>(r.d),
-                            const_cast<int32_t*>(r.sum), const_cast<int16_t*>(r.bsum));
-    }
-  };
+  const auto quantize = K().quantize_acts;
+  auto body = [&](int64_t i0, int64_t i1, int) { quantize(X, ldx, i0, i1, R); };
   if (n * cols < kMinParallelWork || pool.size() <= 1 || n < 2)
     body(0, n, 0);
   else
@@ -161,28 +120,20 @@ void check_q(const MatView& W, const QuantizedActs& A, int64_t ldy) {
   if (A.cols != W.cols || A.format != ref::act_format(W.dtype))
     throw Error(ErrorKind::Internal, std::string("matmul_q: activations were prepared for another weight type/shape (") +
                                          dtype_name(W.dtype) + ")");
-  if (W.panel16 && isa() != Isa::Avx512 && isa() != Isa::Avx2)
+  if (W.panel16 && !K().panels)
     throw Error(ErrorKind::Internal, std::string("matmul_q: a panel-layout ") + dtype_name(W.dtype) +
                                          " matrix needs the AVX2 or AVX-512 kernels");
 }
 
 // Rows [r0, r1) of W times A, on the calling thread (W.cols > 0).
 void q_rows(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy, int64_t r0, int64_t r1) {
-  const Isa level = isa();
+  const cpu::KernelTable& k = K();
   const cpu::WeightsRef R = wref(W);
-  if (A.format == ref::ActFormat::None) {
-    if (level == Isa::Avx512) return cpu::avx512::matmul_f(R, A.x.data(), A.cols, A.n, r0, r1, Y, ldy);
-    if (level == Isa::Avx2) return cpu::avx2::matmul_f(R, A.x.data(), A.cols, A.n, r0, r1, Y, ldy);
-    return ref::matmul_float(W.slice_rows(r0, r1 - r0), A.x.data(), A.cols, A.n, Y + r0, ldy);
-  }
+  if (A.format == ref::ActFormat::None) return k.matmul_f(R, A.x.data(), A.cols, A.n, r0, r1, Y, ldy);
   const cpu::ActsRef AR = aref(A);
-  if (level == Isa::Avx512 && cpu::avx512::has_q(W.dtype)) return cpu::avx512::matmul_q(R, AR, r0, r1, Y, ldy);
-  if (level == Isa::Avx2 && cpu::avx2::has_q(W.dtype))
-    return avx2_vnni() ? cpu::avx2vnni::matmul_q(R, AR, r0, r1, Y, ldy) : cpu::avx2::matmul_q(R, AR, r0, r1, Y, ldy);
-  for (int64_t i = 0; i < A.n; ++i) {
-    const ref::ActRow a = A.row(i);
-    for (int64_t r = r0; r < r1; ++r) Y[i * ldy + r] = ref::vec_dot(W.dtype, W.row(r), a, W.cols);
-  }
+  // A type without a quantized kernel at this level runs the reference.
+  if (k.has_q(W.dtype)) return k.matmul_q(R, AR, r0, r1, Y, ldy);
+  return cpu::kernels_at(cpu::Isa::Scalar)->matmul_q(R, AR, r0, r1, Y, ldy);
 }
 
 void zero_rows(const MatView& W, const QuantizedActs& A, float* Y, int64_t ldy) {
@@ -232,12 +183,9 @@ void matmul(const MatView& W, const float* X, int64_t ldx, int64_t n, float* Y, 
   if (!is_quantized(W.dtype)) {
     if (n > 0 && (!X || ldx < W.cols)) throw Error(ErrorKind::Internal, "matmul: bad activation stride");
     const cpu::WeightsRef R = wref(W);
-    const Isa level = isa();
-    run_rows(pool, W.rows, W.rows * W.cols * n, [&](int64_t r0, int64_t r1, int) {
-      if (level == Isa::Avx512) return cpu::avx512::matmul_f(R, X, ldx, n, r0, r1, Y, ldy);
-      if (level == Isa::Avx2) return cpu::avx2::matmul_f(R, X, ldx, n, r0, r1, Y, ldy);
-      ref::matmul_float(W.slice_rows(r0, r1 - r0), X, ldx, n, Y + r0, ldy);
-    });
+    const auto matmul_f = K().matmul_f;
+    run_rows(pool, W.rows, W.rows * W.cols * n,
+             [&](int64_t r0, int64_t r1, int) { matmul_f(R, X, ldx, n, r0, r1, Y, ldy); });
     return;
   }
   thread_local QuantizedActs scratch;
@@ -251,10 +199,6 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) { ref::quanti
 
 void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out) { ref::rmsnorm(x, w, n, eps, out); }
 void softmax(float* x, int64_t n) { ref::softmax(x, n); }
-void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
-  if (isa() == Isa::Avx512) return cpu::avx512::silu_mul(gate, up, n, out);
-  if (isa() == Isa::Avx2) return cpu::avx2::silu_mul(gate, up, n, out);
-  ref::silu_mul(gate, up, n, out);
-}
+void silu_mul(const float* gate, const float* up, int64_t n, float* out) { K().silu_mul(gate, up, n, out); }
 
 }  // namespace ms::ops

@@ -1,8 +1,8 @@
 // ops.h — the operations the model is built from. Kernels know nothing about
 // models: they see matrices, vectors and strides.
 //
-// Every op has a plain scalar version in kernels/ref (namespace ms::ref) that
-// is the numerical specification; the functions here dispatch at run time to
+// Every op has a plain scalar version in kernels/ref (namespace ms::ref, not
+// included here: callers see only ops::) that is the numerical specification; the functions here dispatch at run time to
 // the fastest implementation the CPU supports (kernels/cpu), and fall back to
 // the reference. Tests compare each fast path against ref over awkward shapes.
 //
@@ -24,8 +24,8 @@
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
-#include "kernels/aligned_buffer.h"
-#include "kernels/ref/quant_ref.h"
+#include "core/aligned.h"
+#include "kernels/act_format.h"
 
 namespace ms::ops {
 
@@ -33,7 +33,7 @@ namespace ms::ops {
 // X is float32 [n][W.cols] (row stride ldx floats), Y float32 [n][W.rows] (row stride ldy).
 // W may be any DType but I32. For quantized W the activations are quantized
 // per block to 8 bits as the format is meant to be run (blocks of 32 for the
-// legacy formats, 256 for the K formats: ref::quantize_act_row).
+// legacy formats, 256 for the K formats: kernels/ref/quant_ref.h).
 void matmul(const MatView& W, const float* X, int64_t ldx, int64_t n, float* Y, int64_t ldy,
             ThreadPool& pool);
 
@@ -41,7 +41,7 @@ void matmul(const MatView& W, const float* X, int64_t ldx, int64_t n, float* Y, 
 // format (see kernels/ref/quant_ref.h for the quantization). Row i of the
 // quantized values starts at qs.data() + i*qs_stride.
 struct QuantizedActs {
-  ref::ActFormat format = ref::ActFormat::None;
+  ActFormat format = ActFormat::None;
   int64_t n = 0, cols = 0;
   int64_t nblk = 0;       // activation blocks per row (cols/32 or cols/256)
   int64_t qs_stride = 0;  // bytes between rows of qs (a multiple of 64)
@@ -51,10 +51,10 @@ struct QuantizedActs {
   AlignedBuffer<int16_t> bsum;  // [n][cols/16] Σq per 16 (Q8_256)
   AlignedBuffer<float> x;       // [n][cols] copy of X (float weight types)
 
-  ref::ActRow row(int64_t i) const {
+  ActRow row(int64_t i) const {
     return {qs.data() + i * qs_stride, d.data() + i * nblk,
-            format == ref::ActFormat::Q8_32 ? sum.data() + i * nblk : nullptr,
-            format == ref::ActFormat::Q8_256 ? bsum.data() + i * (cols / 16) : nullptr};
+            format == ActFormat::Q8_32 ? sum.data() + i * nblk : nullptr,
+            format == ActFormat::Q8_256 ? bsum.data() + i * (cols / 16) : nullptr};
   }
   const float* xrow(int64_t i) const { return x.data() + i * cols; }
 };

@@ -4,9 +4,9 @@
 #include <cstring>
 #include <string>
 
-#include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/quant.h"
+#include "kernels/cpu/dispatch.h"
 #include "kernels/ops.h"
 #include "kernels/panel_layout.h"
 
@@ -104,8 +104,7 @@ bool can_repack(DType t) {
     return !(e && std::string(e) == "0");
   }();
   // The AVX2 and AVX-512 kernels read every repackable type in this layout.
-  const std::string isa = isa_name();
-  return enabled && panel_block_elems(t) > 0 && (isa == "avx512" || isa == "avx2");
+  return enabled && panel_block_elems(t) > 0 && cpu::kernels().panels;
 }
 
 size_t repacked_bytes(DType t, int64_t rows, int64_t cols) {

@@ -18,7 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/engine.h"
+#include "engine/request.h"
 #include "server/openai_schema.h"
 #include "server/structured_request.h"
 

@@ -20,7 +20,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "engine/engine.h"
+#include "engine/request.h"
 #include "server/structured_spec.h"
 #include "tokenizer/chat.h"
 

@@ -30,8 +30,16 @@ const near = (got, want, rel, what) =>
 
 // llama-perplexity -c 256 -b 256 on the same files (reference/README.md).
 const LLAMA = { bf16: 150.4565, Q8_0: 150.4688, Q4_K_M: 153.5983, Q4_0: 157.1907 };
+// And to the last bit, the same on every x86-64 CPU: every kernel gives the
+// scalar reference's bits, so these hold under MOESERVE_ISA=avx2 and scalar
+// too (ctest isa.*) — a change of operation order anywhere shows here.
+const EXACT = { bf16: 150.40795861169778, Q8_0: 150.56287913186694, Q4_K_M: 153.50492348783902, Q4_0: 157.29811870929444 };
 for (const [t, want] of Object.entries(LLAMA)) {
-  test(`GGUF ${t}: perplexity within 0.1% of llama.cpp's`, () => near(ppl(['-m', gguf(t)]), want, 1e-3, t));
+  test(`GGUF ${t}: perplexity within 0.1% of llama.cpp's, the same bits on every ISA`, () => {
+    const p = ppl(['-m', gguf(t)]);
+    near(p, want, 1e-3, t);
+    assert.equal(p, EXACT[t], `${t}: ${p}, not ${EXACT[t]} (MOESERVE_ISA=${process.env.MOESERVE_ISA ?? 'native'})`);
+  });
 }
 
 test('GGUF bf16: greedy continuations equal transformers', () => {

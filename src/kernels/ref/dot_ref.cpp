@@ -9,7 +9,7 @@
 #include "core/quant.h"
 #include "kernels/ref/quant_ref.h"
 
-namespace ms::ref {
+namespace ms::ops {
 
 ActFormat act_format(DType t) {
   switch (t) {
@@ -27,6 +27,10 @@ ActFormat act_format(DType t) {
 }
 
 int64_t act_block(ActFormat f) { return f == ActFormat::Q8_32 ? 32 : f == ActFormat::Q8_256 ? 256 : 1; }
+
+}  // namespace ms::ops
+
+namespace ms::ref {
 
 namespace {
 // Round half to even of |v| < 2^22 without a libm call (like VCVTPS2DQ).

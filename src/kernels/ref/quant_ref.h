@@ -36,24 +36,16 @@
 
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "kernels/act_format.h"
 
 namespace ms::ref {
 
-enum class ActFormat : uint8_t { None, Q8_32, Q8_256 };
+// ActFormat, act_format(), act_block() and ActRow: kernels/act_format.h.
+using ops::act_block;
+using ops::act_format;
+using ops::ActFormat;
+using ops::ActRow;
 
-// Activation format used with weights of type t (None for float types).
-ActFormat act_format(DType t);
-// Elements per activation block (32 or 256; 1 for None).
-int64_t act_block(ActFormat f);
-
-// One quantized activation row (cols values). `sum` is used by Q8_32 (one per
-// block of 32), `bsum` by Q8_256 (one per 16 values); the other may be null.
-struct ActRow {
-  const int8_t* qs = nullptr;
-  const float* d = nullptr;
-  const int32_t* sum = nullptr;
-  const int16_t* bsum = nullptr;
-};
 
 // The scales of one activation block of format f (Q8_32 or Q8_256) whose
 // largest magnitude is amax: q = round-half-even(x * id), value = q * d.

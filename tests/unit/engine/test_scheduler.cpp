@@ -18,7 +18,7 @@ using test::FakeText;
 struct Driver {
   Driver(FakeConfig c, EngineOptions o)
       : cfg(c), opts(o), runner(c, o.num_blocks, o.block_size),
-        sched(o, ModelLimits{c.vocab, c.max_context, c.eos}) {}
+        sched(o, RunnerLimits{c.vocab, c.max_context, c.eos}) {}
 
   uint64_t add(std::vector<int32_t> prompt, SamplingParams p) {
     const uint64_t id = next_id++;
@@ -232,9 +232,9 @@ TEST(Scheduler, MalformedRunnerOutputFailsTheStepNotTheProcess) {
 }
 
 
-TEST(KVCacheManager, RegistersOnlyFullyComputedBlocks) {
+TEST(KvCacheManager, RegistersOnlyFullyComputedBlocks) {
   BlockPool pool(10, 4, true);
-  KVCacheManager kv(pool);
+  KvCacheManager kv(pool);
   test::FakeText text;
   Sequence s(1, Request{test::make_prompt(1, 10, 320), test::greedy(5), {}}, text, 320);
   ASSERT_TRUE(kv.allocate(s, 7));

@@ -1,7 +1,8 @@
 // mixtral_runner.h — the real model behind the engine's ModelRunner interface:
-// a Mixtral and the paged KV cache storage its block tables index into.
+// a Mixtral and the paged KV cache storage its block tables index into. It
+// lives with the composition root, not in the model-agnostic engine.
 #pragma once
-#include "engine/engine.h"
+#include "engine/model_runner.h"
 #include "model/kv_cache.h"
 #include "model/mixtral.h"
 
