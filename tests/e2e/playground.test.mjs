@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 
-import { startServer, postJson, rawRequest, sleep } from './lib/server.mjs';
+import { startServer, postJson, rawRequest, sleep, BIN } from './lib/server.mjs';
 import { startModelProxy } from './lib/model_proxy.mjs';
 
 const MODEL = 'tiny-mixtral-kjv';
@@ -475,6 +475,45 @@ test('usage panel: shown from GET /v1/usage/me, hidden when it answers 404', asy
   await page.waitForSelector('#usage', { state: 'hidden' });
   await page.close();
   assert.deepEqual(takeConsoleErrors(), []);
+});
+
+test('with governance on (--state): a wrong key shows a clear error; the usage panel shows the key\'s real usage', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'moeserve-pg-gov-'));
+  const state = join(dir, 'state.db');
+  const created = JSON.parse(execFileSync(BIN, ['keys', 'create', '--state', state, '--name', 'playground', '--models', '*'],
+    { encoding: 'utf8', timeout: 60_000 }).trim());
+  const gov = await startServer(['--max-batch', '8', '--state', state]);
+  try {
+    const page = await openPage(gov.base);
+    await page.fill('#api-key', 'ms-not-a-key');
+    await page.dispatchEvent('#api-key', 'change');
+    await page.waitForFunction(() => /Incorrect API key|refused \(401\)/.test(document.getElementById('alert').textContent));
+    assert.match(await page.textContent('#alert'), /API key was refused \(401\)/);
+    await page.fill('#api-key', created.key);
+    await page.dispatchEvent('#api-key', 'change');
+    await waitModels(page);
+    await page.waitForSelector('#alert[hidden]', { state: 'attached' });
+    await page.fill('#p-max_tokens', '6');
+    await setParams(page, { temperature: 0 });
+    await sendAndWait(page, 'And God said');
+    // The usage row is written within a second of the reply; the panel reloads on a key change.
+    const deadline = Date.now() + 10_000;
+    let text = '';
+    while (Date.now() < deadline) {
+      await page.dispatchEvent('#api-key', 'change');
+      await sleep(300);
+      text = (await page.isHidden('#usage')) ? '' : await page.textContent('#usage-body');
+      if (/Today1 requests?/.test(text)) break;
+    }
+    assert.match(text, /Today1 requests?/, `usage panel: ${text}`);
+    assert.match(text, /This month1 requests?/);
+    await page.close();
+    for (const e of takeConsoleErrors()) assert.match(e, /401/);
+  } finally {
+    const r = await gov.stop();
+    assert.deepEqual(r, { code: 0, signal: null });
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('phone layout (390 px): no horizontal scrolling, settings behind a button', async () => {
