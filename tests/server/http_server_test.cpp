@@ -9,45 +9,16 @@
 #include <boost/asio.hpp>
 #include <nlohmann/json.hpp>
 
+#include "server/http_test_client.h"
+
 namespace ms {
 namespace {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-struct Reply {
-  int status = 0;
-  std::string head;
-  std::string body;
-};
-
-// One request with "Connection: close"; reads until the server closes.
-Reply fetch(uint16_t port, const std::string& method, const std::string& path, const std::string& body = "",
-            const std::string& extra_headers = "") {
-  asio::io_context io;
-  tcp::socket s(io);
-  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-  std::string req = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" + extra_headers +
-                    "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-  asio::write(s, asio::buffer(req));
-  std::string raw;
-  boost::system::error_code ec;
-  char buf[4096];
-  for (;;) {
-    size_t n = s.read_some(asio::buffer(buf), ec);
-    raw.append(buf, n);
-    if (ec) break;
-  }
-  Reply r;
-  auto sp = raw.find(' ');
-  if (sp != std::string::npos) r.status = std::stoi(raw.substr(sp + 1, 3));
-  auto end = raw.find("\r\n\r\n");
-  if (end != std::string::npos) {
-    r.head = raw.substr(0, end);
-    r.body = raw.substr(end + 4);
-  }
-  return r;
-}
+using test::Reply;
+using test::fetch;
 
 nlohmann::json error_of(const Reply& r) {
   auto j = nlohmann::json::parse(r.body);

@@ -10,6 +10,7 @@
 #include "server/http_server.h"
 #include "server/openai_response.h"
 #include "server/openai_schema.h"
+#include "server/http_test_client.h"
 
 namespace ms {
 namespace {
@@ -18,44 +19,8 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using json = nlohmann::json;
 
-struct Reply {
-  int status = 0;
-  std::string head;
-  std::string body;
-  std::string header(const std::string& name) const {
-    const std::string key = "\r\n" + name + ": ";
-    auto p = head.find(key);
-    if (p == std::string::npos) return "";
-    p += key.size();
-    return head.substr(p, head.find("\r\n", p) - p);
-  }
-};
-
-Reply fetch(uint16_t port, const std::string& method, const std::string& path, const std::string& extra = "") {
-  asio::io_context io;
-  tcp::socket s(io);
-  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-  std::string req = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" + extra +
-                    "Content-Length: 0\r\n\r\n";
-  asio::write(s, asio::buffer(req));
-  std::string raw;
-  boost::system::error_code ec;
-  char buf[4096];
-  for (;;) {
-    size_t n = s.read_some(asio::buffer(buf), ec);
-    raw.append(buf, n);
-    if (ec) break;
-  }
-  Reply r;
-  auto sp = raw.find(' ');
-  if (sp != std::string::npos) r.status = std::stoi(raw.substr(sp + 1, 3));
-  auto end = raw.find("\r\n\r\n");
-  if (end != std::string::npos) {
-    r.head = raw.substr(0, end);
-    r.body = raw.substr(end + 4);
-  }
-  return r;
-}
+using test::Reply;
+using test::fetch;
 
 ServerOptions options(bool playground) {
   ServerOptions o;
@@ -94,12 +59,12 @@ TEST(Playground, ServedWithStrictHeadersAndRevalidation) {
   EXPECT_EQ(fetch(port, "GET", "/playground/app.css").header("Content-Type"), "text/css; charset=utf-8");
 
   // Revalidation: 304 with no body for the same ETag, 200 for another.
-  Reply nm = fetch(port, "GET", "/playground/app.js", "If-None-Match: " + etag + "\r\n");
+  Reply nm = fetch(port, "GET", "/playground/app.js", "", "If-None-Match: " + etag + "\r\n");
   EXPECT_EQ(nm.status, 304);
   EXPECT_TRUE(nm.body.empty());
   EXPECT_EQ(nm.header("ETag"), etag);
-  EXPECT_EQ(fetch(port, "GET", "/playground/app.js", "If-None-Match: \"0000\", W/" + etag + "\r\n").status, 304);
-  EXPECT_EQ(fetch(port, "GET", "/playground/app.js", "If-None-Match: \"0000\"\r\n").status, 200);
+  EXPECT_EQ(fetch(port, "GET", "/playground/app.js", "", "If-None-Match: \"0000\", W/" + etag + "\r\n").status, 304);
+  EXPECT_EQ(fetch(port, "GET", "/playground/app.js", "", "If-None-Match: \"0000\"\r\n").status, 200);
 
   Reply head = fetch(port, "HEAD", "/");
   EXPECT_EQ(head.status, 200);
