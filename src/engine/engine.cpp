@@ -31,6 +31,15 @@ const char* finish_reason_name(FinishReason r) {
   return "none";
 }
 
+const char* priority_name(Priority p) {
+  switch (p) {
+    case Priority::Provisioned: return "provisioned";
+    case Priority::Standard: return "standard";
+    case Priority::Batch: return "batch";
+  }
+  return "standard";
+}
+
 namespace {
 
 constexpr int32_t kMaxLogprobs = 20;

@@ -84,12 +84,23 @@ class TokenConstraint {
   virtual bool is_complete() const = 0;
 };
 
+// Scheduling class of a request (the scheduler's priority classes). Lower
+// value = served first: waiting Provisioned requests are admitted before
+// Standard ones, Standard before Batch, and a short KV pool or step budget
+// preempts the lowest class first. Provisioned: traffic within a key's
+// reserved tokens/s; Standard: online best effort; Batch: Batch API and
+// offline batch lines, which use only what online traffic leaves.
+enum class Priority : uint8_t { Provisioned = 0, Standard = 1, Batch = 2 };
+constexpr int kNumPriorities = 3;
+const char* priority_name(Priority p);  // "provisioned", "standard", "batch"
+
 struct Request {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   std::function<void(const StreamEvent&)> on_event;
   std::shared_ptr<TokenConstraint> constraint = nullptr;  // null: unconstrained (pays nothing)
   bool record_routing = false;      // report the request's ExpertLoad with its final event
+  Priority priority = Priority::Standard;
 };
 
 }  // namespace ms
