@@ -5,7 +5,7 @@ PKGS=(build-essential cmake pkg-config git
       libsentencepiece-dev nlohmann-json3-dev libcli11-dev libboost-dev
       libgtest-dev libgmock-dev libbenchmark-dev nodejs npm
       chromium                        # the playground's browser tests
-      libsqlite3-dev libpq-dev postgresql  # governance: SQLite state; PostgreSQL client + server for its tests
+      libsqlite3-dev sqlite3 libpq-dev postgresql  # governance: SQLite state (+ shell); PostgreSQL client + server for its tests
       clang libclang-rt-14-dev)       # the fuzzers and the sanitizer build
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -337,8 +337,12 @@ double Governor::cost(const std::string& model, int64_t prompt_tokens, int64_t c
          1e6;
 }
 
-void Governor::complete(Ticket& t, UsageRow row, std::optional<PayloadRow> payload) {
-  if (t.completed) return;
+void Governor::complete(Ticket& t, UsageRow row, std::optional<PayloadRow> payload,
+                        std::function<void()> on_durable) {
+  if (t.completed) {
+    if (on_durable) on_durable();
+    return;
+  }
   t.completed = true;
   const int64_t credit = t.reserved_tokens - (row.prompt_tokens + row.completion_tokens);
   if (credit > 0 && (!t.local.empty() || !t.shared.empty())) {
@@ -360,19 +364,38 @@ void Governor::complete(Ticket& t, UsageRow row, std::optional<PayloadRow> paylo
     mt.first += static_cast<uint64_t>(std::max<int64_t>(0, row.prompt_tokens));
     mt.second += static_cast<uint64_t>(std::max<int64_t>(0, row.completion_tokens));
   }
+  bool queued = false;
   {
     std::lock_guard<std::mutex> lk(q_mu_);
-    if (rows_.size() < kMaxQueued) rows_.push_back(std::move(row));
+    if (rows_.size() < kMaxQueued) {
+      rows_.push_back(std::move(row));
+      ++queued_seq_;
+      queued = true;
+      if (on_durable) waiters_.emplace_back(queued_seq_, std::move(on_durable));
+    }
     if (payload && payloads_.size() < kMaxQueued) payloads_.push_back(std::move(*payload));
   }
+  if (!queued && on_durable) on_durable();  // dropped (queue full): nothing to wait for
   q_cv_.notify_one();
+}
+
+std::vector<std::function<void()>> Governor::take_waiters(bool all) {
+  std::vector<std::function<void()>> ready;
+  while (!waiters_.empty() && (all || waiters_.front().first <= committed_seq_)) {
+    ready.push_back(std::move(waiters_.front().second));
+    waiters_.pop_front();
+  }
+  return ready;
 }
 
 void Governor::record(UsageRow row) {
   row.cost = cost(row.model, row.prompt_tokens, row.completion_tokens);
   {
     std::lock_guard<std::mutex> lk(q_mu_);
-    if (rows_.size() < kMaxQueued) rows_.push_back(std::move(row));
+    if (rows_.size() < kMaxQueued) {
+      rows_.push_back(std::move(row));
+      ++queued_seq_;
+    }
   }
   q_cv_.notify_one();
 }
@@ -417,18 +440,28 @@ void Governor::writer_loop() {
       }
       lk.lock();
       writing_ = false;
+      if (ok) committed_seq_ += rows.size();
+      if (auto ready = take_waiters(!ok); !ready.empty()) {
+        lk.unlock();
+        for (auto& f : ready) f();
+        lk.lock();
+      }
       if (!ok) {  // keep them, in order, for the next try
         for (auto it = pls.rbegin(); it != pls.rend(); ++it) payloads_.push_front(std::move(*it));
         for (auto it = rows.rbegin(); it != rows.rend(); ++it) rows_.push_front(std::move(*it));
         if (stopping && failures >= 5) {
           std::fprintf(stderr, "moeserve: governance: %zu usage rows could not be written at shutdown\n", rows_.size());
+          for (auto& f : take_waiters(true)) f();
           return;
         }
         q_cv_.wait_for(lk, std::chrono::milliseconds(500), [this] { return false; });
       }
       continue;
     }
-    if (stopping) return;
+    if (stopping) {
+      for (auto& f : take_waiters(true)) f();
+      return;
+    }
     const auto now = std::chrono::steady_clock::now();
     if (now - last_prune > std::chrono::minutes(10)) {
       last_prune = now;

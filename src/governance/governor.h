@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -88,8 +89,14 @@ class Governor {
   // `headers` gets the x-ratelimit-* headers either way.
   Verdict admit(const KeyRecord& k, const std::string& model, int64_t tokens, Ticket& t, Headers& headers);
   // Credits back what the request did not use and queues its usage row (and
-  // payload when sampled). Idempotent per ticket.
-  void complete(Ticket& t, UsageRow row, std::optional<PayloadRow> payload);
+  // payload when sampled). Idempotent per ticket. `on_durable`, when given,
+  // runs (on the writer thread; it must not block) once the row is committed
+  // — the server holds a response's last bytes until then, so a client never
+  // sees a finished response whose row a crash could lose. If a write fails
+  // (store unreachable) it runs anyway: the response is not held hostage by
+  // an outage; the row stays queued and is retried.
+  void complete(Ticket& t, UsageRow row, std::optional<PayloadRow> payload,
+                std::function<void()> on_durable = {});
   // A request refused before admission (auth aside): its usage row only.
   void record(UsageRow row);
   // Counts a refusal for /metrics: "auth", "permission", "qpm", "tpm", "unavailable".
@@ -126,6 +133,9 @@ class Governor {
   void refresher_loop();
   void writer_loop();
   void write_batch(std::unique_lock<std::mutex>& lk);
+  // Pops the waiters whose rows are committed (all of them when `all`); the
+  // caller runs them without q_mu_ held.
+  std::vector<std::function<void()>> take_waiters(bool all);
 
   GovernorOptions opts_;
   std::unique_ptr<Store> bg_;   // snapshot reloads, usage writes, admin
@@ -148,6 +158,9 @@ class Governor {
   std::condition_variable q_cv_;
   std::deque<UsageRow> rows_;
   std::deque<PayloadRow> payloads_;
+  uint64_t queued_seq_ = 0;     // rows ever queued (rows_ is FIFO)
+  uint64_t committed_seq_ = 0;  // rows ever taken off the queue and committed
+  std::deque<std::pair<uint64_t, std::function<void()>>> waiters_;  // (row's seq, on_durable)
   bool stop_ = false;
   bool writing_ = false;
 

@@ -40,8 +40,8 @@ void GenerationJob::attach_governance(gov::Ticket ticket, gov::Headers headers, 
   request_body_ = std::move(request_body);
 }
 
-void GenerationJob::account(int status) {
-  if (!governed_ || accounted_ || !ctx_.opts.governance) return;
+bool GenerationJob::account(int status, std::function<void()> on_durable) {
+  if (!governed_ || accounted_ || !ctx_.opts.governance) return false;
   accounted_ = true;
   gov::UsageRow row;
   row.request_id = meta_id_;
@@ -77,7 +77,9 @@ void GenerationJob::account(int status) {
     }
     payload = std::move(p);
   }
-  ctx_.opts.governance->complete(ticket_, std::move(row), std::move(payload));
+  const bool wait = static_cast<bool>(on_durable);
+  ctx_.opts.governance->complete(ticket_, std::move(row), std::move(payload), std::move(on_durable));
+  return wait;
 }
 
 std::optional<ApiError> GenerationJob::start(std::function<void()> notify) {

@@ -37,8 +37,10 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   void attach_governance(gov::Ticket ticket, gov::Headers headers, std::string request_body);
   const gov::Headers& extra_headers() const { return gov_headers_; }
   // Completion for governance: credit back, usage row (and payload). Once; the
-  // destructor calls it with 499 if nothing did.
-  void account(int status);
+  // destructor calls it with 499 if nothing did. Returns true when
+  // `on_durable` was handed on: it runs once the row is committed (on the
+  // governance writer thread); false: no row to wait for, nothing will call it.
+  bool account(int status, std::function<void()> on_durable = {});
 
   // Structured outputs: each engine request gets its own constraint from this.
   void set_constraint(std::function<std::shared_ptr<TokenConstraint>()> make) { make_constraint_ = std::move(make); }

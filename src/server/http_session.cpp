@@ -91,7 +91,7 @@ void HttpSession::shutdown() {
     self->keep_alive_ = false;
     if (self->job_) {
       self->job_->cancel(503);  // its cancelled events finish the response, then we close
-    } else if (!self->writing_ && self->out_.empty()) {
+    } else if (!self->held_job_ && !self->writing_ && self->out_.empty()) {
       self->close();  // idle or reading a request
     }
   });
@@ -269,9 +269,25 @@ void HttpSession::on_job_events() {
 }
 
 void HttpSession::finish_job() {
-  auto job = std::move(job_);
+  held_job_ = std::move(job_);
   job_.reset();
-  job->account(job->final_status());
+  // With governance on, the response's last bytes wait for its usage row to
+  // commit (the writer commits at once, in groups): a client never holds a
+  // finished response that a crash could leave unaccounted.
+  std::weak_ptr<HttpSession> weak = weak_from_this();
+  auto ex = sock_.get_executor();
+  const bool held = held_job_->account(held_job_->final_status(), [weak, ex] {
+    asio::post(ex, [weak] {
+      if (auto s = weak.lock()) s->reply_job();
+    });
+  });
+  if (!held) reply_job();
+}
+
+void HttpSession::reply_job() {
+  auto job = std::move(held_job_);
+  held_job_.reset();
+  if (!job || closed_) return;
   if (job->stream()) {
     queue_chunk(job->stream_tail());
     if (chunked_) out_ += "0\r\n\r\n";
@@ -289,6 +305,7 @@ void HttpSession::finish_job() {
                job->finish_note()};
   ctx_.log(l);
   logged_ = true;
+  flush();
 }
 
 // ---- disconnect watch -------------------------------------------------------
@@ -307,7 +324,7 @@ void HttpSession::on_watch(error_code ec, size_t n) {
   if (closed_) return;
   if (!ec) {
     buf_.commit(n);  // a pipelined request: kept for the next read
-    if (job_) start_watch();
+    if (job_ || held_job_) start_watch();
     else advance();
     return;
   }

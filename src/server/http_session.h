@@ -60,6 +60,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void start_job(RouteResult rr);
   void on_job_events();
+  void reply_job();  // the finished job's last bytes (after its usage row is durable)
   void finish_job();
 
   void start_watch();
@@ -107,6 +108,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool drain_on_close_ = false;
   bool logged_ = false;
   std::shared_ptr<GenerationJob> job_;
+  std::shared_ptr<GenerationJob> held_job_;  // finished, waiting for its usage row to commit
 
   // Output.
   std::string out_;       // queued, not yet being written

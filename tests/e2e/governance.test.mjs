@@ -174,6 +174,50 @@ test('prices give the cost; inference tables store the assembled streamed messag
   assert.equal(p.key_id, keys.dave.id);
 });
 
+// Writes into the state's own database, as an old server would have (SQLite:
+// the sqlite3 shell; PostgreSQL: psql).
+function sql(stmt) {
+  if (PG) execFileSync('psql', [STATE, '-q', '-v', 'ON_ERROR_STOP=1', '-c', stmt], { encoding: 'utf8' });
+  else execFileSync('sqlite3', ['-cmd', '.timeout 5000', STATE, stmt], { encoding: 'utf8' });
+}
+
+test('inference tables: a payload over 10 MiB is stored without its body and marked; retention prunes old rows', async () => {
+  const old = Date.now() - 40 * 86_400_000;
+  sql(`INSERT INTO payloads (request_id, ts_ms, key_id, model, status, latency_ms, request, response, truncated) ` +
+      `VALUES ('chatcmpl-forty-days-old', ${old}, '${keys.dave.id}', '${MODEL}', 200, 1.5, '{}', '{}', 0)`);
+  const before = cli(['payloads', 'export', '--state', STATE, '--model', MODEL]);
+  assert.match(before, /chatcmpl-forty-days-old/);
+  const big = await startServer([...serveArgs, '--max-body-mb', '12', '--payload-retention-days', '30']);
+  try {
+    // 10.5 MiB of JSON whitespace: a valid request whose payload passes the limit.
+    const head = JSON.stringify({ model: MODEL, messages: msgs, max_tokens: 2 }).slice(0, -1);
+    const body = `${head},${' '.repeat(10.5 * 1024 * 1024)}"temperature":0}`;
+    const r = await postJson(big.port, '/v1/chat/completions', body, auth(keys.dave.key));
+    assert.equal(r.status, 200, r.body.slice(0, 300));
+    const id = JSON.parse(r.body).id;
+    const small = await client(big, keys.dave.key).chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 2 });
+    const deadline = Date.now() + 10_000;
+    let lines = [];
+    for (;;) {  // the writer prunes when it is idle, right after start and every 10 minutes
+      lines = cli(['payloads', 'export', '--state', STATE, '--model', MODEL]).trim().split('\n').map(JSON.parse);
+      if (!lines.some((l) => l.request_id === 'chatcmpl-forty-days-old') || Date.now() > deadline) break;
+      await sleep(100);
+    }
+    assert.ok(!lines.some((l) => l.request_id === 'chatcmpl-forty-days-old'), 'the 40-day-old row is pruned');
+    const bigRow = lines.find((l) => l.request_id === id);
+    assert.ok(bigRow, 'the oversized request has a payload row');
+    assert.equal(bigRow.truncated, true);
+    assert.equal(bigRow.request, null);
+    assert.equal(bigRow.response, null);
+    assert.equal(bigRow.status, 200);
+    const smallRow = lines.find((l) => l.request_id === small.id);
+    assert.ok(smallRow && smallRow.truncated === false && smallRow.response.id === small.id, 'a small payload is whole');
+    assert.ok(lines.some((l) => l.request_id === streamed.id), 'recent rows are kept');
+  } finally {
+    await big.stop();
+  }
+});
+
 test('admin API: create, use, revoke; malformed requests are 400/404/405', async () => {
   const h = { ...auth(keys.admin.key), 'Content-Type': 'application/json' };
   const c = await postJson(srv.port, '/admin/v1/keys', { name: 'via-api', models: [MODEL], qpm: 100 }, h);
@@ -299,7 +343,7 @@ test('kill -9 under 16 concurrent streams: completed requests are in the usage t
   const workers = Array.from({ length: 16 }, worker);
   const deadline = Date.now() + 20_000;
   while (done.length < 48 && Date.now() < deadline) await sleep(50);
-  await sleep(1300);  // the first 48 are then over a second old; streams go on completing until the kill
+  await sleep(300);  // streams go on completing until the kill
   const killedAt = Date.now();
   victim.proc.kill('SIGKILL');
   stop = true;
@@ -312,13 +356,13 @@ test('kill -9 under 16 concurrent streams: completed requests are in the usage t
       .map((l) => JSON.parse(l).request_id));
     const missing = done.filter((d) => !ids.has(d.id));
     const lastSecond = done.filter((d) => killedAt - d.at < 1000).length;
-    console.log(`# ${BACKEND}: ${done.length} streams completed before kill -9; ${missing.length} missing from usage ` +
-      `(${lastSecond} completed in the last second before the kill)`);
-    // The guarantee: a finished request's row is durable within 1 s (rows
-    // are committed as soon as the writer thread picks them up, typically
-    // within milliseconds; the count above reports the last second).
-    assert.ok(done.filter((d) => killedAt - d.at >= 1000).length >= 16, 'requests completed over a second before the kill');
-    assert.deepEqual(missing.filter((d) => killedAt - d.at >= 1000), [], 'rows older than 1 s are durable');
+    console.log(`# ${BACKEND}: ${done.length} streams completed before kill -9 (${lastSecond} in its last second); ` +
+      `${missing.length} missing from usage; ${ids.size} rows in all (the rest: streams cut by the kill)`);
+    // The guarantee: a response's last bytes (the usage chunk and [DONE])
+    // leave only after its usage row has committed, so every response a
+    // client saw finish is in the table, however close to the kill.
+    assert.ok(lastSecond >= 1, 'some streams completed within the last second before the kill');
+    assert.deepEqual(missing, [], 'every completed response has its usage row');
     const r = await client(restarted, k.key).chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 3 });
     assert.equal(r.object, 'chat.completion');
   } finally {
