@@ -5,7 +5,9 @@
 # never to refuse (so every request runs the whole admission path: auth,
 # permission, token buckets, and on PostgreSQL the shared counters).
 # Reports tok/s, TTFT p99 (client) and the server's admission latency
-# (moeserve_admission_seconds: mean, and p99 as a bucket upper bound).
+# (moeserve_admission_seconds: mean, and p99 as a bucket upper bound) and how
+# long finished responses waited for their usage rows to commit
+# (moeserve_governance_commit_wait_seconds).
 # Usage: bench/serve/governance.sh [BIN] [REQUESTS] [MAX_TOKENS] [ROUNDS]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -48,11 +50,16 @@ run() {  # name, extra serve args..., then key
     const t = fs.readFileSync(m, "utf8");
     const num = (re) => Number((re.exec(t) || [0, NaN])[1]);
     const sum = num(/^moeserve_admission_seconds_sum (\S+)/m), cnt = num(/^moeserve_admission_seconds_count (\S+)/m);
+    const cws = num(/^moeserve_governance_commit_wait_seconds_sum (\S+)/m), cw = num(/^moeserve_governance_commit_wait_seconds_count (\S+)/m);
+    let cwp99 = NaN;
+    for (const b of t.matchAll(/^moeserve_governance_commit_wait_seconds_bucket\{le="([^"]+)"\} (\d+)/gm))
+      if (Number.isNaN(cwp99) && Number(b[2]) >= 0.99 * cw) cwp99 = Number(b[1]);
     let p99 = NaN;
     for (const b of t.matchAll(/^moeserve_admission_seconds_bucket\{le="([^"]+)"\} (\d+)/gm))
       if (Number.isNaN(p99) && Number(b[2]) >= 0.99 * cnt) p99 = Number(b[1]);
     console.log(`${name.padEnd(10)} tok/s ${r.tokens_per_s.toFixed(1).padStart(7)}  TTFT p99 ${r.ttft_p99_ms.toFixed(1).padStart(7)} ms  ` +
-      `e2e p99 ${r.e2e_p99_ms.toFixed(0).padStart(6)} ms  admission mean ${(1e3 * sum / cnt).toFixed(3)} ms, p99 <= ${(1e3 * p99).toFixed(3)} ms`);
+      `e2e p99 ${r.e2e_p99_ms.toFixed(0).padStart(6)} ms  admission mean ${(1e3 * sum / cnt).toFixed(3)} ms, p99 <= ${(1e3 * p99).toFixed(3)} ms` +
+      (cw > 0 ? `  commit wait mean ${(1e3 * cws / cw).toFixed(3)} ms, p99 <= ${(1e3 * cwp99).toFixed(1)} ms` : ""));
   ' "$name" "$TMP/$name.json" "$TMP/$name.metrics"
 }
 

@@ -371,7 +371,7 @@ void Governor::complete(Ticket& t, UsageRow row, std::optional<PayloadRow> paylo
       rows_.push_back(std::move(row));
       ++queued_seq_;
       queued = true;
-      if (on_durable) waiters_.emplace_back(queued_seq_, std::move(on_durable));
+      if (on_durable) waiters_.push_back({queued_seq_, std::chrono::steady_clock::now(), std::move(on_durable)});
     }
     if (payload && payloads_.size() < kMaxQueued) payloads_.push_back(std::move(*payload));
   }
@@ -379,10 +379,21 @@ void Governor::complete(Ticket& t, UsageRow row, std::optional<PayloadRow> paylo
   q_cv_.notify_one();
 }
 
+namespace {
+constexpr double kWaitBounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0};
+}
+
 std::vector<std::function<void()>> Governor::take_waiters(bool all) {
+  static_assert(sizeof(kWaitBounds) / sizeof(kWaitBounds[0]) == kWaitBuckets);
   std::vector<std::function<void()>> ready;
-  while (!waiters_.empty() && (all || waiters_.front().first <= committed_seq_)) {
-    ready.push_back(std::move(waiters_.front().second));
+  const auto now = std::chrono::steady_clock::now();
+  while (!waiters_.empty() && (all || waiters_.front().seq <= committed_seq_)) {
+    const double s = std::chrono::duration<double>(now - waiters_.front().since).count();
+    int b = 0;
+    while (b < kWaitBuckets && s > kWaitBounds[b]) ++b;
+    ++wait_hist_[static_cast<size_t>(b)];
+    wait_sum_s_ += s;
+    ready.push_back(std::move(waiters_.front().on_durable));
     waiters_.pop_front();
   }
   return ready;
@@ -503,6 +514,20 @@ std::string Governor::render_metrics() const {
   {
     std::lock_guard<std::mutex> lq(q_mu_);
     o += "moeserve_governance_pending_rows " + std::to_string(rows_.size()) + "\n";
+    o += "# HELP moeserve_governance_commit_wait_seconds How long finished responses waited for their usage row to commit.\n";
+    o += "# TYPE moeserve_governance_commit_wait_seconds histogram\n";
+    uint64_t cum = 0;
+    for (int b = 0; b <= kWaitBuckets; ++b) {
+      cum += wait_hist_[static_cast<size_t>(b)];
+      char le[32];
+      if (b < kWaitBuckets) std::snprintf(le, sizeof le, "%g", kWaitBounds[b]);
+      else std::snprintf(le, sizeof le, "+Inf");
+      o += std::string("moeserve_governance_commit_wait_seconds_bucket{le=\"") + le + "\"} " + std::to_string(cum) + "\n";
+    }
+    char sum[48];
+    std::snprintf(sum, sizeof sum, "%.6f", wait_sum_s_);
+    o += std::string("moeserve_governance_commit_wait_seconds_sum ") + sum + "\n";
+    o += "moeserve_governance_commit_wait_seconds_count " + std::to_string(cum) + "\n";
   }
   return o;
 }

@@ -12,6 +12,7 @@
 // transactions (a row is durable within ~1 s); the request path never waits
 // for a write. When the store is unreachable, admission fails closed (503).
 #pragma once
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -160,7 +161,16 @@ class Governor {
   std::deque<PayloadRow> payloads_;
   uint64_t queued_seq_ = 0;     // rows ever queued (rows_ is FIFO)
   uint64_t committed_seq_ = 0;  // rows ever taken off the queue and committed
-  std::deque<std::pair<uint64_t, std::function<void()>>> waiters_;  // (row's seq, on_durable)
+  struct Waiter {
+    uint64_t seq;  // the row's
+    std::chrono::steady_clock::time_point since;
+    std::function<void()> on_durable;
+  };
+  std::deque<Waiter> waiters_;
+  // How long responses waited for their rows to commit (/metrics histogram).
+  static constexpr int kWaitBuckets = 10;
+  std::array<uint64_t, kWaitBuckets + 1> wait_hist_{};  // last: +Inf
+  double wait_sum_s_ = 0;
   bool stop_ = false;
   bool writing_ = false;
 
