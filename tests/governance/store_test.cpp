@@ -1,5 +1,7 @@
 // The governance stores and the Governor, on SQLite always and on PostgreSQL
 // when MOESERVE_TEST_PG_URL is set (tests/e2e/lib/with_pg.sh starts one).
+#include <condition_variable>
+#include <mutex>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -418,6 +420,51 @@ TEST_P(StoreTest, GovernorQpmAndTpm) {
   ASSERT_EQ(u.size(), 1u);
   EXPECT_EQ(u[0].requests, 3);
   EXPECT_EQ(u[0].prompt_tokens, 9);
+}
+
+// complete(..., on_durable): the callback runs once the row is committed, so
+// the server may release a response's last bytes then. Checked from inside
+// the callback, on a second connection to the store: the row is there.
+TEST_P(StoreTest, OnDurableRunsAfterTheRowCommits) {
+  Governor g(gopts());
+  const std::string model = uniq("m-");
+  KeySpec s;
+  s.name = "durable";
+  CreatedKey k = create_key(g.store(), s);
+  g.reload();
+  auto key = g.authenticate("Bearer " + k.secret).key;
+  ASSERT_TRUE(key);
+  auto reader = open_store(location_);
+  constexpr int kRows = 20;
+  std::vector<Ticket> tickets(kRows);
+  std::mutex mu;
+  std::condition_variable cv;
+  int called = 0;
+  std::vector<int64_t> seen;  // rows visible to the reader when each callback ran
+  for (int i = 0; i < kRows; ++i) {
+    Headers h;
+    ASSERT_TRUE(g.admit(*key, model, 10, tickets[i], h));
+    UsageRow r;
+    r.request_id = uniq("r-"), r.key_id = key->id, r.model = model, r.prompt_tokens = 2, r.completion_tokens = 1;
+    g.complete(tickets[i], r, std::nullopt, [&, i] {
+      UsageQuery q;
+      q.key_id = key->id;
+      auto u = reader->query_usage(q);
+      std::lock_guard<std::mutex> lk(mu);
+      seen.push_back(u.empty() ? 0 : u[0].requests);
+      seen.back() -= i + 1;  // >= 0: this row (and every one before it) is committed
+      ++called;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> lk(mu);
+  ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return called == kRows; }));
+  for (int64_t d : seen) EXPECT_GE(d, 0);
+  // A completed ticket calls back at once (nothing more to wait for).
+  bool again = false;
+  g.complete(tickets[0], UsageRow{}, std::nullopt, [&] { again = true; });
+  EXPECT_TRUE(again);
+  EXPECT_NE(g.render_metrics().find("moeserve_governance_commit_wait_seconds_count 20"), std::string::npos);
 }
 
 TEST_P(StoreTest, KeyLimitOverridesGroupAndDefault) {
