@@ -180,7 +180,13 @@ void Scheduler::make_room_for(Sequence* head, int32_t budget) {
     bool waits = false;
     const int32_t short_by = admission_need(head, budget, &waits);
     if (waits) return;
-    if (!batch_full && short_by <= 0) return;
+    if (!batch_full) {
+      if (short_by <= 0) return;  // it fits
+      int64_t reclaimable = 0;    // what preempting every lower class could free, at most
+      for (const Sequence* r : running_)
+        if (cls(r) > cls(head)) reclaimable += static_cast<int64_t>(r->blocks.size());
+      if (short_by > reclaimable) return;  // it waits for its own class: preempting would not help
+    }
     preempt(running_.back());  // the lowest class, newest first
   }
 }

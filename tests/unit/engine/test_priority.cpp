@@ -190,6 +190,24 @@ TEST(Priority, LowerClassesNeverPreemptHigherOnesAndWaitBehindABlockedHead) {
   EXPECT_TRUE(d.runner.errors().empty());
 }
 
+TEST(Priority, NoPreemptionThatCouldNotMakeRoom) {
+  FakeConfig cfg;
+  Driver d(cfg, test::options(20, 4, /*max_batch=*/8));
+  const uint64_t p1 = d.add(test::make_prompt(50, 40, cfg.vocab), test::greedy(10), kP);
+  const uint64_t s = d.add(test::make_prompt(51, 3, cfg.vocab), test::greedy(12), kS);
+  d.step();
+  // p2 needs 12 blocks; beside p1 only ~8 are free, and s holds 1: preempting s cannot help.
+  const uint64_t p2 = d.add(test::make_prompt(52, 48, cfg.vocab), test::greedy(4), kP);
+  for (int i = 0; i < 5; ++i) {
+    const auto ids = d.step();
+    EXPECT_TRUE(std::count(ids.begin(), ids.end(), s)) << "s keeps running while p2 waits for p1";
+  }
+  EXPECT_EQ(d.sched.counters().class_preempted[1], 0);
+  d.run_all();
+  for (auto id : {p1, s, p2}) EXPECT_EQ(d.recs[id].finals, 1);
+  EXPECT_LT(d.finish_step[p1], d.first_step[p2]);
+}
+
 TEST(Priority, StandardDoesNotPreemptStandardForAdmission) {
   FakeConfig cfg;
   Driver d(cfg, test::options(256, 4, /*max_batch=*/2));
