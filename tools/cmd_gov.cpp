@@ -104,12 +104,13 @@ void add_keys(CLI::App& app) {
 }
 
 void add_limits(CLI::App& app) {
-  CLI::App* limits = app.add_subcommand("limits", "Rate limits (QPM, TPM) per model, default per key, or group");
+  CLI::App* limits = app.add_subcommand(
+      "limits", "Rate limits (QPM, TPM) and provisioned throughput per model, default per key, group, or key");
   limits->require_subcommand(1);
   struct Set {
-    std::string state, model, group;
+    std::string state, model, group, key;
     bool def = false;
-    int64_t qpm = kNotGiven, tpm = kNotGiven;
+    int64_t qpm = kNotGiven, tpm = kNotGiven, provisioned = kNotGiven;
   };
   auto s = std::make_shared<Set>();
   CLI::App* set = limits->add_subcommand("set", "Set the limit of one level");
@@ -117,15 +118,24 @@ void add_limits(CLI::App& app) {
   auto* om = set->add_option("--model", s->model, "A model's limit (all its callers together)");
   auto* od = set->add_flag("--default", s->def, "The default limit of every key (each key on its own)");
   auto* og = set->add_option("--group", s->group, "A group's limit (its members together)");
-  om->excludes(od)->excludes(og);
-  od->excludes(og);
+  auto* ok = set->add_option("--key", s->key, "A key's provisioned reservation (key id; --provisioned-tokens-per-s only)");
+  om->excludes(od)->excludes(og)->excludes(ok);
+  od->excludes(og)->excludes(ok);
+  og->excludes(ok);
   set->add_option("--qpm", s->qpm, "Queries per minute");
   set->add_option("--tpm", s->tpm, "Tokens per minute (prompt + max_tokens reserved at admission)");
+  set->add_option("--provisioned-tokens-per-s", s->provisioned,
+                  "Provisioned throughput: tokens/s served in the Provisioned class, before best-effort traffic");
   set->callback([s] {
-    std::string scope = !s->model.empty() ? "model" : s->def ? "default" : !s->group.empty() ? "group" : "";
-    if (scope.empty()) bad_input("limits set: give one of --model M, --default, --group G");
-    gov::LimitRecord l = gov::make_limit(scope, scope == "model" ? s->model : s->group, limit_arg(s->qpm, "--qpm"),
-                                         limit_arg(s->tpm, "--tpm"));
+    std::string scope = !s->model.empty() ? "model"
+                        : s->def          ? "default"
+                        : !s->group.empty() ? "group"
+                        : !s->key.empty()   ? "key"
+                                            : "";
+    if (scope.empty()) bad_input("limits set: give one of --model M, --default, --group G, --key ID");
+    const std::string target = scope == "model" ? s->model : scope == "group" ? s->group : s->key;
+    gov::LimitRecord l = gov::make_limit(scope, target, limit_arg(s->qpm, "--qpm"), limit_arg(s->tpm, "--tpm"),
+                                         limit_arg(s->provisioned, "--provisioned-tokens-per-s"));
     auto st = gov::open_store(s->state);
     st->set_limit(l);
     print_json(gov::limit_json(l));
@@ -143,10 +153,10 @@ void add_limits(CLI::App& app) {
       print_json(arr);
       return;
     }
-    std::printf("%-8s %-24s %-10s %s\n", "SCOPE", "TARGET", "QPM", "TPM");
+    std::printf("%-8s %-24s %-10s %-12s %s\n", "SCOPE", "TARGET", "QPM", "TPM", "PROVISIONED/S");
     for (const auto& l : all)
-      std::printf("%-8s %-24s %-10s %s\n", l.scope.c_str(), l.target.empty() ? "-" : l.target.c_str(),
-                  num_or_dash(l.qpm).c_str(), num_or_dash(l.tpm).c_str());
+      std::printf("%-8s %-24s %-10s %-12s %s\n", l.scope.c_str(), l.target.empty() ? "-" : l.target.c_str(),
+                  num_or_dash(l.qpm).c_str(), num_or_dash(l.tpm).c_str(), num_or_dash(l.provisioned_tps).c_str());
   });
 }
 

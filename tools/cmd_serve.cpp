@@ -1,8 +1,9 @@
 // cmd_serve.cpp — `moeserve serve`: the OpenAI-compatible HTTP server.
 //
-// Starts listening first (/health answers 503 while loading), loads the model,
-// becomes ready, and on SIGINT/SIGTERM stops accepting, cancels in-flight
-// requests and exits 0.
+// Starts listening first (/health answers 503 while loading, /livez 200), loads
+// the model, becomes ready, and on SIGINT/SIGTERM drains: /health 503, stops
+// accepting, lets in-flight requests finish for up to --drain-timeout seconds,
+// cancels the rest and exits 0.
 #include <sys/resource.h>
 
 #include <csignal>
@@ -45,6 +46,7 @@ struct ServeArgs {
   int payload_retention_days = 0;
   int64_t tpm_default_reservation = 0;
   bool metrics_require_key = false;
+  double drain_timeout = 30.0;       // SIGTERM: seconds in-flight requests may take to finish
 };
 
 // "models/tiny-mixtral-kjv/" -> "tiny-mixtral-kjv"; "x/model.Q8_0.gguf" -> "model.Q8_0".
@@ -82,6 +84,8 @@ void run_serve(const ServeArgs& a) {
   if (!(a.log_payloads >= 0 && a.log_payloads <= 1)) throw Error(ErrorKind::BadInput, "--log-payloads: expected a fraction in [0, 1]");
   if (a.payload_retention_days < 0 || a.payload_retention_days > 36500)
     throw Error(ErrorKind::BadInput, "--payload-retention-days: expected 0..36500");
+  if (!(a.drain_timeout >= 0) || a.drain_timeout > 86400)
+    throw Error(ErrorKind::BadInput, "--drain-timeout: expected seconds in [0, 86400]");
   if (a.tpm_default_reservation < 0 || a.tpm_default_reservation > 1'000'000'000)
     throw Error(ErrorKind::BadInput, "--tpm-default-reservation: expected 0..1000000000");
   if (a.state.empty() && (a.log_payloads > 0 || a.payload_retention_days > 0))
@@ -169,8 +173,14 @@ void run_serve(const ServeArgs& a) {
                so.served_model_name.c_str(), url.c_str(), so.playground ? ", playground at /" : "");
 
   server.wait_for_stop_request();
+  if (a.drain_timeout > 0) {
+    std::fprintf(stderr, "moeserve: draining (up to %gs): not ready, no new requests, finishing those in flight\n",
+                 a.drain_timeout);
+    const bool drained = server.drain(std::chrono::milliseconds(static_cast<int64_t>(a.drain_timeout * 1000)));
+    std::fprintf(stderr, "moeserve: %s\n", drained ? "drained" : "drain timeout: cancelling what is left");
+  }
   std::fprintf(stderr, "moeserve: shutting down\n");
-  server.stop();         // no new work; in-flight requests cancelled; I/O threads joined
+  server.stop();         // no new work; what is still in flight is cancelled; I/O threads joined
   rt->engine->stop();    // before the server (its callbacks post to the server's strands)
   rt.reset();
   governor.reset();      // flushes the queued usage rows
@@ -206,6 +216,9 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--tpm-default-reservation", a->tpm_default_reservation,
                   "TPM reservation for a request without max_tokens (0: prompt + the max the context allows)");
   cmd->add_flag("--metrics-require-key", a->metrics_require_key, "/health and /metrics need a key too");
+  cmd->add_option("--drain-timeout", a->drain_timeout,
+                  "On SIGTERM: seconds in-flight requests may take to finish (0: cancel them at once)")
+      ->capture_default_str();
   cmd->callback([a] { run_serve(*a); });
 }
 

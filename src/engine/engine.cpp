@@ -100,6 +100,7 @@ SubmitResult Engine::Impl::validate(const Request& r) const {
   const SamplingParams& p = r.sampling;
   const int64_t V = limits.vocab_size;
   if (r.prompt.empty()) return refuse(SubmitStatus::Invalid, "the prompt is empty");
+  if (static_cast<int>(r.priority) >= kNumPriorities) return refuse(SubmitStatus::Invalid, "unknown priority class");
   for (int32_t t : r.prompt)
     if (t < 0 || t >= V)
       return refuse(SubmitStatus::Invalid, "prompt token id " + std::to_string(t) + " is outside the vocabulary [0, " +
@@ -177,6 +178,16 @@ void Engine::Impl::publish(const ForwardOutput* out) {
   snap.prompt_tokens = sched.counters().prompt_tokens;
   snap.generation_tokens = sched.counters().generation_tokens;
   snap.steps = sched.counters().steps;
+  for (int c = 0; c < kNumPriorities; ++c) {
+    const Priority p = static_cast<Priority>(c);
+    ClassStats& cs = snap.classes[c];
+    cs.waiting = static_cast<int64_t>(sched.num_waiting(p));
+    cs.running = static_cast<int64_t>(sched.num_running(p));
+    cs.admitted = sched.counters().class_admitted[c];
+    cs.preempted = sched.counters().class_preempted[c];
+    cs.prompt_tokens = sched.counters().class_prompt_tokens[c];
+    cs.generation_tokens = sched.counters().class_generation_tokens[c];
+  }
   if (out && !out->expert_tokens.empty()) {
     if (snap.expert_tokens.size() < out->expert_tokens.size()) snap.expert_tokens.resize(out->expert_tokens.size(), 0);
     for (size_t i = 0; i < out->expert_tokens.size(); ++i) snap.expert_tokens[i] += out->expert_tokens[i];
@@ -336,6 +347,7 @@ EngineStats Engine::stats() const {
   std::lock_guard<std::mutex> lk(impl_->mu);
   EngineStats s = impl_->snap;
   s.waiting += static_cast<int64_t>(impl_->inbox.size());
+  for (const auto& q : impl_->inbox) ++s.classes[static_cast<int>(q->priority)].waiting;
   return s;
 }
 

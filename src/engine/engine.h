@@ -43,6 +43,14 @@ struct SubmitResult {
   std::string message;
 };
 
+// One priority class's share of the engine (EngineStats::classes[Priority]).
+struct ClassStats {
+  int64_t waiting = 0, running = 0;
+  int64_t admitted = 0;           // first admissions
+  int64_t preempted = 0;          // preemptions of its sequences
+  int64_t prompt_tokens = 0, generation_tokens = 0;
+};
+
 struct EngineStats {
   int64_t running = 0, waiting = 0;
   int64_t kv_blocks_total = 0, kv_blocks_used = 0;
@@ -51,6 +59,7 @@ struct EngineStats {
   int64_t prompt_tokens = 0, generation_tokens = 0;
   int64_t steps = 0;
   std::vector<int64_t> expert_tokens;           // [layer * n_experts + e], cumulative
+  ClassStats classes[kNumPriorities];           // per priority class (index: Priority)
 };
 
 class Engine {

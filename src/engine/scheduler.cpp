@@ -13,10 +13,32 @@ Scheduler::Scheduler(const EngineOptions& opts, const RunnerLimits& limits)
     bad_input("engine: max_step_tokens must be positive (got " + std::to_string(opts_.max_step_tokens) + ")");
 }
 
+namespace {
+int cls(const Sequence* s) { return static_cast<int>(s->priority); }
+}  // namespace
+
 void Scheduler::add(std::unique_ptr<Sequence> s) {
   Sequence* raw = s.get();
   seqs_[raw->id] = std::move(s);
-  waiting_.push_back(raw);
+  waiting_[cls(raw)].push_back(raw);
+}
+
+size_t Scheduler::num_waiting() const {
+  size_t n = 0;
+  for (const auto& q : waiting_) n += q.size();
+  return n;
+}
+
+size_t Scheduler::num_running(Priority p) const {
+  return static_cast<size_t>(
+      std::count_if(running_.begin(), running_.end(), [p](const Sequence* s) { return s->priority == p; }));
+}
+
+void Scheduler::insert_running(Sequence* s) {
+  s->admit_order = next_admit_++;
+  // After every running sequence of its class or a higher one.
+  auto it = std::find_if(running_.begin(), running_.end(), [&](const Sequence* r) { return cls(r) > cls(s); });
+  running_.insert(it, s);
 }
 
 Sequence* Scheduler::pick_victim() const {
@@ -28,15 +50,17 @@ Sequence* Scheduler::pick_victim() const {
 void Scheduler::preempt(Sequence* s) {
   kv_.free(*s);
   running_.erase(std::find(running_.begin(), running_.end(), s));
-  waiting_.push_front(s);
+  waiting_[cls(s)].push_front(s);
   ++s->num_preemptions;
   ++counters_.preemptions;
+  ++counters_.class_preempted[cls(s)];
 }
 
 void Scheduler::retire(Sequence* s) {
   kv_.free(*s);
   if (auto it = std::find(running_.begin(), running_.end(), s); it != running_.end()) running_.erase(it);
-  if (auto it = std::find(waiting_.begin(), waiting_.end(), s); it != waiting_.end()) waiting_.erase(it);
+  auto& q = waiting_[cls(s)];
+  if (auto it = std::find(q.begin(), q.end(), s); it != q.end()) q.erase(it);
   scheduled_.erase(s);
   seqs_.erase(s->id);  // destroys s
 }
@@ -104,6 +128,18 @@ bool Scheduler::shares_uncomputed_prefix(const Sequence& s, size_t n_hit) const 
   return false;
 }
 
+// The blocks the first chunk of waiting `s` needs beyond those free now (<= 0:
+// it fits); *waits: it must wait for a running sequence's prefix blocks.
+int32_t Scheduler::admission_need(Sequence* s, int32_t budget, bool* waits) {
+  std::vector<int32_t> hit = kv_.find_cached_prefix(*s);
+  if (s->routing) hit.resize(std::min(hit.size(), static_cast<size_t>(s->routed_upto / pool_.block_size())));
+  *waits = pool_.prefix_caching() && shares_uncomputed_prefix(*s, hit.size());
+  const int32_t computed = static_cast<int32_t>(hit.size()) * pool_.block_size();
+  const int32_t n = std::min<int32_t>(static_cast<int32_t>(s->tokens.size()) - computed, budget);
+  const int32_t need = kv_.blocks_for(static_cast<int64_t>(computed) + n) - static_cast<int32_t>(hit.size());
+  return need - (pool_.num_free() - kv_.count_free(hit));
+}
+
 bool Scheduler::try_admit(Sequence* s, int32_t budget, StepPlan& plan) {
   std::vector<int32_t> hit = kv_.find_cached_prefix(*s);
   // A request recording its routing computes every token it has not counted yet.
@@ -126,17 +162,43 @@ bool Scheduler::try_admit(Sequence* s, int32_t budget, StepPlan& plan) {
   if (s->cached_tokens < 0) {
     s->cached_tokens = std::min(computed, s->prompt_len);
     counters_.prompt_tokens += s->prompt_len;
+    counters_.class_prompt_tokens[cls(s)] += s->prompt_len;
+    ++counters_.class_admitted[cls(s)];
   }
-  waiting_.pop_front();
-  running_.push_back(s);
+  waiting_[cls(s)].pop_front();
+  insert_running(s);
   add_item(plan, s, n);
   return true;
+}
+
+// Phase 0: the head of a class's queue that cannot be admitted (batch full,
+// pool short) takes the place of running sequences of lower classes.
+void Scheduler::make_room_for(Sequence* head, int32_t budget) {
+  if (!kv_.fits_pool(*head)) return;  // finishes with "length" at admission
+  while (!running_.empty() && cls(running_.back()) > cls(head)) {
+    const bool batch_full = static_cast<int32_t>(running_.size()) >= opts_.max_batch;
+    bool waits = false;
+    const int32_t short_by = admission_need(head, budget, &waits);
+    if (waits) return;
+    if (!batch_full) {
+      if (short_by <= 0) return;  // it fits
+      int64_t reclaimable = 0;    // what preempting every lower class could free, at most
+      for (const Sequence* r : running_)
+        if (cls(r) > cls(head)) reclaimable += static_cast<int64_t>(r->blocks.size());
+      if (short_by > reclaimable) return;  // it waits for its own class: preempting would not help
+    }
+    preempt(running_.back());  // the lowest class, newest first
+  }
 }
 
 StepPlan Scheduler::schedule(std::vector<Emission>& events) {
   StepPlan plan;
   scheduled_.clear();
   int32_t budget = opts_.max_step_tokens;
+
+  // 0. A waiting head of a higher class displaces lower-class running sequences.
+  for (int c = 0; c + 1 < kNumPriorities; ++c)
+    if (!waiting_[c].empty()) make_room_for(waiting_[c].front(), budget);
 
   // 1. One decode token per decoding sequence, oldest first. Victims of
   //    preemption are always at or after index i, so the loop stays valid.
@@ -153,29 +215,38 @@ StepPlan Scheduler::schedule(std::vector<Emission>& events) {
       ++i;
     }
   }
-  // 2. Prefill chunks of running sequences, oldest first.
-  for (size_t i = 0; i < running_.size() && budget > 0;) {
-    Sequence* s = running_[i];
-    if (s->remaining() <= 1 || scheduled_.count(s)) {
-      ++i;
-      continue;
+  // 2. Class by class: prefill chunks of the class's running sequences
+  //    (oldest first), then admissions from its queue (FIFO; the head blocks
+  //    this class and the lower ones when it does not fit).
+  bool blocked = false;
+  for (int c = 0; c < kNumPriorities; ++c) {
+    for (size_t i = 0; i < running_.size() && budget > 0;) {
+      Sequence* s = running_[i];
+      if (cls(s) != c || s->remaining() <= 1 || scheduled_.count(s)) {
+        ++i;
+        continue;
+      }
+      if (schedule_running(s, std::min(s->remaining(), budget), plan, events)) {
+        budget -= plan.items.back().n_tokens;
+        ++i;
+      } else if (i < running_.size() && running_[i] == s) {
+        ++i;
+      }
     }
-    if (schedule_running(s, std::min(s->remaining(), budget), plan, events)) {
+    auto& q = waiting_[c];
+    while (!blocked && budget > 0 && !q.empty() && static_cast<int32_t>(running_.size()) < opts_.max_batch) {
+      Sequence* s = q.front();
+      if (!kv_.fits_pool(*s)) {
+        finish(s, events, s->final_event(FinishReason::Length));
+        continue;
+      }
+      if (!try_admit(s, budget, plan)) {
+        blocked = true;
+        break;
+      }
       budget -= plan.items.back().n_tokens;
-      ++i;
-    } else if (i < running_.size() && running_[i] == s) {
-      ++i;
     }
-  }
-  // 3. Admissions, FIFO; the head blocks the queue when it does not fit.
-  while (budget > 0 && !waiting_.empty() && static_cast<int32_t>(running_.size()) < opts_.max_batch) {
-    Sequence* s = waiting_.front();
-    if (!kv_.fits_pool(*s)) {
-      finish(s, events, s->final_event(FinishReason::Length));
-      continue;
-    }
-    if (!try_admit(s, budget, plan)) break;
-    budget -= plan.items.back().n_tokens;
+    if (!q.empty()) blocked = true;  // lower classes wait behind this one
   }
 
   plan.chunks.reserve(plan.items.size());
@@ -225,6 +296,7 @@ void Scheduler::update(const StepPlan& plan, const ForwardOutput& out, std::vect
     const SampleResult r = s->sampler.sample(out.row(out.first_row[k]), allowed);
     if (s->constraint) s->constraint->advance(r.token);
     ++counters_.generation_tokens;
+    ++counters_.class_generation_tokens[cls(s)];
     StreamEvent ev = s->accept(r, limits_.eos_id, limits_.max_context);
     if (ev.finish != FinishReason::None) {
       finish(s, events, std::move(ev));
@@ -250,7 +322,7 @@ bool Scheduler::cancel(uint64_t id, std::vector<Emission>& events) {
 
 void Scheduler::cancel_all(std::vector<Emission>& events, FinishReason why, const std::string& message) {
   std::vector<Sequence*> all(running_.begin(), running_.end());
-  all.insert(all.end(), waiting_.begin(), waiting_.end());
+  for (const auto& q : waiting_) all.insert(all.end(), q.begin(), q.end());
   for (Sequence* s : all) finish(s, events, s->final_event(why, message));
 }
 

@@ -15,6 +15,7 @@ Sequence::Sequence(uint64_t id_, Request&& r, const TokenText& text, int64_t voc
       constraint(std::move(r.constraint)) {
   if (constraint) mask.assign(static_cast<size_t>((vocab_size + 63) / 64), 0);
   if (r.record_routing) routing = std::make_shared<ExpertLoad>();
+  priority = r.priority;
 }
 
 void Sequence::record_routing(const ForwardOutput& out, int64_t row0, int32_t pos0, int32_t n, int64_t n_experts) {

@@ -50,6 +50,8 @@ struct Sequence {
   int32_t num_committed = 0;           // leading blocks already in the prefix cache (or checked)
   int32_t cached_tokens = -1;          // prefix-cache hit at the first admission (-1: not yet admitted)
   int32_t num_preemptions = 0;
+  Priority priority = Priority::Standard;  // scheduling class (request.h)
+  uint64_t admit_order = 0;                // when it was last admitted (orders running_ within a class)
   FinishReason finish = FinishReason::None;
   std::shared_ptr<ExpertLoad> routing;  // when the request records its routing
   int32_t routed_upto = 0;              // tokens [0, routed_upto) are counted in `routing`

@@ -140,13 +140,18 @@ CreatedKey create_key(Store& s, const KeySpec& spec) {
   return out;
 }
 
-LimitRecord make_limit(const std::string& scope, const std::string& target, int64_t qpm, int64_t tpm) {
-  if (scope != "model" && scope != "default" && scope != "group")
-    bad_input("limit scope: expected model, default or group, got '" + scope + "'");
+LimitRecord make_limit(const std::string& scope, const std::string& target, int64_t qpm, int64_t tpm,
+                       int64_t provisioned_tps) {
+  if (scope != "model" && scope != "default" && scope != "group" && scope != "key")
+    bad_input("limit scope: expected model, default, group or key, got '" + scope + "'");
   if (scope == "default" && !target.empty()) bad_input("the default limit takes no target");
   if (scope != "default" && !valid_name(target, 256)) bad_input("limit " + scope + ": expected a name");
-  if (qpm == kUnset && tpm == kUnset) bad_input("limit: give qpm, tpm or both");
-  return {scope, target, check_limit(qpm, "qpm"), check_limit(tpm, "tpm")};
+  if (scope == "key" && (qpm != kUnset || tpm != kUnset))
+    bad_input("limit key: only a provisioned reservation (a key's qpm and tpm are set on the key)");
+  if (qpm == kUnset && tpm == kUnset && provisioned_tps == kUnset)
+    bad_input("limit: give qpm, tpm, provisioned tokens per second, or several");
+  return {scope, target, check_limit(qpm, "qpm"), check_limit(tpm, "tpm"),
+          check_limit(provisioned_tps, "provisioned tokens per second")};
 }
 
 Price make_price(const std::string& model, double in, double out) {
@@ -185,7 +190,8 @@ json limit_json(const LimitRecord& l) {
   return {{"scope", l.scope},
           {"target", l.target.empty() ? json(nullptr) : json(l.target)},
           {"qpm", l.qpm == kUnset ? json(nullptr) : json(l.qpm)},
-          {"tpm", l.tpm == kUnset ? json(nullptr) : json(l.tpm)}};
+          {"tpm", l.tpm == kUnset ? json(nullptr) : json(l.tpm)},
+          {"provisioned_tokens_per_s", l.provisioned_tps == kUnset ? json(nullptr) : json(l.provisioned_tps)}};
 }
 
 json usage_json(const UsageTotals& t, const UsageQuery& q) {

@@ -49,7 +49,9 @@ int64_t parse_duration_ms(const std::string& s, const char* what);
 int64_t parse_time_ms(const std::string& s, const char* what);
 // Checks a limit value: kUnset, or 0..kMaxLimit.
 int64_t check_limit(int64_t v, const char* what);
-LimitRecord make_limit(const std::string& scope, const std::string& target, int64_t qpm, int64_t tpm);
+// scope "key": target = key id, provisioned_tps only.
+LimitRecord make_limit(const std::string& scope, const std::string& target, int64_t qpm, int64_t tpm,
+                       int64_t provisioned_tps = kUnset);
 Price make_price(const std::string& model, double input_per_mtok, double output_per_mtok);
 // "key,model,day" (any subset, any order) -> the query's group-by.
 void parse_group_by(const std::string& by, UsageQuery& q);

@@ -357,6 +357,7 @@ void Governor::complete(Ticket& t, UsageRow row, std::optional<PayloadRow> paylo
       if (it != leases_.end() && it->second.minute == t.minute) it->second.t += static_cast<double>(credit);
     }
   }
+  credit_provisioned(t, row.prompt_tokens + row.completion_tokens);
   row.cost = cost(row.model, row.prompt_tokens, row.completion_tokens);
   {
     std::lock_guard<std::mutex> lk(m_mu_);
@@ -506,6 +507,7 @@ std::string Governor::render_metrics() const {
   o += "# TYPE moeserve_model_completion_tokens_total counter\n";
   for (const auto& [m, v] : model_tokens_)
     o += "moeserve_model_completion_tokens_total{model=\"" + label(m) + "\"} " + std::to_string(v.second) + "\n";
+  o += render_provisioned_metrics();
   o += "# HELP moeserve_governance_state_up 1 when the governance state store is reachable.\n";
   o += "# TYPE moeserve_governance_state_up gauge\n";
   o += std::string("moeserve_governance_state_up ") + (healthy_.load() ? "1" : "0") + "\n";

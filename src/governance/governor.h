@@ -68,6 +68,8 @@ struct Ticket {
   std::vector<std::pair<std::string, std::string>> shared;   // (scope, target) counters charged
   bool log_payload = false;
   bool completed = false;
+  std::string prov_bucket;   // the provisioned reservation charged ("" = best effort)
+  int64_t prov_tokens = 0;   // what it charged (credited back at completion, less what was used)
 };
 
 class Governor {
@@ -98,6 +100,23 @@ class Governor {
   // an outage; the row stays queued and is retried.
   void complete(Ticket& t, UsageRow row, std::optional<PayloadRow> payload,
                 std::function<void()> on_durable = {});
+  // Provisioned throughput (docs/GOVERNANCE.md, docs/SERVING.md). After
+  // admit(): true when the request, `tokens` = prompt + max_tokens, is within
+  // a reservation that applies to (key, model): it charges that
+  // reservation's token bucket (refilled at tokens_per_s, holding up to
+  // kProvisionedBurstS seconds of it) and the server schedules the request in
+  // the Provisioned class; false (no reservation, or beyond it): best effort.
+  // The first reservation that applies counts, most specific first: this
+  // model's in-memory reservation for the key (id or name), then for
+  // "group:NAME"; then the stored ones (`limits set --provisioned-tokens-per-s`,
+  // on every model): key, group, default (each key its own), model (all
+  // callers of the model together).
+  bool provisioned(const KeyRecord& k, const std::string& model, int64_t tokens, Ticket& t);
+  // The in-memory reservations (the TOML config's `provisioned` lists):
+  // `key_or_group` is a key id, a key name, or "group:NAME"; tokens_per_s <= 0
+  // removes the reservation. Thread-safe; takes effect at the next admission.
+  void set_provisioned(const std::string& model, const std::string& key_or_group, double tokens_per_s);
+  static constexpr double kProvisionedBurstS = 2.0;
   // A request refused before admission (auth aside): its usage row only.
   void record(UsageRow row);
   // Counts a refusal for /metrics: "auth", "permission", "qpm", "tpm", "unavailable".
@@ -177,6 +196,16 @@ class Governor {
   mutable std::mutex m_mu_;
   std::map<std::string, uint64_t> refused_;
   std::map<std::string, std::pair<uint64_t, uint64_t>> model_tokens_;  // prompt, completion
+
+  struct ProvBucket {
+    double rate = 0, tok = 0, last = 0;  // tokens/s, available, seconds (steady clock)
+  };
+  void credit_provisioned(const Ticket& t, int64_t used);
+  std::string render_provisioned_metrics() const;
+  mutable std::mutex prov_mu_;
+  std::map<std::pair<std::string, std::string>, double> prov_mem_;  // (model, key_or_group) -> tokens/s
+  std::unordered_map<std::string, ProvBucket> prov_buckets_;
+  uint64_t prov_admitted_ = 0, prov_beyond_ = 0;  // requests: within a reservation, beyond it (best effort)
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

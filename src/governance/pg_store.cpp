@@ -104,16 +104,18 @@ class PgStore final : public Store {
 
   void set_limit(const LimitRecord& l) override {
     std::lock_guard<std::mutex> lk(mu_);
-    q("INSERT INTO limits (scope, target, qpm, tpm) VALUES ($1, $2, $3::bigint, $4::bigint) ON CONFLICT (scope, "
-      "target) DO UPDATE SET qpm = EXCLUDED.qpm, tpm = EXCLUDED.tpm",
-      {l.scope, l.target, n(l.qpm), n(l.tpm)});
+    q("INSERT INTO limits (scope, target, qpm, tpm, provisioned_tps) VALUES ($1, $2, $3::bigint, $4::bigint, "
+      "$5::bigint) ON CONFLICT (scope, target) DO UPDATE SET qpm = EXCLUDED.qpm, tpm = EXCLUDED.tpm, "
+      "provisioned_tps = EXCLUDED.provisioned_tps",
+      {l.scope, l.target, n(l.qpm), n(l.tpm), n(l.provisioned_tps)});
   }
 
   std::vector<LimitRecord> list_limits() override {
     std::lock_guard<std::mutex> lk(mu_);
-    Result r = q("SELECT scope, target, qpm, tpm FROM limits ORDER BY scope, target", {});
+    Result r = q("SELECT scope, target, qpm, tpm, provisioned_tps FROM limits ORDER BY scope, target", {});
     std::vector<LimitRecord> out;
-    for (int i = 0; i < r.rows(); ++i) out.push_back({r.str(i, 0), r.str(i, 1), r.i64(i, 2), r.i64(i, 3)});
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.str(i, 0), r.str(i, 1), r.i64(i, 2), r.i64(i, 3), r.i64(i, 4)});
     return out;
   }
 

@@ -44,6 +44,8 @@ const std::vector<std::vector<std::string>>& migrations() {
        "  UPDATE rate_counters SET requests = requests + got_r, tokens = tokens + got_t\n"
        "    WHERE scope = s AND target = t AND minute = m;\n"
        "END $fn$"},
+      // 3: provisioned throughput (reserved tokens/s) on a limit level.
+      {"ALTER TABLE limits ADD COLUMN provisioned_tps BIGINT NOT NULL DEFAULT -1"},
   };
   return m;
 }

@@ -158,17 +158,18 @@ class SqliteStore final : public Store {
   void set_limit(const LimitRecord& l) override {
     std::lock_guard<std::mutex> lk(mu_);
     Stmt s(db_,
-           "INSERT INTO limits (scope, target, qpm, tpm) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (scope, target) DO "
-           "UPDATE SET qpm = excluded.qpm, tpm = excluded.tpm",
+           "INSERT INTO limits (scope, target, qpm, tpm, provisioned_tps) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT "
+           "(scope, target) DO UPDATE SET qpm = excluded.qpm, tpm = excluded.tpm, provisioned_tps = excluded.provisioned_tps",
            where("set limit"));
-    s.bind(1, l.scope).bind(2, l.target).bind(3, l.qpm).bind(4, l.tpm).run();
+    s.bind(1, l.scope).bind(2, l.target).bind(3, l.qpm).bind(4, l.tpm).bind(5, l.provisioned_tps).run();
   }
 
   std::vector<LimitRecord> list_limits() override {
     std::lock_guard<std::mutex> lk(mu_);
-    Stmt s(db_, "SELECT scope, target, qpm, tpm FROM limits ORDER BY scope, target", where("list limits"));
+    Stmt s(db_, "SELECT scope, target, qpm, tpm, provisioned_tps FROM limits ORDER BY scope, target",
+           where("list limits"));
     std::vector<LimitRecord> out;
-    while (s.step()) out.push_back({s.str(0), s.str(1), s.i64(2), s.i64(3)});
+    while (s.step()) out.push_back({s.str(0), s.str(1), s.i64(2), s.i64(3), s.i64(4)});
     return out;
   }
 

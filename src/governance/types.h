@@ -32,11 +32,14 @@ struct KeyRecord {
 // A limit level: scope "model" (target = model name; all callers together),
 // "default" (target ""; each key on its own), "group" (target = group name;
 // its members together).
+// Scope "key" (target = key id) holds only a provisioned reservation (a
+// key's QPM/TPM live on the key itself).
 struct LimitRecord {
   std::string scope;
   std::string target;
   int64_t qpm = kUnset;
   int64_t tpm = kUnset;
+  int64_t provisioned_tps = kUnset;  // reserved tokens/s (provisioned throughput), on every model
 };
 
 struct Price {

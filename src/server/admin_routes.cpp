@@ -142,7 +142,7 @@ HttpResp dispatch(gov::Governor& g, const HttpReq& req, const std::string& path)
     if (m == "POST") {
       json b = body_object(req.body);
       gov::LimitRecord l = gov::make_limit(get_str(b, "scope"), get_str(b, "target"), get_limit(b, "qpm"),
-                                           get_limit(b, "tpm"));
+                                           get_limit(b, "tpm"), get_limit(b, "provisioned_tokens_per_s"));
       st.set_limit(l);
       g.reload();
       return ok(gov::limit_json(l));

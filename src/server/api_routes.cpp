@@ -38,10 +38,11 @@ HttpResp json_response(const json& j, int status = 200) {
   return r;
 }
 
-enum class Route { None, Health, Metrics, Models, Model, Chat, Completions, Tokenize, Detokenize, Admin, UsageMe };
+enum class Route { None, Health, Livez, Metrics, Models, Model, Chat, Completions, Tokenize, Detokenize, Admin, UsageMe };
 
 Route match(const std::string& path, std::string& model_id) {
   if (path == "/health") return Route::Health;
+  if (path == "/livez") return Route::Livez;
   if (path.rfind("/admin/v1/", 0) == 0) return Route::Admin;
   if (path == "/v1/usage/me") return Route::UsageMe;
   if (path == "/metrics") return Route::Metrics;
@@ -149,6 +150,7 @@ RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chro
   rr.id = meta.id;
   gov::Ticket ticket;
   gov::Headers headers;
+  Priority priority = Priority::Standard;
   if (g && key) {
     // TPM reservation: every prompt once, plus max_tokens for each of its n choices.
     int64_t reserve = 0;
@@ -164,11 +166,17 @@ RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chro
       for (auto& h : headers) rr.resp.headers.push_back(std::move(h));
       return rr;
     }
+    // Provisioned throughput: within the key's reservation -> the Provisioned class.
+    if (g->provisioned(*key, info.model, reserve, ticket)) {
+      priority = Priority::Provisioned;
+      headers.emplace_back("x-moeserve-priority", priority_name(priority));
+    }
   }
   const std::string request_body = ticket.log_payload ? req.body : std::string();
   rr.job = std::make_shared<GenerationJob>(ctx, std::move(spec), std::move(prompts), std::move(max_tokens),
                                            std::move(meta), arrival);
   if (make_constraint) rr.job->set_constraint(std::move(make_constraint));
+  rr.job->set_priority(priority);
   if (g && key) rr.job->attach_governance(std::move(ticket), std::move(headers), request_body);
   return rr;
 }
@@ -256,6 +264,10 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
       return rr;
     }
     gov::Governor* g = ctx.opts.governance;
+    if (route == Route::Livez) {  // liveness: the process serves (loading and draining included); never a key
+      rr.resp = json_response(json{{"status", "alive"}});
+      return rr;
+    }
     const bool open_route = (route == Route::Health || route == Route::Metrics) && !ctx.opts.metrics_require_key;
     std::shared_ptr<const gov::KeyRecord> key;
     if (!open_route) {

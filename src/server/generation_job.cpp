@@ -22,6 +22,7 @@ GenerationJob::GenerationJob(ApiContext& ctx, GenerationSpec spec, std::vector<s
                  return lens;
                }(),
                [&ctx](int32_t id) { return ctx.backend().tokenizer->token_bytes(id); }) {
+  ctx_.metrics.jobs_in_flight.fetch_add(1);
   last_token_.resize(builder_.num_choices());
   if (ctx.structured()) builder_.set_tool_calls_token(ctx.structured()->tool_calls_token());
 }
@@ -31,6 +32,7 @@ GenerationJob::~GenerationJob() {
     account(cancel_status_ > 0 ? cancel_status_ : 499);
   } catch (...) {
   }
+  ctx_.metrics.jobs_in_flight.fetch_sub(1);
 }
 
 void GenerationJob::attach_governance(gov::Ticket ticket, gov::Headers headers, std::string request_body) {
@@ -95,6 +97,7 @@ std::optional<ApiError> GenerationJob::start(std::function<void()> notify) {
       r.sampling = spec_.sampling;
       r.sampling.max_tokens = max_tokens_[p];
       r.record_routing = spec_.return_expert_load;
+      r.priority = priority_;
       if (r.sampling.has_seed) r.sampling.seed += choice;  // n>1: distinct but reproducible
       if (make_constraint_) r.constraint = make_constraint_();
       r.on_event = [self, choice](const StreamEvent& ev) { self->on_engine_event(choice, ev); };

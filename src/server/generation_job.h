@@ -44,6 +44,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
 
   // Structured outputs: each engine request gets its own constraint from this.
   void set_constraint(std::function<std::shared_ptr<TokenConstraint>()> make) { make_constraint_ = std::move(make); }
+  // The engine requests' scheduling class (default Standard).
+  void set_priority(Priority p) { priority_ = p; }
 
   // Submits every engine request. On a refusal (queue full, too long, shutting
   // down) the ones already submitted are cancelled and the error is returned.
@@ -88,6 +90,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   ResponseBuilder builder_;
   std::vector<uint64_t> engine_ids_;
   std::function<std::shared_ptr<TokenConstraint>()> make_constraint_;
+  Priority priority_ = Priority::Standard;
   int cancel_status_ = 0;
 
   std::mutex mu_;                 // guards queue_ and notified_

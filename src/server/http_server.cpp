@@ -168,6 +168,19 @@ void Server::wait_for_stop_request() {
   impl_->cv.wait(lk, [&] { return impl_->stop_requested; });
 }
 
+bool Server::drain(std::chrono::milliseconds timeout) {
+  Impl& m = *impl_;
+  if (m.stopped || !m.started) return true;
+  m.ctx.set_stopping();  // /health 503; new API requests 503 with Connection: close
+  for (auto& s : m.live_sessions()) s->drain();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (m.ctx.metrics.jobs_in_flight.load() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 void Server::stop() {
   Impl& m = *impl_;
   if (m.stopped) return;

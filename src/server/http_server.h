@@ -12,6 +12,7 @@
 // multiplexed on it through its own strand (no thread per connection). Engine
 // callbacks never touch sockets: they post to the connection's strand.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -38,6 +39,14 @@ class Server {
   void request_stop();
   bool stop_requested() const;
   void wait_for_stop_request();
+
+  // Graceful drain (SIGTERM on a replica): /health answers 503 (/livez 200),
+  // idle connections close, every new API request gets 503 with Connection:
+  // close (a load balancer retries it elsewhere; the port stays open so that
+  // probes see the state), and the generations in flight run to their end,
+  // for at most `timeout`. Returns true when all finished in time. Call
+  // stop() afterwards: it closes the listener and cancels what is left.
+  bool drain(std::chrono::milliseconds timeout);
 
   // Stops accepting, answers new requests 503, cancels in-flight generations
   // (streams end with an error event), waits up to shutdown_grace for

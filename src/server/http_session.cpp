@@ -97,6 +97,14 @@ void HttpSession::shutdown() {
   });
 }
 
+void HttpSession::drain() {
+  asio::post(sock_.get_executor(), [self = shared_from_this()] {
+    if (self->closed_) return;
+    self->keep_alive_ = false;  // the server is stopping: the exchange in progress is the last
+    if (!self->job_ && !self->writing_ && self->out_.empty() && self->method_.empty()) self->close();  // between requests
+  });
+}
+
 void HttpSession::force_close() {
   asio::post(sock_.get_executor(), [self = shared_from_this()] { self->close(); });
 }
@@ -105,7 +113,7 @@ void HttpSession::force_close() {
 
 void HttpSession::read_request() {
   if (closed_) return;
-  if (shutting_down_ || ctx_.stopping()) {
+  if (shutting_down_) {  // (while the server drains, a new connection still gets its one answer: 503)
     close();
     return;
   }
@@ -363,7 +371,7 @@ void HttpSession::send_response(const HttpResp& r, bool close_after) {
   if (!head_only_) out_ += r.body;
   exchange_done_ = true;
   ctx_.metrics.count_response(r.status);
-  if (!logged_ && path_ != "/health" && !(r.status == 200 && path_ == "/metrics")) {
+  if (!logged_ && path_ != "/health" && path_ != "/livez" && !(r.status == 200 && path_ == "/metrics")) {
     RequestLog l{req_id_, method_, path_, r.status, -1, -1, -1,
                  std::chrono::duration<double, std::milli>(Clock::now() - arrival_).count(), ""};
     if (r.status >= 400) l.note = error_message_of(r.body);

@@ -45,6 +45,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void start();          // begin reading requests
   void reject_busy();    // over the connection limit: 503, then close
   void shutdown();       // thread-safe: finish or cancel the current request, then close
+  void drain();          // thread-safe: close if idle; else finish the current exchange, then close
   void force_close();    // thread-safe: close now
 
  private:

@@ -65,6 +65,35 @@ void ServerMetrics::count_finish(const char* reason) {
   finishes_[reason]++;
 }
 
+// Per priority class (engine/request.h): queue depth, running, admissions,
+// preemptions and tokens, labelled class="provisioned|standard|batch".
+static void render_classes(std::string& out, const EngineStats& st) {
+  struct Family {
+    const char* name;
+    const char* type;
+    const char* help;
+    int64_t ClassStats::*field;
+  };
+  static const Family fams[] = {
+      {"moeserve_class_requests_waiting", "gauge", "Requests waiting, by priority class.", &ClassStats::waiting},
+      {"moeserve_class_requests_running", "gauge", "Requests running, by priority class.", &ClassStats::running},
+      {"moeserve_class_admitted_total", "counter", "Requests admitted to the running batch, by priority class.",
+       &ClassStats::admitted},
+      {"moeserve_class_preemptions_total", "counter", "Running requests preempted, by priority class.",
+       &ClassStats::preempted},
+      {"moeserve_class_prompt_tokens_total", "counter", "Prompt tokens admitted, by priority class.",
+       &ClassStats::prompt_tokens},
+      {"moeserve_class_generation_tokens_total", "counter", "Tokens generated, by priority class.",
+       &ClassStats::generation_tokens},
+  };
+  for (const Family& f : fams) {
+    header(out, f.name, f.type, f.help);
+    for (int c = 0; c < kNumPriorities; ++c)
+      out += std::string(f.name) + "{class=\"" + priority_name(static_cast<Priority>(c)) + "\"} " +
+             std::to_string(st.classes[c].*f.field) + "\n";
+  }
+}
+
 std::string ServerMetrics::render(const EngineStats* st, int64_t num_layers, int64_t num_experts, bool ready) const {
   std::string out;
   out.reserve(16384);
@@ -111,6 +140,7 @@ std::string ServerMetrics::render(const EngineStats* st, int64_t num_layers, int
     counter("moeserve_prompt_tokens_total", "Prompt tokens processed.", static_cast<double>(st->prompt_tokens));
     counter("moeserve_generation_tokens_total", "Tokens generated.", static_cast<double>(st->generation_tokens));
     counter("moeserve_engine_steps_total", "Engine steps (forward passes).", static_cast<double>(st->steps));
+    render_classes(out, *st);
   }
 
   ttft.render(out, "moeserve_time_to_first_token_seconds", "Time from request arrival to the first token.");

@@ -47,6 +47,7 @@ class ServerMetrics {
   std::atomic<int64_t> open_connections{0};
   std::atomic<uint64_t> connections_total{0};
   std::atomic<uint64_t> timeouts_total{0};
+  std::atomic<int64_t> jobs_in_flight{0};  // generation requests not finished yet (what a drain waits for)
 
   void count_response(int status);
   void count_finish(const char* reason);

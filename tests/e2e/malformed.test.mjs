@@ -384,7 +384,8 @@ test('API key: 401 without or with a wrong key, health and metrics stay open', a
 });
 
 test('SIGTERM during streams: streams end, the server exits 0', async () => {
-  const s = await startServer([]);
+  // Endless streams: the drain (1 s) runs out and cancels them.
+  const s = await startServer(['--drain-timeout', '1']);
   const body = JSON.stringify(chat({ max_tokens: 20000, ignore_eos: true, stream: true }));
   const streams = Array.from({ length: 4 }, () => new Promise((resolve) => {
     const req = http.request({ host: '127.0.0.1', port: s.port, method: 'POST', path: '/v1/chat/completions', agent: false,

@@ -65,8 +65,10 @@ export async function startServer(extraArgs = [], { readyTimeoutMs = 120_000, he
     async stop(timeoutMs = 20_000) {
       if (exited) return exited;
       proc.kill('SIGTERM');
-      const t = sleep(timeoutMs).then(() => null);
+      let timer;
+      const t = new Promise((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)));
       const r = await Promise.race([exitPromise, t]);
+      clearTimeout(timer);  // a pending timer would keep the test process alive
       if (r === null) {
         proc.kill('SIGKILL');
         await exitPromise;

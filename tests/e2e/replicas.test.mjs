@@ -1,0 +1,218 @@
+// Replicas (issue 18 item 5): two `moeserve serve` processes sharing
+// governance state in one PostgreSQL, behind Debian nginx on loopback.
+// Checks: load spreads over both; a replica drained with SIGTERM mid-stream
+// finishes its streams (exit 0; while draining /health 503, /livez 200 and
+// new requests 503, which nginx retries on the other replica);
+// nothing is lost: every request is answered and the usage rows in
+// PostgreSQL equal the requests made, token for token.
+// Run by test_replicas.sh, which starts PostgreSQL (lib/pg.sh): PG_URL.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, chmodSync, existsSync } from 'node:fs';
+import net from 'node:net';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import { BIN, startServer, postJson, rawRequest, sleep } from './lib/server.mjs';
+
+const PG = process.env.PG_URL;
+if (!PG) throw new Error('PG_URL is not set (run test_replicas.sh)');
+const NGINX = process.env.NGINX_BIN || '/usr/sbin/nginx';
+const tmp = mkdtempSync(path.join(tmpdir(), 'ms-replicas-e2e-'));
+chmodSync(tmp, 0o755);  // nginx workers (www-data when started as root) use its temp folders
+const cliJson = (args) => JSON.parse(execFileSync(BIN, args, { encoding: 'utf8', timeout: 60_000 }));
+const auth = (key) => ({ Authorization: `Bearer ${key}` });
+
+let replicas = [];
+let nginx = null;
+
+after(async () => {
+  if (nginx && nginx.exitCode === null) {
+    nginx.kill('SIGQUIT');
+    let timer;
+    await Promise.race([new Promise((r) => nginx.on('exit', r)), new Promise((r) => (timer = setTimeout(r, 5000)))]);
+    clearTimeout(timer);
+    if (nginx.exitCode === null) nginx.kill('SIGKILL');
+  }
+  for (const r of replicas) await r.stop().catch(() => {});
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function startNginx(upstreamPorts) {
+  const port = await freePort();
+  const dir = path.join(tmp, 'nginx');
+  execFileSync('mkdir', ['-p', dir]);
+  chmodSync(dir, 0o755);
+  const conf = `
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log ${dir}/access.log;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream moeserve {
+${upstreamPorts.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
+    keepalive 16;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://moeserve;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_read_timeout 120s;
+      proxy_next_upstream error timeout http_503 non_idempotent;
+      proxy_next_upstream_tries 2;
+      add_header X-Upstream $upstream_addr always;
+    }
+  }
+}
+`;
+  writeFileSync(path.join(dir, 'nginx.conf'), conf);
+  const proc = spawn(NGINX, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log'),
+    '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr.on('data', (d) => (err += d));
+  for (let i = 0; ; ++i) {
+    const r = await rawRequest(port, { method: 'GET', path: '/livez', timeoutMs: 2000 }).catch(() => null);
+    if (r && r.status === 200) break;
+    if (proc.exitCode !== null || i > 100) {
+      const log = existsSync(path.join(dir, 'error.log')) ? readFileSync(path.join(dir, 'error.log'), 'utf8') : '';
+      throw new Error(`nginx did not start: ${err}\n${log}`);
+    }
+    await sleep(50);
+  }
+  return { proc, port };
+}
+
+// A streamed completion through `port`; resolves {status, upstream, text, done, error, tokens}.
+function stream(port, key, prompt, maxTokens, onFirstChunk) {
+  const body = JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream: true,
+    stream_options: { include_usage: true } });
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/completions', agent: false,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...auth(key) } }, (res) => {
+      let text = '';
+      let first = true;
+      res.setEncoding('utf8');
+      res.on('data', (d) => {
+        text += d;
+        if (first) {
+          first = false;
+          onFirstChunk?.();
+        }
+      });
+      const end = () => {
+        const usage = [...text.matchAll(/"completion_tokens":(\d+)/g)].map((m) => Number(m[1]));
+        resolve({ status: res.statusCode, upstream: res.headers['x-upstream'], text, done: /data: \[DONE\]/.test(text),
+          error: /"error"/.test(text), tokens: usage.length ? usage[usage.length - 1] : -1 });
+      };
+      res.on('end', end);
+      res.on('error', end);
+    });
+    req.on('error', (e) => resolve({ status: 0, text: String(e), done: false, error: true, tokens: -1 }));
+    req.write(body);
+    req.end();
+  });
+}
+
+test('two replicas behind nginx on one PostgreSQL: spread, drain mid-stream, nothing lost', async () => {
+  const t0 = Date.now();
+  const key = cliJson(['keys', 'create', '--state', PG, '--name', 'replicas']);
+  replicas = await Promise.all([0, 1].map(() => startServer(['--state', PG, '--drain-timeout', '30'])));
+  const [a, b] = replicas;
+  const lb = await startNginx([a.port, b.port]);
+  nginx = lb.proc;
+  const which = (u) => (u?.endsWith(`:${a.port}`) ? 'a' : u?.endsWith(`:${b.port}`) ? 'b' : `? ${u}`);
+  let made = 0, completionTokens = 0;
+
+  // 1. Load spreads over both replicas.
+  const spread = { a: 0, b: 0 };
+  for (let round = 0; round < 4; ++round) {
+    const rs = await Promise.all(Array.from({ length: 8 }, (_, i) =>
+      postJson(lb.port, '/v1/completions', { prompt: `In the beginning ${round} ${i}`, max_tokens: 4, temperature: 0 },
+        auth(key.key))));
+    for (const r of rs) {
+      assert.equal(r.status, 200, r.body);
+      ++spread[which(r.headers['x-upstream'])];
+      completionTokens += JSON.parse(r.body).usage.completion_tokens;
+      ++made;
+    }
+  }
+  assert.equal(spread.a + spread.b, 32, JSON.stringify(spread));
+  assert.ok(spread.a >= 8 && spread.b >= 8, `load spread: ${JSON.stringify(spread)}`);
+
+  // 2. Streams on both replicas; SIGTERM to replica a once all have started.
+  const N = 8, MAX = 200;
+  let started = 0;
+  let allStarted;
+  const startedP = new Promise((r) => (allStarted = r));
+  const streams = Array.from({ length: N }, (_, i) =>
+    stream(lb.port, key.key, `And the earth was without form ${i}`, MAX, () => ++started === N && allStarted()));
+  let startTimer;
+  await Promise.race([startedP, new Promise((r) => (startTimer = setTimeout(r, 20_000)))]);
+  clearTimeout(startTimer);
+  assert.equal(started, N, 'every stream started');
+  const aExit = a.stop(40_000);  // SIGTERM: drain
+  // While a drains: not ready, still alive; new requests through nginx are served (by b).
+  let health;
+  for (let i = 0; i < 200; ++i) {  // the signal is handled asynchronously: wait (bounded) for the drain to begin
+    health = await rawRequest(a.port, { method: 'GET', path: '/health', timeoutMs: 2000 });
+    if (health.status !== 200) break;
+    await sleep(10);
+  }
+  const live = await rawRequest(a.port, { method: 'GET', path: '/livez', timeoutMs: 2000 });
+  const direct = await postJson(a.port, '/v1/completions', { prompt: 'x', max_tokens: 1 }, auth(key.key));
+  const during = await Promise.all(Array.from({ length: 6 }, (_, i) =>
+    postJson(lb.port, '/v1/completions', { prompt: `During the drain ${i}`, max_tokens: 4, temperature: 0 }, auth(key.key))));
+  for (const r of during) {
+    assert.equal(r.status, 200, r.body);
+    assert.equal(which(r.headers['x-upstream'].split(', ').pop()), 'b');
+    completionTokens += JSON.parse(r.body).usage.completion_tokens;
+    ++made;
+  }
+  const results = await Promise.all(streams);
+  const onA = results.filter((r) => which(r.upstream) === 'a').length;
+  for (const r of results) {
+    assert.equal(r.status, 200);
+    assert.ok(r.done && !r.error, `stream from ${which(r.upstream)} finished cleanly:\n${r.text.slice(-400)}`);
+    assert.equal(r.tokens, MAX);
+    completionTokens += r.tokens;
+    ++made;
+  }
+  assert.ok(onA >= 1, 'some streams were on the drained replica');
+  assert.deepEqual(await aExit, { code: 0, signal: null }, 'the drained replica exits 0');
+  assert.match(a.log, /draining/);
+  assert.match(a.log, /drained/);
+  // While draining: not ready (503), alive (200), new requests refused with 503 (nginx retried them on b).
+  assert.equal(health.status, 503);
+  assert.equal(JSON.parse(health.body).error.code, 'shutting_down');
+  assert.equal(live.status, 200);
+  assert.equal(direct.status, 503);
+
+  // 3. Nothing lost: the usage rows in PostgreSQL equal the requests made.
+  await sleep(1500);  // b's writer flushes within ~1 s (a flushed on exit)
+  const u = cliJson(['usage', '--state', PG, '--key', key.id, '--format', 'json'])[0];
+  assert.equal(u.requests, made, 'one usage row per request');
+  assert.equal(u.completion_tokens, completionTokens, 'token for token');
+  console.log(`replicas: spread a=${spread.a} b=${spread.b}; ${onA}/${N} streams drained from a; ` +
+    `${made} requests, ${u.requests} usage rows; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+});
