@@ -101,7 +101,8 @@ void HttpSession::drain() {
   asio::post(sock_.get_executor(), [self = shared_from_this()] {
     if (self->closed_) return;
     self->keep_alive_ = false;  // the server is stopping: the exchange in progress is the last
-    if (!self->job_ && !self->writing_ && self->out_.empty() && self->method_.empty()) self->close();  // between requests
+    if (!self->job_ && !self->held_job_ && !self->writing_ && self->out_.empty() && self->method_.empty())
+      self->close();  // between requests
   });
 }
 
