@@ -273,8 +273,25 @@ void ModelRegistry::run_load(const std::string& name) {
 }
 
 void ModelRegistry::start_thread(const std::string& name) {
-  std::lock_guard<std::mutex> lk(mu_);
-  threads_.emplace_back([this, name] { run_load(name); });
+  std::vector<LoadThread> finished;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto it = threads_.begin(); it != threads_.end();) {
+      if (it->done->load()) {
+        finished.push_back(std::move(*it));
+        it = threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    threads_.push_back({std::thread([this, name, done] {
+                          run_load(name);
+                          done->store(true);
+                        }),
+                        done});
+  }
+  for (auto& t : finished) t.thread.join();
 }
 
 std::optional<ModelStatus> ModelRegistry::load_async(const std::string& name) {
@@ -386,7 +403,7 @@ std::optional<ModelStatus> ModelRegistry::status(const std::string& name) const 
 }
 
 void ModelRegistry::shutdown() {
-  std::vector<std::thread> threads;
+  std::vector<LoadThread> threads;
   {
     std::lock_guard<std::mutex> lk(mu_);
     shutting_down_ = true;
@@ -398,7 +415,7 @@ void ModelRegistry::shutdown() {
       threads.swap(threads_);
     }
     if (threads.empty()) break;
-    for (auto& t : threads) t.join();
+    for (auto& t : threads) t.thread.join();
     threads.clear();
   }
   std::vector<std::shared_ptr<ServedModel>> all;

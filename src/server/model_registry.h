@@ -22,6 +22,7 @@
 // run is stopped (its in-flight requests end with 503), and its memory is
 // released once the last of them lets go.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -179,7 +180,11 @@ class ModelRegistry {
   std::condition_variable cv_;  // a load finished
   std::vector<std::unique_ptr<Entry>> entries_;
   std::vector<EndpointSpec> endpoints_;
-  std::vector<std::thread> threads_;
+  struct LoadThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<LoadThread> threads_;  // finished ones are joined when the next starts
   bool shutting_down_ = false;
 };
 
