@@ -263,3 +263,49 @@ test('config errors: unknown keys, missing file, duplicates, weights, references
   bad(['--config', join(tmp, 'absent.toml')], /--config: .*absent\.toml/);
   bad(['-m', `a=${KJV}`, '-m', `a=${Q8}`], /duplicate model name 'a'/);
 });
+
+// ---- governance: the caller's grants, the operator role, usage under the served model ----
+test('governance: /v1/models shows what the key may use; usage is recorded under the model that served', async () => {
+  const state = join(tmp, 'gov.db');
+  const mk = (...a) => JSON.parse(spawnSync(BIN, ['keys', 'create', '--state', state, ...a], { encoding: 'utf8' }).stdout);
+  const user = mk('--name', 'user', '--models', 'kjv,split');
+  const op = mk('--name', 'op', '--role', 'manage');
+  const cfg = config('gov.toml', `
+[server]
+threads = 1
+kv_cache_mb = 8
+[governance]
+state = "${state}"
+[[models]]
+name = "kjv"
+path = "${KJV}"
+[[models]]
+name = "kjv-q8"
+path = "${Q8}"
+[[endpoints]]
+name = "split"
+routes = [{ model = "kjv", weight = 0 }, { model = "kjv-q8", weight = 100 }]
+`);
+  const s = await startServer(['--config', cfg]);
+  const U = { Authorization: `Bearer ${user.key}` }, O = { Authorization: `Bearer ${op.key}` };
+  try {
+    const list = JSON.parse((await rawRequest(s.port, { method: 'GET', path: '/v1/models', headers: U })).body);
+    assert.deepEqual(list.data.map((m) => m.id), ['kjv', 'split']);
+    const r = await postJson(s.port, '/v1/completions', { model: 'split', prompt: PROMPT, max_tokens: 2 }, U);
+    assert.equal(r.status, 200, r.body);
+    assert.equal(JSON.parse(r.body).model, 'kjv-q8');
+    const denied = await postJson(s.port, '/v1/completions', { model: 'kjv-q8', prompt: PROMPT, max_tokens: 2 }, U);
+    assert.equal(denied.status, 403);
+    const adminAsUser = await rawRequest(s.port, { method: 'POST', path: '/admin/v1/models/kjv/unload', headers: U });
+    assert.equal(adminAsUser.status, 403);
+    const unload = await rawRequest(s.port, { method: 'POST', path: '/admin/v1/models/kjv/unload', headers: O });
+    assert.equal(unload.status, 200, unload.body);
+  } finally {
+    await s.stop();
+  }
+  const rows = spawnSync(BIN, ['usage', '--state', state, '--rows'], { encoding: 'utf8' }).stdout.trim().split('\n')
+    .filter(Boolean).map((l) => JSON.parse(l));
+  const ok = rows.filter((x) => x.status === 200);
+  assert.equal(ok.length, 1, JSON.stringify(rows));
+  assert.equal(ok[0].model, 'kjv-q8');
+});
