@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "runtime.h"
+#include "serve_multi.h"
 #include "governance/governor.h"
 #include "server/http_server.h"
 
@@ -24,7 +25,11 @@ namespace ms::cli {
 namespace {
 
 struct ServeArgs {
-  RuntimeOptions rt;  // -m, --threads, --quant
+  RuntimeOptions rt;  // --threads, --quant, --kv-dtype
+  std::vector<std::string> models;   // -m PATH | -m NAME=PATH (repeatable; serve_multi.h)
+  std::string config;                // --config FILE.toml (serve_config.h)
+  ServeConfig cfg;                   // its contents
+  int64_t models_memory_mb = 0;      // --models-memory-mb
   int max_batch = 64;
   int64_t kv_cache_mb = 0;
   int max_queue = 1024;
@@ -80,6 +85,8 @@ void run_serve(const ServeArgs& a) {
   if (a.grammar_cache < 0 || a.grammar_cache > 100000) throw Error(ErrorKind::BadInput, "--grammar-cache: expected 0..100000");
   if (a.grammar_mask_cache < 0 || a.grammar_mask_cache > 1000000)
     throw Error(ErrorKind::BadInput, "--grammar-mask-cache: expected 0..1000000");
+  if (a.models_memory_mb < 0 || a.models_memory_mb > (int64_t(1) << 30))
+    throw Error(ErrorKind::BadInput, "--models-memory-mb: expected 0..1073741824 (0: no budget)");
 
   if (!(a.log_payloads >= 0 && a.log_payloads <= 1)) throw Error(ErrorKind::BadInput, "--log-payloads: expected a fraction in [0, 1]");
   if (a.payload_retention_days < 0 || a.payload_retention_days > 36500)
@@ -106,7 +113,10 @@ void run_serve(const ServeArgs& a) {
     std::fprintf(stderr, "moeserve: governance on (%s state)\n", governor->store().kind().c_str());
   }
 
-  RuntimeOptions ro = resolve(a.rt);
+  RuntimeOptions ro = a.rt;
+  const bool multi = is_multi_model(a.models, !a.config.empty());
+  if (!multi && !a.models.empty()) ro.model_path = a.models.front();
+  ro = resolve(ro);
   ro.kv_cache_mb = a.kv_cache_mb;
   ro.max_batch = a.max_batch;
   ro.max_queue = a.max_queue;
@@ -127,6 +137,20 @@ void run_serve(const ServeArgs& a) {
   so.idle_timeout = secs(a.idle_timeout, "--idle-timeout");
   so.grammar_cache = static_cast<size_t>(a.grammar_cache);
   so.grammar_mask_cache = static_cast<size_t>(a.grammar_mask_cache);
+
+  if (multi) {  // several models: one registry, loaded and unloaded at run time
+    MultiServeInput in;
+    in.config = &a.cfg;
+    in.config_path = a.config;
+    in.model_args = a.models;
+    in.defaults = ModelDefaults{a.rt.quant, a.rt.kv_dtype, a.kv_cache_mb, a.max_batch, a.max_queue, a.max_step_tokens};
+    in.threads = a.rt.threads;
+    in.memory_mb = a.models_memory_mb;
+    in.drain_timeout = a.drain_timeout;
+    run_serve_multi(so, in);
+    governor.reset();  // flushes the queued usage rows
+    return;
+  }
 
   // A model file the bounds refuse (format/model_limits.h) is reported on
   // one line before the port opens; the weights are loaded after it opens.
@@ -191,8 +215,14 @@ void run_serve(const ServeArgs& a) {
 
 void add_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
-  CLI::App* cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  CLI::App* cmd = app.add_subcommand("serve", "Serve models over an OpenAI-compatible HTTP API");
   add_model_options(cmd, a->rt);
+  cmd->remove_option(cmd->get_option("-m"));
+  cmd->add_option("-m,--model", a->models,
+                  "Model to serve: PATH (HF directory or .gguf; default: bundled model) or NAME=PATH; repeatable");
+  cmd->add_option("--config", a->config, "TOML file: models, endpoints, server and governance settings (docs/SERVING.md)");
+  cmd->add_option("--models-memory-mb", a->models_memory_mb,
+                  "Memory budget of the loaded models in MiB (0: none); a load evicts the least recently used");
   cmd->add_option("--host", a->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", a->port, "Port to listen on (0: any free port)")->capture_default_str();
   cmd->add_option("--max-batch", a->max_batch, "Most sequences in a running batch")->capture_default_str();
@@ -219,7 +249,13 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--drain-timeout", a->drain_timeout,
                   "On SIGTERM: seconds in-flight requests may take to finish (0: cancel them at once)")
       ->capture_default_str();
-  cmd->callback([a] { run_serve(*a); });
+  cmd->callback([a, cmd] {
+    if (!a->config.empty()) {  // the file's settings, for every flag not given on the command line
+      a->cfg = load_serve_config(a->config);
+      apply_config_settings(a->cfg, *cmd);
+    }
+    run_serve(*a);
+  });
 }
 
 }  // namespace ms::cli

@@ -10,14 +10,26 @@
 namespace ms {
 
 ApiContext::ApiContext(ServerOptions o)
-    : opts(std::move(o)), started_unix(static_cast<int64_t>(std::time(nullptr))) {}
+    : opts(std::move(o)), started_unix(static_cast<int64_t>(std::time(nullptr))) {
+  models_ = opts.models;
+  if (!models_) {
+    ModelRegistry::Options ro;
+    ro.grammar_cache = opts.grammar_cache;
+    ro.grammar_mask_cache = opts.grammar_mask_cache;
+    own_models_ = std::make_unique<ModelRegistry>(ro, nullptr);
+    models_ = own_models_.get();
+  }
+}
 
 void ApiContext::set_ready(const ServerBackend& b) {
   backend_ = b;
   if (b.tokenizer && !structured_)
     structured_ = std::make_unique<StructuredRuntime>(*b.tokenizer, opts.grammar_cache, opts.grammar_mask_cache);
+  if (own_models_ && !own_models_->is_model(opts.served_model_name)) own_models_->add_static(opts.served_model_name, b);
   ready_.store(true, std::memory_order_release);
 }
+
+void ApiContext::set_ready() { ready_.store(true, std::memory_order_release); }
 
 ModelLimits ApiContext::limits() const {
   ModelLimits l;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "server/metrics.h"
+#include "server/model_registry.h"
 #include "server/openai_schema.h"
 #include "server/server_options.h"
 #include "server/structured_request.h"
@@ -38,8 +39,13 @@ class ApiContext {
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   void set_stopping() { stopping_.store(true, std::memory_order_release); }
-  // Publishes the backend; ready() is true from then on.
+  // Publishes the backend as the one model (named opts.served_model_name);
+  // ready() is true from then on.
   void set_ready(const ServerBackend& b);
+  // With opts.models: the registry's models are being served from now on.
+  void set_ready();
+  // The served models: opts.models, or the one set_ready(backend) published.
+  ModelRegistry& models() const { return *models_; }
   // After Server::stop(): nothing touches the engine any more.
   void set_unready() { ready_.store(false, std::memory_order_release); }
   const ServerBackend& backend() const { return backend_; }  // only once ready()
@@ -52,6 +58,8 @@ class ApiContext {
  private:
   ServerBackend backend_;
   std::unique_ptr<StructuredRuntime> structured_;
+  std::unique_ptr<ModelRegistry> own_models_;  // without opts.models
+  ModelRegistry* models_ = nullptr;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};
 };

@@ -14,6 +14,7 @@
 #include "governance/admin.h"
 #include "governance/governor.h"
 #include "server/admin_routes.h"
+#include "server/model_routes.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
@@ -38,11 +39,12 @@ HttpResp json_response(const json& j, int status = 200) {
   return r;
 }
 
-enum class Route { None, Health, Livez, Metrics, Models, Model, Chat, Completions, Tokenize, Detokenize, Admin, UsageMe };
+enum class Route { None, Health, Livez, Metrics, Models, Model, Chat, Completions, Tokenize, Detokenize, Admin, AdminModels, UsageMe };
 
 Route match(const std::string& path, std::string& model_id) {
   if (path == "/health") return Route::Health;
   if (path == "/livez") return Route::Livez;
+  if (path == "/admin/v1/models" || path.rfind("/admin/v1/models/", 0) == 0) return Route::AdminModels;
   if (path.rfind("/admin/v1/", 0) == 0) return Route::Admin;
   if (path == "/v1/usage/me") return Route::UsageMe;
   if (path == "/metrics") return Route::Metrics;
@@ -72,7 +74,40 @@ bool authorized(const ApiContext& ctx, const std::string& header) {
   return diff == 0;
 }
 
-const std::string& served_name(const ApiContext& ctx) { return ctx.opts.served_model_name; }
+// The "model" a request body names ("" when absent or not a string; the
+// schema parsers report a wrong type).
+std::string peek_model(const json& body) {
+  if (!body.is_object()) return "";
+  auto it = body.find("model");
+  return it != body.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+ApiException unknown_model(const ModelRegistry& reg, const std::string& name) {
+  std::string served;
+  for (const std::string& n : reg.names()) served += (served.empty() ? "'" : ", '") + n + "'";
+  return ApiException(404, "The model '" + name + "' does not exist. This server serves " + served + ".", "model",
+                      "model_not_found");
+}
+
+ApiError unavailable(const ModelRegistry::Resolution& r) {
+  return ApiError{503, r.message, "service_unavailable_error", "model",
+                  r.kind == ModelRegistry::Resolution::Loading ? "model_loading" : "model_not_loaded"};
+}
+
+// The loaded model for a request naming `name` (tokenize, detokenize): the
+// first of its candidates that is loaded; 404 unknown, 503 none loaded.
+std::shared_ptr<ServedModel> need_model(ApiContext& ctx, const std::string& name) {
+  ModelRegistry& reg = ctx.models();
+  std::vector<std::string> cands = reg.candidates(name, "");
+  if (cands.empty()) throw unknown_model(reg, name);
+  std::optional<ApiError> err;
+  for (const std::string& c : cands) {
+    ModelRegistry::Resolution r = reg.acquire(c);
+    if (r.kind == ModelRegistry::Resolution::Ok) return r.model;
+    if (!err) err = unavailable(r);
+  }
+  throw ApiException(*err);
+}
 
 // A governance refusal as an OpenAI error (Retry-After from the verdict).
 HttpResp gov_error(const gov::Verdict& v) {
@@ -112,11 +147,10 @@ std::vector<int32_t> encode_text(const Tokenizer& tok, const std::string& text, 
 
 RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chrono::steady_clock::time_point arrival,
                        const gov::KeyRecord* key, GenInfo& info) {
-  const ModelLimits lim = ctx.limits();
+  ModelRegistry& reg = ctx.models();
   json body = parse_json_body(req.body);
-  GenerationSpec spec = chat ? parse_chat_request(body, lim) : parse_completion_request(body, lim);
-  info.model = spec.model.empty() ? served_name(ctx) : spec.model;
-  info.stream = spec.stream;
+  const std::string requested = peek_model(body);
+  info.model = requested.empty() ? reg.default_name() : requested;
   gov::Governor* g = ctx.opts.governance;
   if (g && key) {
     gov::Verdict v = g->permit(*key, info.model);
@@ -125,60 +159,101 @@ RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chro
       throw ApiException(ApiError{v.status, v.message, error_type_for_status(v.status), "model", v.code});
     }
   }
-  check_model(spec.model, served_name(ctx));
-  restore_schema_order(req.body, spec);
-  const Tokenizer& tok = *ctx.backend().tokenizer;
-  // Compiled (or found in the cache) before anything is submitted: a bad schema is a 400.
-  std::function<std::shared_ptr<TokenConstraint>()> make_constraint;
-  if (spec.structured.constrained()) {
-    if (!ctx.structured()) throw ApiException(503, "The model is loading; retry shortly.", "", "model_loading");
-    make_constraint = ctx.structured()->constraint_for(spec);
-  }
+  // The chosen model, then its fallbacks: the next one is tried when a model
+  // is not loaded, its queue is full, or the key's limits refuse it (429/503).
+  const std::vector<std::string> cands = reg.candidates(requested, key ? key->id : std::string());
+  if (cands.empty()) throw unknown_model(reg, requested);
+  std::optional<ApiError> last_error;
+  RouteResult refused;  // the last governance refusal, with its headers
+  bool have_refused = false;
+  for (size_t ci = 0; ci < cands.size(); ++ci) {
+    const std::string& name = cands[ci];
+    const bool last = ci + 1 == cands.size();
+    ModelRegistry::Resolution res = reg.acquire(name);
+    if (res.kind != ModelRegistry::Resolution::Ok) {
+      last_error = unavailable(res);
+      continue;
+    }
+    std::shared_ptr<ServedModel> model = res.model;
+    const ServerBackend& be = model->backend();
+    const ModelLimits lim = model->limits();
+    GenerationSpec spec = chat ? parse_chat_request(body, lim) : parse_completion_request(body, lim);
+    info.model = name;
+    info.stream = spec.stream;
+    if (!last && be.max_queue > 0 && be.engine->stats().waiting >= be.max_queue) {
+      last_error = ApiError{429, "The model '" + name + "' is busy: its request queue is full. Retry later.",
+                            error_type_for_status(429), "", "queue_full"};
+      continue;
+    }
+    restore_schema_order(req.body, spec);
+    if (!be.tokenizer) {  // a model without a tokenizer takes token ids only
+      bool text = chat;
+      for (const PromptInput& p : spec.prompts) text = text || p.is_text;
+      if (text)
+        throw ApiException(400, "The model '" + name + "' has no tokenizer: send the prompt as token ids to /v1/completions.",
+                           chat ? "messages" : "prompt", "invalid_value");
+    }
+    const Tokenizer* tok = be.tokenizer;  // null: token-id prompts only (checked above)
+    // Compiled (or found in the cache) before anything is submitted: a bad schema is a 400.
+    std::function<std::shared_ptr<TokenConstraint>()> make_constraint;
+    if (spec.structured.constrained()) {
+      if (!model->structured()) throw ApiException(503, "The model is loading; retry shortly.", "", "model_loading");
+      make_constraint = model->structured()->constraint_for(spec);
+    }
 
-  std::vector<std::vector<int32_t>> prompts;
-  if (chat) {
-    prompts.push_back(encode_chat_request(tok, spec));
-  } else {
-    for (const PromptInput& p : spec.prompts)
-      prompts.push_back(p.is_text ? encode_text(tok, p.text, true, "prompt") : p.tokens);
-  }
-  std::vector<int32_t> max_tokens;
-  for (const auto& p : prompts) max_tokens.push_back(resolve_max_tokens(spec, p.size(), lim));
+    std::vector<std::vector<int32_t>> prompts;
+    if (chat) {
+      prompts.push_back(encode_chat_request(*tok, spec));
+    } else {
+      for (const PromptInput& p : spec.prompts)
+        prompts.push_back(p.is_text ? encode_text(*tok, p.text, true, "prompt") : p.tokens);
+    }
+    std::vector<int32_t> max_tokens;
+    for (const auto& p : prompts) max_tokens.push_back(resolve_max_tokens(spec, p.size(), lim));
 
-  ResponseMeta meta{info.id, static_cast<int64_t>(std::time(nullptr)), served_name(ctx)};
-  RouteResult rr;
-  rr.id = meta.id;
-  gov::Ticket ticket;
-  gov::Headers headers;
-  Priority priority = Priority::Standard;
-  if (g && key) {
-    // TPM reservation: every prompt once, plus max_tokens for each of its n choices.
-    int64_t reserve = 0;
-    for (size_t p = 0; p < prompts.size(); ++p) {
-      int64_t mt = max_tokens[p];
-      if (!spec.max_tokens && g->options().default_reservation > 0)
-        mt = std::min<int64_t>(mt, g->options().default_reservation);
-      reserve += static_cast<int64_t>(prompts[p].size()) + int64_t{spec.n} * mt;
+    ResponseMeta meta{info.id, static_cast<int64_t>(std::time(nullptr)), name};
+    RouteResult rr;
+    rr.id = meta.id;
+    gov::Ticket ticket;
+    gov::Headers headers;
+    Priority priority = Priority::Standard;
+    if (g && key) {
+      // TPM reservation: every prompt once, plus max_tokens for each of its n choices.
+      int64_t reserve = 0;
+      for (size_t p = 0; p < prompts.size(); ++p) {
+        int64_t mt = max_tokens[p];
+        if (!spec.max_tokens && g->options().default_reservation > 0)
+          mt = std::min<int64_t>(mt, g->options().default_reservation);
+        reserve += static_cast<int64_t>(prompts[p].size()) + int64_t{spec.n} * mt;
+      }
+      gov::Verdict v = g->admit(*key, name, reserve, ticket, headers);
+      if (!v) {
+        rr.resp = gov_error(v);
+        for (auto& h : headers) rr.resp.headers.push_back(std::move(h));
+        if (!last && (v.status == 429 || v.status == 503)) {
+          refused = std::move(rr);
+          have_refused = true;
+          continue;
+        }
+        return rr;
+      }
+      // Provisioned throughput: within the key's reservation -> the Provisioned class.
+      if (g->provisioned(*key, name, reserve, ticket)) {
+        priority = Priority::Provisioned;
+        headers.emplace_back("x-moeserve-priority", priority_name(priority));
+      }
     }
-    gov::Verdict v = g->admit(*key, info.model, reserve, ticket, headers);
-    if (!v) {
-      rr.resp = gov_error(v);
-      for (auto& h : headers) rr.resp.headers.push_back(std::move(h));
-      return rr;
-    }
-    // Provisioned throughput: within the key's reservation -> the Provisioned class.
-    if (g->provisioned(*key, info.model, reserve, ticket)) {
-      priority = Priority::Provisioned;
-      headers.emplace_back("x-moeserve-priority", priority_name(priority));
-    }
+    const std::string request_body = ticket.log_payload ? req.body : std::string();
+    rr.job = std::make_shared<GenerationJob>(ctx, std::move(model), std::move(spec), std::move(prompts),
+                                             std::move(max_tokens), std::move(meta), arrival);
+    if (make_constraint) rr.job->set_constraint(std::move(make_constraint));
+    rr.job->set_priority(priority);
+    if (g && key) rr.job->attach_governance(std::move(ticket), std::move(headers), request_body);
+    return rr;
   }
-  const std::string request_body = ticket.log_payload ? req.body : std::string();
-  rr.job = std::make_shared<GenerationJob>(ctx, std::move(spec), std::move(prompts), std::move(max_tokens),
-                                           std::move(meta), arrival);
-  if (make_constraint) rr.job->set_constraint(std::move(make_constraint));
-  rr.job->set_priority(priority);
-  if (g && key) rr.job->attach_governance(std::move(ticket), std::move(headers), request_body);
-  return rr;
+  if (last_error) throw ApiException(*last_error);
+  if (have_refused) return refused;
+  throw ApiException(503, "No model could take the request.", "", "model_not_loaded");
 }
 
 // generation() with its exceptions turned into error responses.
@@ -201,20 +276,22 @@ RouteResult generation_guarded(ApiContext& ctx, const HttpReq& req, bool chat, s
 HttpResp tokenize(ApiContext& ctx, const HttpReq& req) {
   json body = parse_json_body(req.body);
   TokenizeSpec spec = parse_tokenize_request(body);
-  check_model(spec.model, served_name(ctx));
-  const Tokenizer& tok = *ctx.backend().tokenizer;
+  std::shared_ptr<ServedModel> model = need_model(ctx, spec.model);
+  if (!model->backend().tokenizer) throw ApiException(400, "The model has no tokenizer.", "model", "invalid_value");
+  const Tokenizer& tok = *model->backend().tokenizer;
   std::vector<int32_t> ids = spec.chat ? encode_messages(tok, spec.messages)
                                        : encode_text(tok, spec.prompt, spec.add_special_tokens, "prompt");
   return json_response(
-      json{{"tokens", ids}, {"count", ids.size()}, {"max_model_len", ctx.backend().max_context}});
+      json{{"tokens", ids}, {"count", ids.size()}, {"max_model_len", model->backend().max_context}});
 }
 
 HttpResp detokenize(ApiContext& ctx, const HttpReq& req) {
   json body = parse_json_body(req.body);
   std::string model;
-  std::vector<int32_t> ids = parse_detokenize_request(body, ctx.limits(), &model);
-  check_model(model, served_name(ctx));
-  return json_response(json{{"prompt", ctx.backend().tokenizer->decode(ids)}});
+  std::shared_ptr<ServedModel> m = need_model(ctx, peek_model(body));
+  if (!m->backend().tokenizer) throw ApiException(400, "The model has no tokenizer.", "model", "invalid_value");
+  std::vector<int32_t> ids = parse_detokenize_request(body, m->limits(), &model);
+  return json_response(json{{"prompt", m->backend().tokenizer->decode(ids)}});
 }
 
 HttpResp health(const ApiContext& ctx) {
@@ -226,9 +303,10 @@ HttpResp health(const ApiContext& ctx) {
 HttpResp metrics(ApiContext& ctx) {
   HttpResp r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  if (ctx.ready()) {
-    EngineStats st = ctx.backend().engine->stats();
-    r.body = ctx.metrics.render(&st, ctx.backend().num_layers, ctx.backend().num_experts, !ctx.stopping());
+  std::shared_ptr<ServedModel> m = ctx.ready() ? ctx.models().any_loaded() : nullptr;
+  if (m) {
+    EngineStats st = m->backend().engine->stats();
+    r.body = ctx.metrics.render(&st, m->backend().num_layers, m->backend().num_experts, !ctx.stopping());
   } else {
     r.body = ctx.metrics.render(nullptr, 0, 0, false);
   }
@@ -254,7 +332,7 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
       return rr;
     }
     const bool want_post = is_post(route);
-    const bool ok_method = route == Route::Admin ||
+    const bool ok_method = route == Route::Admin || route == Route::AdminModels ||
                            (want_post ? req.method == "POST" : (req.method == "GET" || req.method == "HEAD"));
     if (!ok_method) {
       rr.resp = error_response({405, "Method " + req.method + " is not allowed on " + path + "; use " +
@@ -292,6 +370,21 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
     }
     if (route == Route::Metrics) {
       rr.resp = metrics(ctx);
+      return rr;
+    }
+    if (route == Route::AdminModels) {
+      // The operator: role 'manage' with governance, the --api-key holder without.
+      if (g && key->role != "manage") {
+        g->count_refusal("permission");
+        rr.resp = error_response({403, "The admin API needs a key with role 'manage'.", error_type_for_status(403), "",
+                                  "permission_denied"});
+      } else if (!g && ctx.opts.api_key.empty()) {
+        rr.resp = error_response({404, "Unknown route: " + req.method + " " + path +
+                                           " (the admin API needs --state or --api-key).",
+                                  "not_found_error", "", "unknown_route"});
+      } else {
+        rr.resp = models_admin_request(ctx.models(), req, path);
+      }
       return rr;
     }
     if ((route == Route::Admin || route == Route::UsageMe) && !g) {
@@ -347,21 +440,18 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
       return res;
     }
     switch (route) {
-      case Route::Models: {
-        json data = json::array();
-        if (!key || key->allows_model(served_name(ctx)))
-          data.push_back(model_json(served_name(ctx), ctx.started_unix, ctx.backend().max_context));
-        rr.resp = json_response(json{{"object", "list"}, {"data", data}});
+      case Route::Models:
+        rr.resp = json_response(
+            models_list_json(ctx.models(), [&key](const std::string& n) { return !key || key->allows_model(n); }));
         break;
-      }
       case Route::Model:
         if (key && !key->allows_model(model_id)) {
           g->count_refusal("permission");
           throw ApiException(ApiError{403, "This API key may not use model '" + model_id + "'.",
                                       error_type_for_status(403), "model", "permission_denied"});
         }
-        check_model(model_id, served_name(ctx));
-        rr.resp = json_response(model_json(served_name(ctx), ctx.started_unix, ctx.backend().max_context));
+        if (std::optional<ModelStatus> st = ctx.models().status(model_id)) rr.resp = json_response(model_status_json(*st));
+        else throw unknown_model(ctx.models(), model_id);
         break;
       case Route::Tokenize: rr.resp = tokenize(ctx, req); break;
       case Route::Detokenize: rr.resp = detokenize(ctx, req); break;

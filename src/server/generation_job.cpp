@@ -7,9 +7,11 @@
 
 namespace ms {
 
-GenerationJob::GenerationJob(ApiContext& ctx, GenerationSpec spec, std::vector<std::vector<int32_t>> prompts,
-                             std::vector<int32_t> max_tokens, ResponseMeta meta, Clock::time_point arrival)
+GenerationJob::GenerationJob(ApiContext& ctx, std::shared_ptr<ServedModel> model, GenerationSpec spec,
+                             std::vector<std::vector<int32_t>> prompts, std::vector<int32_t> max_tokens,
+                             ResponseMeta meta, Clock::time_point arrival)
     : ctx_(ctx),
+      model_(std::move(model)),
       spec_(std::move(spec)),
       prompts_(std::move(prompts)),
       max_tokens_(std::move(max_tokens)),
@@ -21,10 +23,10 @@ GenerationJob::GenerationJob(ApiContext& ctx, GenerationSpec spec, std::vector<s
                  for (const auto& p : prompts_) lens.push_back(static_cast<int64_t>(p.size()));
                  return lens;
                }(),
-               [&ctx](int32_t id) { return ctx.backend().tokenizer->token_bytes(id); }) {
+               [tok = model_->backend().tokenizer](int32_t id) { return tok ? tok->token_bytes(id) : std::string(); }) {
   ctx_.metrics.jobs_in_flight.fetch_add(1);
   last_token_.resize(builder_.num_choices());
-  if (ctx.structured()) builder_.set_tool_calls_token(ctx.structured()->tool_calls_token());
+  if (model_->structured()) builder_.set_tool_calls_token(model_->structured()->tool_calls_token());
 }
 
 GenerationJob::~GenerationJob() {
@@ -86,7 +88,7 @@ bool GenerationJob::account(int status, std::function<void()> on_durable) {
 
 std::optional<ApiError> GenerationJob::start(std::function<void()> notify) {
   notify_ = std::move(notify);
-  Engine& engine = *ctx_.backend().engine;
+  Engine& engine = *model_->backend().engine;
   auto self = shared_from_this();
   const size_t n = static_cast<size_t>(spec_.n);
   for (size_t p = 0; p < prompts_.size(); ++p) {
@@ -178,7 +180,7 @@ std::string GenerationJob::drain() {
 void GenerationJob::cancel(int status) {
   if (cancel_status_ == 0) cancel_status_ = status;
   if (!ctx_.ready()) return;
-  Engine& engine = *ctx_.backend().engine;
+  Engine& engine = *model_->backend().engine;
   for (uint64_t id : engine_ids_) engine.cancel(id);  // safe for finished ids
 }
 

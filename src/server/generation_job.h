@@ -28,8 +28,10 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   using Clock = std::chrono::steady_clock;
 
   // prompts: the tokenized prompts (one for chat); max_tokens: per prompt.
-  GenerationJob(ApiContext& ctx, GenerationSpec spec, std::vector<std::vector<int32_t>> prompts,
-                std::vector<int32_t> max_tokens, ResponseMeta meta, Clock::time_point arrival);
+  // model: the served model that runs it (held until the job ends).
+  GenerationJob(ApiContext& ctx, std::shared_ptr<ServedModel> model, GenerationSpec spec,
+                std::vector<std::vector<int32_t>> prompts, std::vector<int32_t> max_tokens, ResponseMeta meta,
+                Clock::time_point arrival);
   ~GenerationJob();
 
   // Governance: the admitted ticket, the caller's rate-limit headers and, when
@@ -82,6 +84,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   ApiError failure_error() const;
 
   ApiContext& ctx_;
+  std::shared_ptr<ServedModel> model_;
   GenerationSpec spec_;
   std::vector<std::vector<int32_t>> prompts_;
   std::vector<int32_t> max_tokens_;

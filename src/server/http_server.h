@@ -36,6 +36,8 @@ class Server {
   // SIGINT and SIGTERM call request_stop() (call before or after start()).
   void stop_on_signals();
   void set_ready(const ServerBackend& backend);
+  // With ServerOptions::models: serve the registry's models.
+  void set_ready();
   void request_stop();
   bool stop_requested() const;
   void wait_for_stop_request();

@@ -9,6 +9,7 @@
 namespace ms {
 
 class Engine;
+class ModelRegistry;
 class Tokenizer;
 namespace gov {
 class Governor;
@@ -18,7 +19,8 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;                        // 0 = any free port (see Server::port())
   int io_threads = 2;                          // fixed; connections are multiplexed on them
-  std::string served_model_name;               // the "model" clients send
+  std::string served_model_name;               // the "model" clients send (single-model servers)
+  ModelRegistry* models = nullptr;             // several models (serve --config / -m NAME=PATH); outlives the server
   std::string api_key;                         // empty = no authentication (ignored with governance)
   gov::Governor* governance = nullptr;         // --state: keys, limits, usage (outlives the server)
   bool metrics_require_key = false;            // /health and /metrics need a key too
@@ -43,6 +45,8 @@ struct ServerBackend {
   int64_t max_context = 0;
   int64_t num_layers = 0;
   int64_t num_experts = 0;
+  int64_t max_queue = 0;                       // the engine's queue bound (0: unknown); fallback routing checks it
+  int64_t vocab_size = 0;                      // the model's, for token-id prompts when there is no tokenizer
 };
 
 }  // namespace ms
