@@ -9,7 +9,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -102,4 +103,34 @@ test('a provisioned key keeps its TTFT under best-effort saturation; best effort
   const admitted = Number(/moeserve_class_admitted_total\{class="provisioned"\} (\d+)/.exec(m)[1]);
   assert.ok(admitted >= 3 + 2 * N_PROBES, `provisioned admissions ${admitted}`);
   assert.match(m, /moeserve_provisioned_decisions_total\{outcome="within"\} \d+/);
+});
+
+// The TOML config's per-model reservations (`provisioned = [{ key, tokens_per_s }]`)
+// reach the governor: that key's requests on that model run Provisioned, the
+// others best effort; a reservation without --state is a start-up error.
+test('--config: a model\'s provisioned list puts that key in the Provisioned class', async () => {
+  const KJV = path.join(path.dirname(new URL(import.meta.url).pathname), '../../models/tiny-mixtral-kjv');
+  const cfgState = path.join(tmp, 'cfg-state.db');
+  const vip = cliJson(['keys', 'create', '--state', cfgState, '--name', 'vip']);
+  const other = cliJson(['keys', 'create', '--state', cfgState, '--name', 'other']);
+  const cfg = path.join(tmp, 'prov.toml');
+  writeFileSync(cfg, `[governance]\nstate = "${cfgState}"\n\n[[models]]\nname = "kjv"\npath = "${KJV}"\n` +
+    `provisioned = [{ key = "vip", tokens_per_s = 50000 }]\n`);
+  const s = await startServer(['--config', cfg]);
+  try {
+    const ask = async (key) => postJson(s.port, '/v1/completions', { model: 'kjv', prompt: 'And God said', max_tokens: 2 }, auth(key));
+    const a = await ask(vip.key), b = await ask(other.key);
+    assert.equal(a.status, 200, a.body);
+    assert.equal(b.status, 200, b.body);
+    assert.equal(a.headers['x-moeserve-priority'], 'provisioned');
+    assert.equal(b.headers['x-moeserve-priority'], undefined);
+  } finally {
+    assert.deepEqual(await s.stop(), { code: 0, signal: null });
+  }
+  const noState = path.join(tmp, 'prov-nostate.toml');
+  writeFileSync(noState, `[[models]]\nname = "kjv"\npath = "${KJV}"\nprovisioned = [{ key = "vip", tokens_per_s = 10 }]\n`);
+  const r = spawnSync(BIN, ['serve', '--port', '0', '--config', noState], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /provisioned throughput needs governance \(--state\)/);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
 });
