@@ -140,6 +140,21 @@ test('bad flags and inputs exit 2 with one line', () => {
   bad(['tokenize', '--chat', chat], /'role' and 'content'/);
 });
 
+test('--device and --experts-on: refused with one line and exit 2 where they cannot run', () => {
+  // CPU machines (CI): CUDA not built in, or no device; a CUDA build on a GPU
+  // machine: no CUDA backend yet (issue 22). Each is one line, exit 2, for
+  // generate, bench and serve (before the port opens).
+  bad(['generate', '-p', 'x', '--device', 'cuda'], /^moeserve: error: --device cuda:0: /);
+  bad(['bench', '--device', 'cuda:1'], /--device cuda:1: /);
+  bad(['serve', '--port', '0', '--device', 'cuda:0'], /--device cuda:0: /);
+  bad(['generate', '-p', 'x', '--device', 'gpu'], /--device: unknown value 'gpu' \(expected cpu, cuda or cuda:N\)/);
+  bad(['generate', '-p', 'x', '--device', 'cuda:x'], /--device: unknown value 'cuda:x'/);
+  bad(['generate', '-p', 'x', '--experts-on', 'disk'], /--experts-on: unknown value 'disk'/);
+  bad(['generate', '-p', 'x', '--experts-on', 'gpu'], /--experts-on gpu needs --device cuda/);
+  const out = ok(['generate', '-p', 'And God said', '-n', '2', '--device', 'cpu', '--experts-on', 'cpu']);
+  assert.ok(out.trim().length > 0);
+});
+
 test('corrupt model files exit 2 naming the file', () => {
   const d = join(tmp, 'model');
   mkdirSync(d);
