@@ -424,7 +424,7 @@ void Governor::writer_loop() {
           std::fprintf(stderr, "moeserve: governance: %zu usage rows could not be written at shutdown\n", rows_.size());
           return;
         }
-        q_cv_.wait_for(lk, std::chrono::milliseconds(500), [this] { return false; });
+        q_cv_.wait_for(lk, std::chrono::milliseconds(500), [] { return false; });
       }
       continue;
     }
