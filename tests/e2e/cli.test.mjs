@@ -114,6 +114,7 @@ test('bench reports every figure, last line one JSON object', () => {
   assert.ok(j.bytes_per_token > 0 && j.bytes_per_token < fileBytes, `bytes_per_token ${j.bytes_per_token}`);
   assert.ok(Math.abs(j.read_gbps - (j.bytes_per_token * j.decode_tok_s['1']) / 1e9) < 1e-6 * j.read_gbps + 1e-9);
   assert.ok(j.peak_rss_mb > 0);
+  assert.equal(j.device, 'cpu');
   bad(['bench', '--batch', '1,0'], /--batch: '0' is not a batch size/);
   bad(['bench', '--decode-ctx', '0'], /--decode-ctx/);
   bad(['bench', '--decode-ctx', '100000'], /exceed the model's context length/);
