@@ -10,9 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (Debian: clang libclang-rt-14-dev)" >&2; exit 2; }
 # The same build as `scripts/test.sh --sanitize` (build-asan): clang, -O1,
-# ASan + UBSan + libFuzzer coverage; --configure only configures it.
+# ASan + UBSan + libFuzzer coverage, warnings as errors (CI's clang -Werror
+# check, at no extra build); --configure only configures it.
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Sanitize -DCMAKE_CXX_FLAGS_SANITIZE="-O1 -gline-tables-only" \
-  -DCMAKE_CXX_COMPILER=clang++ -DMOESERVE_FUZZ=ON -DMOESERVE_BUILD_BENCH=OFF >/dev/null
+  -DCMAKE_CXX_COMPILER=clang++ -DMOESERVE_FUZZ=ON -DMOESERVE_BUILD_BENCH=OFF -DMOESERVE_WERROR=ON >/dev/null
 [ "${1:-}" = "--configure" ] && exit 0
 targets=(gguf safetensors requests tokenizer)
 [ $# -ge 1 ] && [ -n "$1" ] && targets=("$1")

@@ -11,7 +11,7 @@
 
 namespace ms::cli {
 
-// -m/--model, --threads, --quant
+// -m/--model, --threads, --quant, --kv-dtype, --device, --experts-on
 void add_model_options(CLI::App* cmd, RuntimeOptions& o);
 // Fills the default model path if -m was not given.
 RuntimeOptions resolve(RuntimeOptions o);

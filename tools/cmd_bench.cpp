@@ -28,6 +28,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "mixtral_runner.h"
+#include "kernels/backend.h"
 #include "kernels/ops.h"
 
 namespace ms::cli {
@@ -258,6 +259,7 @@ void add_bench(CLI::App& app) {
     nlohmann::json j = {{"prefill_tok_s", prefill_tok_s}, {"decode_tok_s", decode},
                         {"bytes_per_token", bpt},         {"read_gbps", gbps},
                         {"peak_rss_mb", peak_rss_mb()}};
+    j["device"] = rt->backend->name();  // the compute backend that ran (--device)
     if (!vs1.empty()) j["decode_vs_batch1"] = vs1;
     if (!probes.empty()) {
       j["machine_read_gbps"] = machine;

@@ -155,6 +155,7 @@ void run_serve(const ServeArgs& a) {
   // A model file the bounds refuse (format/model_limits.h) is reported on
   // one line before the port opens; the weights are loaded after it opens.
   (void)load_model_desc(ro.model_path);
+  check_device_options(ro);  // --device, --experts-on: refused before the port opens too
 
   std::signal(SIGPIPE, SIG_IGN);
   raise_fd_limit();

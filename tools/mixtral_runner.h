@@ -11,7 +11,7 @@ namespace ms {
 class MixtralRunner : public ModelRunner {
  public:
   MixtralRunner(Mixtral& model, int32_t num_blocks, int32_t block_size, ops::KvDType kv_dtype = ops::KvDType::F32)
-      : model_(model), kv_(model.config(), num_blocks, block_size, kv_dtype) {}
+      : model_(model), kv_(model.backend(), model.config(), num_blocks, block_size, kv_dtype) {}
   int64_t vocab_size() const override { return model_.config().vocab_size; }
   int64_t max_context() const override { return model_.config().max_position_embeddings; }
   int32_t eos_id() const override { return model_.config().eos_id; }

@@ -5,6 +5,8 @@
 #include "core/error.h"
 #include "core/checked.h"
 #include "kernels/backend.h"
+#include "kernels/device.h"
+#include "kernels/placement.h"
 #include "mixtral_runner.h"
 #include "model/kv_cache.h"
 #include "model/mixtral.h"
@@ -79,6 +81,17 @@ void check_block_size(int32_t block_size) {
 }
 }  // namespace
 
+void check_device_options(const RuntimeOptions& opts) {
+  const DeviceSpec dev = parse_device(opts.device);
+  const ExpertsOn experts = parse_experts_on(opts.experts_on);
+  if (!dev.is_cuda() && experts == ExpertsOn::Gpu) bad_input("--experts-on gpu needs --device cuda");
+  check_device_available(dev);
+  // A CUDA build on a machine with the device gets this far: the CUDA
+  // backend's kernels are the GPU half of issue 22, not written yet.
+  if (dev.is_cuda())
+    bad_input("--device " + device_name(dev) + ": this build has no CUDA backend yet (its kernels are not written)");
+}
+
 int64_t kv_cache_mb_for_blocks(const RuntimeOptions& opts, const ModelDesc& desc, int64_t blocks) {
   check_block_size(opts.block_size);
   const int64_t per_block = KvCache::bytes_per_block(desc.cfg, opts.block_size, resolve_kv_dtype(opts.kv_dtype, desc));
@@ -96,6 +109,7 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {
   if (opts.kv_cache_mb < 0 || opts.kv_cache_mb > (int64_t(1) << 30))
     bad_input("--kv-cache-mb must be in 0..1073741824 (0: sized from the context)");
   const QuantPlan plan = parse_quant_plan(opts.quant);
+  check_device_options(opts);
   rt->desc = load_model_desc(opts.model_path);
   const ops::KvDType kv_dtype = resolve_kv_dtype(opts.kv_dtype, rt->desc);
   if (plan.any() && rt->desc.format == "gguf")
@@ -114,7 +128,7 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts) {
   if (!plan.any())
     for (const auto& f : rt->desc.files) f->populate();
   rt->backend = make_backend("cpu", *rt->pool);
-  rt->model = std::make_unique<Mixtral>(rt->desc, plan, *rt->pool, *rt->backend);
+  rt->model = std::make_unique<Mixtral>(rt->desc, plan, *rt->backend);
 
   const ModelConfig& c = rt->desc.cfg;
   int64_t mb = opts.kv_cache_mb;

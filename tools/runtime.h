@@ -27,6 +27,8 @@ struct RuntimeOptions {
   std::string quant = "none";      // none | q8_0 | q4_0 | q4_k | mixed (HF checkpoints)
   int64_t kv_cache_mb = 0;         // 0 = enough for max_batch full contexts, capped at 1024 MB
   std::string kv_dtype = "auto";   // auto | f32 | f16 (auto: f16 for quantized GGUF files, else f32)
+  std::string device = "cpu";      // cpu | cuda | cuda:N (kernels/device.h)
+  std::string experts_on = "auto"; // cpu | gpu | auto: expert weights with --device cuda (kernels/placement.h)
   int32_t block_size = 16;
   int32_t max_batch = 64;
   int32_t max_step_tokens = 512;
@@ -62,6 +64,10 @@ ops::KvDType resolve_kv_dtype(const std::string& flag, const ModelDesc& desc);
 // (rounded up, at least 1). Checks --block-size and that the size fits:
 // Error(BadInput) naming the flags otherwise.
 int64_t kv_cache_mb_for_blocks(const RuntimeOptions& opts, const ModelDesc& desc, int64_t blocks);
+
+// --device and --experts-on: their values, and that the device is there
+// (CUDA built in, the ordinal present). Error(BadInput), one line, otherwise.
+void check_device_options(const RuntimeOptions& opts);
 
 // Throws Error(BadInput) with a one-line message on any problem.
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& opts);

@@ -466,7 +466,7 @@ void Governor::writer_loop() {
           for (auto& f : take_waiters(true)) f();
           return;
         }
-        q_cv_.wait_for(lk, std::chrono::milliseconds(500), [this] { return false; });
+        q_cv_.wait_for(lk, std::chrono::milliseconds(500), [] { return false; });
       }
       continue;
     }

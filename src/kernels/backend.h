@@ -13,7 +13,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "core/dtype.h"
 #include "core/tensor.h"
 #include "kernels/attention.h"
 
@@ -49,6 +51,38 @@ class RunState {
   virtual ~RunState() = default;
 };
 
+// Memory a backend owns (host memory, or a device's): data() is an address
+// its ops take, not necessarily one the host can read.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  virtual uint8_t* data() const = 0;
+  virtual size_t size() const = 0;
+};
+
+// The memory of a model's prepared weights: the copies a backend made of
+// them (load-time quantization, the panel layout, device uploads). Matrices a
+// backend runs where they lie (the CPU's views into the mmap'd file) add
+// bytes but no buffer.
+struct WeightStore {
+  std::vector<std::unique_ptr<Buffer>> buffers;
+  size_t bytes = 0;  // every prepared matrix in its run type and layout
+};
+
+// What a weight is in the network: a backend that splits the model between
+// devices (experts in host memory, the rest on a GPU: kernels/placement.h)
+// places each matrix by its role and layer.
+enum class WeightRole { Embedding, Attention, Router, Expert, Output };  // Expert: also a dense FFN
+
+// How the model will use a weight matrix it hands to prepare_weight.
+struct WeightSpec {
+  WeightRole role = WeightRole::Attention;
+  int64_t layer = -1;           // its layer (-1: embedding, output)
+  DType run_type = DType::F32;  // F32: keep the stored type; else quantize a float matrix to it
+  bool multiplied = true;       // only ever a matmul operand (false: rows gathered by embed)
+  bool allow_layout = true;     // the backend may store it in its own layout (CPU: panels)
+};
+
 // The ops of one step, in the order a layer uses them. x is the residual
 // stream [T][hidden] of the step's T tokens; h a block's normed input.
 class Backend {
@@ -56,6 +90,21 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
   virtual std::unique_ptr<RunState> new_run_state(const RunShape& shape) = 0;
+
+  // Weights and KV storage, at load. prepare_weight makes `host` (a view into
+  // the model file, in its stored type) an operand of this backend's ops and
+  // returns the view the ops take: converted to spec.run_type if asked, in
+  // the backend's memory and layout. Anything it copies goes to `store`, and
+  // host pages it no longer needs are released (MappedFile::release_pages), so
+  // the model is held once. The CPU backend keeps matrices in the mapping
+  // where it can; a device backend uploads each once, in its stored type.
+  virtual MatView prepare_weight(const MatView& host, const WeightSpec& spec, WeightStore& store) = 0;
+  // A float vector (norm weights) the ops take: a copy in `store`.
+  virtual const float* prepare_vector(const std::vector<float>& host, WeightStore& store) = 0;
+  // The paged KV cache's memory (ops::PagedKv points into it), `bytes`
+  // uncommitted and not zero-filled: blocks are written before they are read.
+  // Null if it cannot be had.
+  virtual std::unique_ptr<Buffer> alloc_kv(size_t bytes) = 0;
 
   // Starts a step over seqs (T = Σ n_tokens, in this order): positions and
   // their rotations. Token ids were checked by the caller.

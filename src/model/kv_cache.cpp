@@ -1,6 +1,8 @@
 #include "model/kv_cache.h"
 
-#include "core/aligned.h"
+#include <algorithm>
+#include <string>
+
 #include "core/error.h"
 
 namespace ms {
@@ -16,7 +18,8 @@ int32_t KvCache::blocks_for_mb(const ModelConfig& cfg, int64_t mb, int32_t block
   return int32_t(std::min<int64_t>(n, 1 << 30));
 }
 
-KvCache::KvCache(const ModelConfig& cfg, int32_t num_blocks, int32_t block_size, ops::KvDType dtype)
+KvCache::KvCache(Backend& backend, const ModelConfig& cfg, int32_t num_blocks, int32_t block_size,
+                 ops::KvDType dtype)
     : num_blocks_(num_blocks),
       block_size_(block_size),
       dtype_(dtype),
@@ -27,15 +30,15 @@ KvCache::KvCache(const ModelConfig& cfg, int32_t num_blocks, int32_t block_size,
   if (num_blocks <= 0 || block_size <= 0) bad_input("KV cache must hold at least one block");
   layer_elems_ = int64_t(num_blocks) * block_size * n_kv_heads_ * head_dim_;
   const size_t bytes = (size_t(layer_elems_ * n_layers_) * elem_ + 63) & ~size_t(63);
-  k_.reset(static_cast<uint8_t*>(alloc_aligned(bytes)));
-  v_.reset(static_cast<uint8_t*>(alloc_aligned(bytes)));
+  k_ = backend.alloc_kv(bytes);
+  if (k_) v_ = backend.alloc_kv(bytes);
   if (!k_ || !v_) bad_input("cannot allocate a KV cache of " + std::to_string(2 * bytes >> 20) + " MB");
 }
 
 ops::PagedKv KvCache::layer(int64_t l) const {
   ops::PagedKv p;
-  p.k = k_.get() + size_t(l * layer_elems_) * elem_;
-  p.v = v_.get() + size_t(l * layer_elems_) * elem_;
+  p.k = k_->data() + size_t(l * layer_elems_) * elem_;
+  p.v = v_->data() + size_t(l * layer_elems_) * elem_;
   p.dtype = dtype_;
   p.block_size = block_size_;
   p.n_kv_heads = n_kv_heads_;

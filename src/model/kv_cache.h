@@ -1,21 +1,24 @@
 // kv_cache.h — storage of the paged KV cache: per layer, K and V pools of
 // [num_blocks][n_kv_heads][block_size][head_dim], in f32 or f16 (attention.h). Which block holds
 // which positions of which sequence is the engine's business (block tables);
-// this class only owns the memory. Its size is fixed at start (--kv-cache-mb).
+// this class only owns the memory, which the compute backend allocates
+// (Backend::alloc_kv: host memory on the CPU, device memory on a GPU). Its
+// size is fixed at start (--kv-cache-mb).
 #pragma once
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 
-#include "core/aligned.h"
 #include "format/model_desc.h"
 #include "kernels/attention.h"
+#include "kernels/backend.h"
 
 namespace ms {
 
 class KvCache {
  public:
-  KvCache(const ModelConfig& cfg, int32_t num_blocks, int32_t block_size, ops::KvDType dtype = ops::KvDType::F32);
+  // Memory from `backend`. Error(BadInput) if it cannot be had.
+  KvCache(Backend& backend, const ModelConfig& cfg, int32_t num_blocks, int32_t block_size,
+          ops::KvDType dtype = ops::KvDType::F32);
   // Blocks that fit in `mb` megabytes for this model.
   static int32_t blocks_for_mb(const ModelConfig& cfg, int64_t mb, int32_t block_size,
                                ops::KvDType dtype = ops::KvDType::F32);
@@ -34,8 +37,7 @@ class KvCache {
   int64_t n_layers_, n_kv_heads_, head_dim_, layer_elems_;
   // Not zero-filled: pages are committed as blocks are first written, so the
   // resident size grows with use up to the configured bound.
-  struct Free { void operator()(uint8_t* p) const { std::free(p); } };
-  std::unique_ptr<uint8_t[], Free> k_, v_;
+  std::unique_ptr<Buffer> k_, v_;
 };
 
 }  // namespace ms

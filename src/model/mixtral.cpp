@@ -24,14 +24,14 @@ RunShape run_shape(const ModelConfig& c) {
 }
 }  // namespace
 
-Mixtral::Mixtral(const ModelDesc& desc, const QuantPlan& plan, ThreadPool& pool, Backend& backend)
-    : cfg_(desc.cfg), be_(backend), w_(load_weights(desc, plan, pool)), rs_(be_.new_run_state(run_shape(cfg_))) {}
+Mixtral::Mixtral(const ModelDesc& desc, const QuantPlan& plan, Backend& backend)
+    : cfg_(desc.cfg), be_(backend), w_(load_weights(desc, plan, be_)), rs_(be_.new_run_state(run_shape(cfg_))) {}
 
 Mixtral::Mixtral(const ModelDesc& desc, const QuantPlan& plan, ThreadPool& pool)
     : cfg_(desc.cfg),
       own_backend_(make_backend("cpu", pool)),
       be_(*own_backend_),
-      w_(load_weights(desc, plan, pool)),
+      w_(load_weights(desc, plan, be_)),
       rs_(be_.new_run_state(run_shape(cfg_))) {}
 
 void Mixtral::forward(const std::vector<SeqChunk>& chunks, KvCache& kv, ForwardOutput& out) {
@@ -71,13 +71,13 @@ void Mixtral::forward(const std::vector<SeqChunk>& chunks, KvCache& kv, ForwardO
     const LayerWeights& lw = w_.layers[size_t(l)];
     const ops::PagedKv cache = kv.layer(l);
     // Attention block.
-    be_.rmsnorm(rs, lw.attn_norm.data());
+    be_.rmsnorm(rs, lw.attn_norm);
     be_.qkv(rs, lw.wq, lw.wk, lw.wv);
     be_.rope_store_kv(rs, cache);
     be_.attention(rs, cache);
     be_.out_proj_add(rs, lw.wo);
     // Feed-forward block: experts chosen per token by the router.
-    be_.rmsnorm(rs, lw.ffn_norm.data());
+    be_.rmsnorm(rs, lw.ffn_norm);
     if (cfg_.is_moe())
       be_.route_top_k(rs, lw.router, out.expert_tokens.data() + l * cfg_.num_experts,
                       out.routing.empty() ? nullptr : out.routing.data() + l * cfg_.experts_per_tok,
@@ -104,7 +104,7 @@ void Mixtral::forward(const std::vector<SeqChunk>& chunks, KvCache& kv, ForwardO
   out.vocab_size = V;
   out.logits.resize(rows.size() * size_t(V));
   if (rows.empty()) return;
-  be_.logits(rs, rows.data(), int64_t(rows.size()), w_.output_norm.data(), w_.output, out.logits.data());
+  be_.logits(rs, rows.data(), int64_t(rows.size()), w_.output_norm, w_.output, out.logits.data());
 }
 
 }  // namespace ms

@@ -31,12 +31,14 @@ namespace ms {
 
 class Mixtral {
  public:
-  // On `backend` (which must outlive the model).
-  Mixtral(const ModelDesc& desc, const QuantPlan& plan, ThreadPool& pool, Backend& backend);
+  // On `backend` (which must outlive the model), which prepares the weights.
+  Mixtral(const ModelDesc& desc, const QuantPlan& plan, Backend& backend);
   // On the CPU backend over `pool`.
   Mixtral(const ModelDesc& desc, const QuantPlan& plan, ThreadPool& pool);
   const ModelConfig& config() const { return cfg_; }
   const MixtralWeights& weights() const { return w_; }
+  // The backend the model runs on (its KV cache's memory comes from it too).
+  Backend& backend() const { return be_; }
 
   // Runs one step. Chunks' block tables index into `kv`. Not thread-safe:
   // one step at a time.

@@ -1,30 +1,33 @@
-// weights.h — Mixtral weights as views into the model file, in their stored
-// type (llama2.c-style: weights here, run state in mixtral.h).
+// weights.h — Mixtral weights as the compute backend prepared them
+// (llama2.c-style: weights here, run state in the backend).
 //
-// Matrices stay in the mmap'd file unless load-time quantization (--quant)
-// asks for another type; then each tensor is quantized on its own into an
-// owned buffer and the file pages it came from are released, so the bf16
-// model and its quantized copy are never both resident.
-// Norm vectors are small and converted to float32 copies.
+// load_weights checks every tensor against the config, decides each
+// matrix's run type (load-time quantization, --quant) and hands it to
+// Backend::prepare_weight, which makes it an operand of its ops: the CPU
+// backend keeps it in the mmap'd file in its stored type (or its panel-layout
+// copy, or the quantized copy, the file pages released as it goes, so the
+// model is held once); a device backend uploads it once. Norm vectors are
+// converted to float32 and prepared the same way.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "core/aligned.h"
 #include "core/tensor.h"
 #include "format/model_desc.h"
+#include "kernels/backend.h"
+#include "kernels/placement.h"
 
 namespace ms {
 
 struct LayerWeights {
-  std::vector<float> attn_norm;  // [hidden]
+  const float* attn_norm = nullptr;  // [hidden]
   MatView wq;                    // [n_heads * head_dim, hidden]
   MatView wk;                    // [n_kv_heads * head_dim, hidden]
   MatView wv;                    // [n_kv_heads * head_dim, hidden]
   MatView wo;                    // [hidden, n_heads * head_dim]
-  std::vector<float> ffn_norm;   // [hidden]
+  const float* ffn_norm = nullptr;   // [hidden]
   MatView router;                // [n_experts, hidden] (MoE only)
   // One entry per expert (a single entry for a dense FFN):
   std::vector<MatView> w1;       // gate [ffn, hidden]
@@ -37,9 +40,10 @@ struct QuantPlan {
   DType experts = DType::F32;    // F32 = keep stored type
   DType attention = DType::F32;
   DType embeddings = DType::F32; // token_embd and output
-  // Store Q8_0 / Q4_0 matrices in the kernels' panel layout (ops::repack_panels)
-  // where this machine's kernels use it: a copy made tensor by tensor, the
-  // file's pages released as it goes, so the model is still held once.
+  // Let the backend store matrices in its own layout (WeightSpec::allow_layout;
+  // the CPU's panel layout, ops::repack_panels, where this machine's kernels
+  // use it: a copy made tensor by tensor, the file's pages released as it
+  // goes, so the model is still held once).
   bool repack = true;
   bool any() const { return experts != DType::F32 || attention != DType::F32 || embeddings != DType::F32; }
 };
@@ -49,15 +53,20 @@ QuantPlan parse_quant_plan(const std::string& s);
 struct MixtralWeights {
   MatView tok_embd;                // [vocab, hidden]
   std::vector<LayerWeights> layers;
-  std::vector<float> output_norm;  // [hidden]
+  const float* output_norm = nullptr;  // [hidden]
   MatView output;                  // [vocab, hidden] (= tok_embd when tied)
-  std::vector<std::vector<uint8_t, AlignedAllocator<uint8_t>>> owned;  // quantized copies
-  size_t weight_bytes = 0;         // bytes of all matrices in their run type
+  WeightStore store;               // the backend's copies; store.bytes: all matrices in their run type
 };
 
-// Builds the views, checking every tensor's presence, shape and type against
-// cfg. Throws Error(BadInput) "PATH: tensor NAME ..." on any mismatch.
-class ThreadPool;
-MixtralWeights load_weights(const ModelDesc& desc, const QuantPlan& plan, ThreadPool& pool);
+// Prepares every weight on `backend`, checking each tensor's presence, shape
+// and type against cfg. Throws Error(BadInput) "PATH: tensor NAME ..." on any
+// mismatch.
+MixtralWeights load_weights(const ModelDesc& desc, const QuantPlan& plan, Backend& backend);
+
+// Bytes of every matrix load_weights would prepare, in its run type (the
+// stored type, or the --quant one) and row-major layout, by layer and role:
+// what a device backend uploads and the offload planner (kernels/placement.h)
+// places. Norm vectors are left out (kilobytes; part of the reserve).
+ModelBytes model_bytes(const ModelDesc& desc, const QuantPlan& plan);
 
 }  // namespace ms

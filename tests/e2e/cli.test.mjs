@@ -114,6 +114,7 @@ test('bench reports every figure, last line one JSON object', () => {
   assert.ok(j.bytes_per_token > 0 && j.bytes_per_token < fileBytes, `bytes_per_token ${j.bytes_per_token}`);
   assert.ok(Math.abs(j.read_gbps - (j.bytes_per_token * j.decode_tok_s['1']) / 1e9) < 1e-6 * j.read_gbps + 1e-9);
   assert.ok(j.peak_rss_mb > 0);
+  assert.equal(j.device, 'cpu');
   bad(['bench', '--batch', '1,0'], /--batch: '0' is not a batch size/);
   bad(['bench', '--decode-ctx', '0'], /--decode-ctx/);
   bad(['bench', '--decode-ctx', '100000'], /exceed the model's context length/);
@@ -138,6 +139,21 @@ test('bad flags and inputs exit 2 with one line', () => {
   bad(['tokenize', '--chat', chat], /alternate/);
   writeFileSync(chat, JSON.stringify([{ role: 'user', content: 5 }]));
   bad(['tokenize', '--chat', chat], /'role' and 'content'/);
+});
+
+test('--device and --experts-on: refused with one line and exit 2 where they cannot run', () => {
+  // CPU machines (CI): CUDA not built in, or no device; a CUDA build on a GPU
+  // machine: no CUDA backend yet (issue 22). Each is one line, exit 2, for
+  // generate, bench and serve (before the port opens).
+  bad(['generate', '-p', 'x', '--device', 'cuda'], /^moeserve: error: --device cuda:0: /);
+  bad(['bench', '--device', 'cuda:1'], /--device cuda:1: /);
+  bad(['serve', '--port', '0', '--device', 'cuda:0'], /--device cuda:0: /);
+  bad(['generate', '-p', 'x', '--device', 'gpu'], /--device: unknown value 'gpu' \(expected cpu, cuda or cuda:N\)/);
+  bad(['generate', '-p', 'x', '--device', 'cuda:x'], /--device: unknown value 'cuda:x'/);
+  bad(['generate', '-p', 'x', '--experts-on', 'disk'], /--experts-on: unknown value 'disk'/);
+  bad(['generate', '-p', 'x', '--experts-on', 'gpu'], /--experts-on gpu needs --device cuda/);
+  const out = ok(['generate', '-p', 'And God said', '-n', '2', '--device', 'cpu', '--experts-on', 'cpu']);
+  assert.ok(out.trim().length > 0);
 });
 
 test('corrupt model files exit 2 naming the file', () => {

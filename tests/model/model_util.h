@@ -47,7 +47,7 @@ struct Harness {
     QuantPlan plan = parse_quant_plan(quant);
     plan.repack = repack;
     model = std::make_unique<Mixtral>(desc, plan, *pool);
-    kv = std::make_unique<KvCache>(desc.cfg, num_blocks, bs);
+    kv = std::make_unique<KvCache>(model->backend(), desc.cfg, num_blocks, bs);
   }
   int64_t vocab() const { return desc.cfg.vocab_size; }
 

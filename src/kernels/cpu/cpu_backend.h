@@ -13,11 +13,16 @@
 
 namespace ms::cpu {
 
-class CpuBackend final : public Backend {
+class CpuBackend : public Backend {  // not final: tests wrap its weight hooks
  public:
   explicit CpuBackend(ThreadPool& pool) : pool_(pool) {}
   const char* name() const override { return "cpu"; }
   std::unique_ptr<RunState> new_run_state(const RunShape& shape) override;
+  // cpu_weights.cpp: weights stay in the mapping in their stored type unless
+  // quantized at load or copied into the panel layout; host KV memory.
+  MatView prepare_weight(const MatView& host, const WeightSpec& spec, WeightStore& store) override;
+  const float* prepare_vector(const std::vector<float>& host, WeightStore& store) override;
+  std::unique_ptr<Buffer> alloc_kv(size_t bytes) override;
 
   void begin_step(RunState& rs, const StepSeq* seqs, int64_t n_seqs) override;
   void embed(RunState& rs, const MatView& table) override;
