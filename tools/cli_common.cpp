@@ -14,6 +14,9 @@ void add_model_options(CLI::App* cmd, RuntimeOptions& o) {
   cmd->add_option("--threads", o.threads, "Worker threads (default: physical cores)")->check(CLI::Range(1, 1024));
   cmd->add_option("--quant", o.quant, "Load-time quantization of float checkpoints: none|q8_0|q4_0|q4_k|mixed");
   cmd->add_option("--kv-dtype", o.kv_dtype, "KV cache type: auto|f32|f16 (auto: f16 for quantized GGUF files, else f32)");
+  cmd->add_option("--prefault", o.prefault,
+                  "At load, fault the weights in and run one warm-up step so the first request runs warm: on|off "
+                  "(default on)");
 }
 
 RuntimeOptions resolve(RuntimeOptions o) {
