@@ -17,6 +17,9 @@ void add_model_options(CLI::App* cmd, RuntimeOptions& o) {
   cmd->add_option("--device", o.device, "Where the model runs: cpu|cuda|cuda:N (default: cpu; cuda needs a CUDA build)");
   cmd->add_option("--experts-on", o.experts_on,
                   "With --device cuda: expert weights on cpu|gpu|auto (auto: as many layers' experts as fit)");
+  cmd->add_option("--prefault", o.prefault,
+                  "At load, fault the weights in and run one warm-up step so the first request runs warm: on|off "
+                  "(default on)");
 }
 
 RuntimeOptions resolve(RuntimeOptions o) {

@@ -1,13 +1,18 @@
-// moeserve bench — model speed on this machine: prefill tok/s, decode tok/s
-// per batch size (aggregate over the batch), weight bytes read per decoded
-// token at batch 1, the resulting GB/s, and peak RSS. The last line is JSON.
+// moeserve bench — model speed on this machine: prefill tok/s per prompt
+// length (the first run right after load also reported as "cold"), decode
+// tok/s per batch size (aggregate over the batch), weight bytes read per
+// decoded token at batch 1, the resulting GB/s, and peak RSS. The last line
+// is JSON.
 //
 // It drives the model directly (no scheduler) with random token ids so the
 // figures are the engine's compute alone. Each figure is the median of --reps
 // runs. Memory bandwidth on a shared machine moves from minute to minute, so
 // the read rate of the machine is probed right before and after every batch-1
 // run (STREAM-style, the same number of threads) and batch-1 decode is also
-// given as a fraction of it ("read_fraction").
+// given as a fraction of it ("read_fraction"). Prefill is arithmetic-bound,
+// so the int8 dot-product peak of the same threads is probed around the
+// prefill runs (ops::probe_int8_gmacs) and each length's prefill is given as
+// a fraction of the rate that peak would allow ("prefill_int8_fraction").
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -112,7 +117,18 @@ double probe_read_gbps(int threads) {
   return r;
 }
 
-std::vector<int64_t> parse_list(const std::string& s) {
+// int8 multiply-adds of a prefill of T tokens: the quantized projections and
+// the k routed experts' matmuls of every layer for every token, and lm_head
+// for the last token (float attention and the router are not counted).
+double prefill_macs(const ModelConfig& c, int64_t T) {
+  const double H = double(c.hidden_size), F = double(c.intermediate_size);
+  const double QD = double(c.num_heads) * c.head_dim, KD = double(c.num_kv_heads) * c.head_dim;
+  const double k = c.is_moe() ? double(c.experts_per_tok) : 1.0;
+  const double per_layer = H * (QD + 2 * KD) + QD * H + k * 3 * H * F;
+  return double(T) * per_layer * double(c.num_layers) + double(c.vocab_size) * H;
+}
+
+std::vector<int64_t> parse_list(const std::string& s, const char* flag, const char* what) {
   std::vector<int64_t> v;
   std::stringstream ss(s);
   std::string item;
@@ -120,13 +136,14 @@ std::vector<int64_t> parse_list(const std::string& s) {
     try {
       size_t used = 0;
       const long long x = std::stoll(item, &used);
-      if (used != item.size() || x <= 0 || x > 4096) throw std::invalid_argument("");
+      if (used != item.size() || x <= 0 || x > (std::string(flag) == "--batch" ? 4096 : (1 << 20)))
+        throw std::invalid_argument("");
       v.push_back(x);
     } catch (const std::exception&) {
-      bad_input("--batch: '" + item + "' is not a batch size in 1..4096");
+      bad_input(std::string(flag) + ": '" + item + "' is not " + what);
     }
   }
-  if (v.empty()) bad_input("--batch: empty list");
+  if (v.empty()) bad_input(std::string(flag) + ": empty list");
   return v;
 }
 
@@ -135,28 +152,32 @@ std::vector<int64_t> parse_list(const std::string& s) {
 void add_bench(CLI::App& app) {
   struct Args {
     RuntimeOptions rt;
-    int32_t prompt = 512, gen = 64, decode_ctx = 16;
+    std::string prompt = "512";
+    int32_t gen = 64, decode_ctx = 16;
     std::string batch = "1,4,16";
     int32_t reps = 3;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode speed");
   add_model_options(cmd, a->rt);
-  cmd->add_option("--prompt", a->prompt, "Prefill length in tokens (default 512)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--prompt", a->prompt, "Prefill lengths in tokens, comma-separated (default 512)");
   cmd->add_option("--gen", a->gen, "Decode steps per batch size (default 64)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--decode-ctx", a->decode_ctx,
                   "Tokens of each decode sequence's own prompt, i.e. the context decode starts at (default 16)")
       ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--batch", a->batch, "Decode batch sizes, comma-separated (default 1,4,16)");
+  cmd->add_option("--batch", a->batch, "Decode batch sizes, comma-separated, or none (default 1,4,16)");
   cmd->add_option("--reps", a->reps, "Runs of each measurement; the median is reported (default 3)")
       ->check(CLI::Range(1, 100));
   cmd->callback([a] {
     RuntimeOptions ro = resolve(a->rt);
-    const std::vector<int64_t> batches = parse_list(a->batch);
-    const int64_t max_b = *std::max_element(batches.begin(), batches.end());
+    const std::vector<int64_t> prompts = parse_list(a->prompt, "--prompt", "a prompt length in 1..1048576");
+    const std::vector<int64_t> batches =
+        a->batch == "none" ? std::vector<int64_t>{} : parse_list(a->batch, "--batch", "a batch size in 1..4096");
+    const int64_t max_b = batches.empty() ? 1 : *std::max_element(batches.begin(), batches.end());
+    const int64_t max_prompt = *std::max_element(prompts.begin(), prompts.end());
     const ModelDesc probe = load_model_desc(ro.model_path);
     const int32_t bs = ro.block_size;
-    const int64_t ctx = std::max<int64_t>(a->prompt, int64_t(a->decode_ctx) + a->gen) + 1;
+    const int64_t ctx = std::max<int64_t>(max_prompt, int64_t(a->decode_ctx) + a->gen) + 1;
     const int64_t blocks_per_seq = (ctx + bs - 1) / bs;
     const int64_t need_blocks = std::max<int64_t>(blocks_per_seq, max_b * blocks_per_seq);
     ro.kv_cache_mb = kv_cache_mb_for_blocks(ro, probe, need_blocks);
@@ -169,22 +190,43 @@ void add_bench(CLI::App& app) {
     for (int64_t s = 0; s < max_b; ++s) std::iota(tables[size_t(s)].begin(), tables[size_t(s)].end(), int32_t(s * blocks_per_seq));
     ForwardOutput out;
 
-    // Prefill: one sequence of --prompt tokens.
-    std::vector<int32_t> prompt(static_cast<size_t>(a->prompt));
+    // Prefill: one sequence of each --prompt length. The first run of the
+    // first length comes right after load, before anything else ran: what a
+    // server's first request sees ("cold"). Then each length gets one
+    // untimed warm-up and --reps timed runs.
+    std::vector<int32_t> prompt(static_cast<size_t>(max_prompt));
     for (auto& t : prompt) t = rand_tok();
-    {
-      SeqChunk warm{prompt.data(), std::min<int32_t>(a->prompt, 16), 0, tables[0].data(), int32_t(blocks_per_seq), LogitsWanted::Last};
-      rt->runner->forward({warm}, out);
-    }
-    std::vector<double> prefill_runs;
-    for (int32_t r = 0; r < a->reps; ++r) {
+    auto run_prefill = [&](int64_t T) {
       const double t0 = now_s();
-      SeqChunk pc{prompt.data(), a->prompt, 0, tables[0].data(), int32_t(blocks_per_seq), LogitsWanted::Last};
+      SeqChunk pc{prompt.data(), int32_t(T), 0, tables[0].data(), int32_t(blocks_per_seq), LogitsWanted::Last};
       rt->runner->forward({pc}, out);
-      prefill_runs.push_back(a->prompt / (now_s() - t0));
+      return double(T) / (now_s() - t0);
+    };
+    const double cold_tok_s = run_prefill(prompts[0]);
+    std::fprintf(stderr, "prefill %lld tokens, first run after load (cold): %.1f tok/s\n",
+                 static_cast<long long>(prompts[0]), cold_tok_s);
+    double int8_gmacs = ops::probe_int8_gmacs(*rt->pool);
+    std::map<int64_t, double> prefill;
+    for (int64_t T : prompts) {
+      if (prefill.count(T)) continue;
+      run_prefill(T);
+      std::vector<double> runs;
+      for (int32_t r = 0; r < a->reps; ++r) runs.push_back(run_prefill(T));
+      prefill[T] = median(runs);
     }
-    const double prefill_tok_s = median(prefill_runs);
-    std::fprintf(stderr, "prefill %d tokens: %.1f tok/s\n", a->prompt, prefill_tok_s);
+    int8_gmacs = std::max(int8_gmacs, ops::probe_int8_gmacs(*rt->pool));
+    nlohmann::json prefill_j = nlohmann::json::object(), fraction_j = nlohmann::json::object();
+    for (const auto& [T, tok_s] : prefill) {
+      prefill_j[std::to_string(T)] = tok_s;
+      const double peak_tok_s = int8_gmacs > 0 ? int8_gmacs * 1e9 * double(T) / prefill_macs(c, T) : 0.0;
+      if (peak_tok_s > 0) fraction_j[std::to_string(T)] = tok_s / peak_tok_s;
+      std::fprintf(stderr, "prefill %lld tokens: %.1f tok/s", static_cast<long long>(T), tok_s);
+      if (peak_tok_s > 0) std::fprintf(stderr, ", %.0f%% of the int8 peak's %.0f tok/s", 100.0 * tok_s / peak_tok_s, peak_tok_s);
+      std::fprintf(stderr, "\n");
+    }
+    if (int8_gmacs > 0)
+      std::fprintf(stderr, "int8 peak (probed, %d threads): %.1f G multiply-adds/s; a prompt token is %.3f G\n",
+                   rt->pool->size(), int8_gmacs, (prefill_macs(c, 2) - prefill_macs(c, 1)) / 1e9);
 
     // Decode: B sequences, each with its own prompt of --decode-ctx tokens
     // (prefilled one sequence per step, not timed), then --gen steps of B tokens.
@@ -256,10 +298,17 @@ void add_bench(CLI::App& app) {
     if (!probes.empty())
       std::fprintf(stderr, "machine read rate (probed around each batch-1 run): %.2f GB/s; batch-1 decode reads at %.0f%% of it\n",
                    machine, 100.0 * fraction);
-    nlohmann::json j = {{"prefill_tok_s", prefill_tok_s}, {"decode_tok_s", decode},
-                        {"bytes_per_token", bpt},         {"read_gbps", gbps},
+    nlohmann::json j = {{"prefill_tok_s", prefill_j},
+                        {"prefill_cold_tok_s", {{std::to_string(prompts[0]), cold_tok_s}}},
+                        {"decode_tok_s", decode},
+                        {"bytes_per_token", bpt},
+                        {"read_gbps", gbps},
                         {"peak_rss_mb", peak_rss_mb()}};
     j["device"] = rt->backend->name();  // the compute backend that ran (--device)
+    if (int8_gmacs > 0) {
+      j["int8_peak_gmacs"] = int8_gmacs;
+      j["prefill_int8_fraction"] = fraction_j;
+    }
     if (!vs1.empty()) j["decode_vs_batch1"] = vs1;
     if (!probes.empty()) {
       j["machine_read_gbps"] = machine;

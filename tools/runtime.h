@@ -33,6 +33,9 @@ struct RuntimeOptions {
   int32_t max_batch = 64;
   int32_t max_step_tokens = 512;
   int32_t max_queue = 1024;
+  // At load: fault the model file in and run one untimed forward pass of a
+  // full step (max_step_tokens) so the first request pays no page faults.
+  bool prefault = true;
 };
 
 struct Runtime {

@@ -10,6 +10,7 @@
 #include "kernels/ops.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -68,6 +69,38 @@ uint64_t read_memory(const void* p, size_t bytes, ThreadPool& pool) {
   for (size_t i = 0; i < part.size(); i += 8) s += part[i];
   for (size_t i = size_t(lines) * 64; i < bytes; ++i) s += base[i];
   return s;
+}
+
+double probe_int8_gmacs(ThreadPool& pool, double seconds) {
+  const auto loop = K().int8_dot_loop;
+  if (!loop) return 0.0;
+  using Clock = std::chrono::steady_clock;
+  // Calibrate the iterations on this thread, then run them on every thread.
+  int64_t iters = 1 << 14;
+  for (;;) {
+    const auto t0 = Clock::now();
+    loop(iters);
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (s > seconds / 8 || iters > (int64_t(1) << 34)) {
+      iters = std::max<int64_t>(1, int64_t(double(iters) * seconds / std::max(s, 1e-9)));
+      break;
+    }
+    iters *= 4;
+  }
+  const int n = pool.size();
+  double best = 0.0;
+  for (int pass = 0; pass < 3; ++pass) {
+    std::vector<uint64_t> macs(size_t(n) * 8, 0);
+    const auto t0 = Clock::now();
+    pool.parallel_for(n, [&](int64_t i0, int64_t i1, int t) {
+      for (int64_t i = i0; i < i1; ++i) macs[size_t(t) * 8] += loop(iters);
+    });
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    uint64_t total = 0;
+    for (size_t i = 0; i < macs.size(); i += 8) total += macs[i];
+    best = std::max(best, double(total) / s / 1e9);
+  }
+  return best;
 }
 
 const char* isa_name() { return K().name; }

@@ -118,6 +118,14 @@ MatView repack_panels(const MatView& src, uint8_t* dst, ThreadPool& pool);
 // decode speed with (the same threads reading the same kind of memory).
 uint64_t read_memory(const void* p, size_t bytes, ThreadPool& pool);
 
+// The int8 dot-product peak of this machine in G multiply-adds per second:
+// every thread of the pool runs independent chains of the instruction the
+// quantized kernels multiply with (VPDPBUSD, or the AVX2 pair without VNNI)
+// in registers for about `seconds`; best of 3. 0 at the scalar level. The
+// compute probe `moeserve bench` compares prefill with, as it compares
+// decode with read_memory.
+double probe_int8_gmacs(ThreadPool& pool, double seconds = 0.1);
+
 // Name of the kernel set matmul uses on this CPU ("avx512", "avx2" or "scalar";
 // at "avx2", the quantized matmuls use AVX-VNNI where the CPU has it).
 const char* isa_name();

@@ -98,12 +98,21 @@ test('sampling: same seed, same output; temperature changes it', () => {
 });
 
 test('bench reports every figure, last line one JSON object', () => {
-  const r = run(['bench', '--prompt', '32', '--gen', '4', '--batch', '1,2', '--reps', '1', '--decode-ctx', '40', '--threads', '1']);
+  const r = run(['bench', '--prompt', '32,8', '--gen', '4', '--batch', '1,2', '--reps', '1', '--decode-ctx', '40', '--threads', '1']);
   assert.equal(r.code, 0, r.err);
   const lines = r.err.trim().split('\n');
   const j = JSON.parse(r.out.trim().split('\n').pop());
   assert.match(lines.join('\n'), /prefill 32 tokens: [0-9.]+ tok\/s/);
-  assert.ok(j.prefill_tok_s > 0);
+  assert.match(lines.join('\n'), /prefill 8 tokens: [0-9.]+ tok\/s/);
+  // One figure per prompt length, and the first run after load as "cold".
+  assert.deepEqual(Object.keys(j.prefill_tok_s).sort(), ['32', '8']);
+  assert.ok(j.prefill_tok_s['32'] > 0 && j.prefill_tok_s['8'] > 0);
+  assert.ok(j.prefill_cold_tok_s['32'] > 0);
+  // The int8 peak is probed where the CPU has SIMD int8 kernels (not under MOESERVE_ISA=scalar).
+  if (j.int8_peak_gmacs !== undefined) {
+    assert.ok(j.int8_peak_gmacs > 0);
+    assert.ok(j.prefill_int8_fraction['32'] > 0);
+  }
   assert.deepEqual(Object.keys(j.decode_tok_s).sort(), ['1', '2']);
   assert.ok(j.decode_tok_s['1'] > 0 && j.decode_tok_s['2'] > 0);
   assert.ok(j.decode_vs_batch1['2'] > 0);
@@ -116,6 +125,7 @@ test('bench reports every figure, last line one JSON object', () => {
   assert.ok(j.peak_rss_mb > 0);
   assert.equal(j.device, 'cpu');
   bad(['bench', '--batch', '1,0'], /--batch: '0' is not a batch size/);
+  bad(['bench', '--prompt', '128,x'], /--prompt: 'x' is not a prompt length/);
   bad(['bench', '--decode-ctx', '0'], /--decode-ctx/);
   bad(['bench', '--decode-ctx', '100000'], /exceed the model's context length/);
 });

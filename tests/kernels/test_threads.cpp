@@ -71,6 +71,18 @@ TEST(Threads, ReadMemoryChecksum) {
   }
 }
 
+TEST(Threads, Int8PeakProbe) {
+  // The compute probe `moeserve bench` divides prefill by: every thread runs
+  // the loop, so it reports a rate wherever SIMD int8 kernels run, and none
+  // at the scalar level (MOESERVE_ISA=scalar), where there is no such peak.
+  ThreadPool pool(2);
+  const double g = ops::probe_int8_gmacs(pool, 0.005);
+  if (std::string(ops::isa_name()) == "scalar")
+    EXPECT_EQ(g, 0.0);
+  else
+    EXPECT_GT(g, 0.1) << ops::isa_name();
+}
+
 TEST(Threads, MatmulManyEqualsOneByOne) {
   // Several weights sharing the activations in one parallel pass give each
   // the bits matmul_q gives it alone (row counts not multiples of 32).

@@ -80,17 +80,29 @@ void CpuBackend::rmsnorm(RunState& rs, const float* w) {
   for (int64_t t = 0; t < s.T; ++t) ops::rmsnorm(s.x.data() + t * H, w, H, s.sh.rms_eps, s.h.data() + t * H);
 }
 
-void CpuBackend::add_shared_input(std::initializer_list<Target> targets, const float* X, int64_t n,
-                                  ops::QuantizedActs* slots, std::vector<ops::MatTarget>& mt) {
-  // One quantization of X per activation format among the weights (they
-  // usually share one; a Q4_K_M file mixes legacy and K types).
+namespace {
+// One quantization of X per activation format among the weights (they
+// usually share one; a Q4_K_M file mixes legacy and K types).
+void shared_input(std::initializer_list<CpuBackend::Target> targets, const float* X, int64_t n,
+                  ops::QuantizedActs* slots, std::vector<ops::MatTarget>& mt, ThreadPool& pool) {
   bool ready[ops::kActFormats] = {};
-  for (const Target& t : targets) {
+  for (const auto& t : targets) {
     const int f = int(ops::act_format(t.w->dtype));
-    if (!ready[f]) ops::quantize_acts(t.w->dtype, X, t.w->cols, n, t.w->cols, pool_, &slots[f]);
+    if (!ready[f]) ops::quantize_acts(t.w->dtype, X, t.w->cols, n, t.w->cols, pool, &slots[f]);
     ready[f] = true;
     mt.push_back({t.w, t.y, t.ldy, &slots[f]});
   }
+}
+}  // namespace
+
+void CpuBackend::add_shared_input(std::initializer_list<Target> targets, const float* X, int64_t n,
+                                  ops::QuantizedActs* slots, std::vector<ops::MatTarget>& mt) {
+  shared_input(targets, X, n, slots, mt, pool_);
+}
+
+void CpuBackend::add_shared_input_serial(std::initializer_list<Target> targets, const float* X, int64_t n,
+                                         ops::QuantizedActs* slots, std::vector<ops::MatTarget>& mt) {
+  shared_input(targets, X, n, slots, mt, serial_);
 }
 
 void CpuBackend::qkv(RunState& rs, const MatView& wq, const MatView& wk, const MatView& wv) {
@@ -189,8 +201,10 @@ void CpuBackend::experts_add(RunState& rs, const MatView* w1, const MatView* w3,
   std::fill(s.proj.begin(), s.proj.begin() + s.T * H, 0.0f);
   // Each chosen expert runs once over all of its tokens. Experts run in
   // groups of consecutive indices holding up to kGroupRows routed tokens
-  // (whole layers at decode batch sizes), each group as one pass per matmul.
-  constexpr int64_t kGroupRows = 256;
+  // (whole layers up to 512-token steps at top-2), each group as one pass
+  // per matmul: one fork-join and one tail for all experts, not one per
+  // group of 256 rows (4 or more per layer at 512 tokens before).
+  constexpr int64_t kGroupRows = 1024;
   for (int64_t e0 = 0; e0 < E;) {
     int64_t e1 = e0 + 1, rows = int64_t(s.tok_of[size_t(e0)].size());
     while (e1 < E && rows + int64_t(s.tok_of[size_t(e1)].size()) <= kGroupRows)
@@ -220,29 +234,48 @@ void CpuBackend::expert_group(State& s, const MatView* w1, const MatView* w3, co
   s.u.resize(size_t(R * F));
   s.ye.resize(size_t(R * H));
   if (s.expert_acts.size() < size_t(kActFormats * (e1 - e0))) s.expert_acts.resize(size_t(kActFormats * (e1 - e0)));
+  // Gathering and quantizing the experts' inputs (and below, their hidden
+  // states) is one parallel region over the experts, each expert on one
+  // thread: one fork-join per layer instead of one per expert and format.
+  // Quantization is per row, so the bits are those of one call per expert.
+  std::vector<std::vector<ops::MatTarget>> mte(static_cast<size_t>(e1 - e0));
+  auto per_expert = [&](auto&& fn) {
+    if (R * H < (int64_t(1) << 16))
+      fn(int64_t(0), e1 - e0, 0);
+    else
+      pool_.parallel_for_dynamic(e1 - e0, 1, 1, fn);
+  };
+  per_expert([&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t e = e0 + i;
+      const auto& toks = tok_of[size_t(e)];
+      const int64_t n = int64_t(toks.size()), o = off[size_t(i)];
+      if (n == 0) continue;
+      float* xe = s.xe.data() + o * H;
+      for (int64_t r = 0; r < n; ++r) std::copy_n(s.h.data() + toks[size_t(r)] * H, H, xe + r * H);
+      add_shared_input_serial({{&w1[size_t(e)], s.g.data() + o * F, F}, {&w3[size_t(e)], s.u.data() + o * F, F}}, xe,
+                              n, &s.expert_acts[size_t(kActFormats * i)], mte[size_t(i)]);
+    }
+  });
   std::vector<ops::MatTarget> mt;
-  for (int64_t e = e0; e < e1; ++e) {
-    const auto& toks = tok_of[size_t(e)];
-    const int64_t n = int64_t(toks.size()), o = off[size_t(e - e0)];
-    if (n == 0) continue;
-    float* xe = s.xe.data() + o * H;
-    for (int64_t i = 0; i < n; ++i) std::copy_n(s.h.data() + toks[size_t(i)] * H, H, xe + i * H);
-    add_shared_input({{&w1[size_t(e)], s.g.data() + o * F, F}, {&w3[size_t(e)], s.u.data() + o * F, F}}, xe, n,
-                     &s.expert_acts[size_t(kActFormats * (e - e0))], mt);
-  }
+  for (const auto& v : mte) mt.insert(mt.end(), v.begin(), v.end());
   ops::matmul_q_many(mt.data(), int(mt.size()), pool_);
   // Elementwise over the R x F block, split over the pool (results do not
   // depend on the split).
   pool_.parallel_for(R * F, 4096, [&](int64_t b, int64_t e, int) {
     ops::silu_mul(s.g.data() + b, s.u.data() + b, e - b, s.g.data() + b);
   });
+  for (auto& v : mte) v.clear();
+  per_expert([&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t e = e0 + i, n = off[size_t(i) + 1] - off[size_t(i)], o = off[size_t(i)];
+      if (n == 0) continue;
+      add_shared_input_serial({{&w2[size_t(e)], s.ye.data() + o * H, H}}, s.g.data() + o * F, n,
+                              &s.expert_acts[size_t(kActFormats * i)], mte[size_t(i)]);
+    }
+  });
   mt.clear();
-  for (int64_t e = e0; e < e1; ++e) {
-    const int64_t n = off[size_t(e - e0) + 1] - off[size_t(e - e0)], o = off[size_t(e - e0)];
-    if (n == 0) continue;
-    add_shared_input({{&w2[size_t(e)], s.ye.data() + o * H, H}}, s.g.data() + o * F, n,
-                     &s.expert_acts[size_t(kActFormats * (e - e0))], mt);
-  }
+  for (const auto& v : mte) mt.insert(mt.end(), v.begin(), v.end());
   ops::matmul_q_many(mt.data(), int(mt.size()), pool_);
   // Weighted sum into each token's row, experts in index order (the same
   // order whatever the batch and the grouping).

@@ -39,23 +39,28 @@ class CpuBackend : public Backend {  // not final: tests wrap its weight hooks
               float* logits) override;
 
   struct State;  // the run state (cpu_backend.cpp)
+  // A weight and where its product goes (add_shared_input).
+  struct Target {
+    const MatView* w;
+    float* y;
+    int64_t ldy;
+  };
 
  private:
   // Weights sharing the input X [n][cols] (Q, K and V; an expert's gate and
   // up): X is quantized once per activation format into slots[format]
   // (ops::kActFormats of them) and a target per weight is appended to mt,
   // for ops::matmul_q_many.
-  struct Target {
-    const MatView* w;
-    float* y;
-    int64_t ldy;
-  };
   void add_shared_input(std::initializer_list<Target> targets, const float* X, int64_t n, ops::QuantizedActs* slots,
                         std::vector<ops::MatTarget>& mt);
+  // The same on the calling thread only (inside a parallel region of pool_).
+  void add_shared_input_serial(std::initializer_list<Target> targets, const float* X, int64_t n,
+                               ops::QuantizedActs* slots, std::vector<ops::MatTarget>& mt);
   // Experts e0..e1-1 over their routed tokens, added into proj.
   void expert_group(State& s, const MatView* w1, const MatView* w3, const MatView* w2, int64_t e0, int64_t e1);
 
   ThreadPool& pool_;
+  ThreadPool serial_{1};  // no threads: runs ops on the caller, inside a region of pool_
 };
 
 }  // namespace ms::cpu

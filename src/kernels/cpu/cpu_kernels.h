@@ -52,7 +52,10 @@ struct ActsRef {
   /* Sum of the bytes as 64-bit words (a memory-read probe). */                                     \
   uint64_t read_sum(const uint8_t* p, size_t bytes);                                                  \
   /* out[i] = silu(gate[i]) * up[i], exp by a polynomial (elementwise_*.cpp). */                      \
-  void silu_mul(const float* gate, const float* up, int64_t n, float* out);
+  void silu_mul(const float* gate, const float* up, int64_t n, float* out);                            \
+  /* Runs `iters` steps of independent int8 dot-product chains in registers and */                    \
+  /* returns the multiply-adds done: the core's int8 peak (int8_probe_*.cpp). */                        \
+  uint64_t int8_dot_loop(int64_t iters);
 
 // Per-thread 64-byte aligned packing buffer of at least `bytes` (grows, never
 // shrinks; valid until the thread's next call). Defined in baseline code.
@@ -66,6 +69,9 @@ MS_CPU_KERNEL_DECLS
 }
 // The AVX2 quantized kernels built with AVX-VNNI (VEX VPDPBUSD; the same
 // types as avx2::has_q): Y[i][r] for all i < A.n and r in [r0, r1).
+namespace avx2 {
+uint64_t int8_dot_loop_vnni(int64_t iters);  // the same with VEX VPDPBUSD (AVX-VNNI)
+}
 namespace avx2vnni {
 void matmul_q(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy);
 }

@@ -75,19 +75,19 @@ bool has_avx512(const CpuFeatures& f) {
 const KernelTable kScalar{Isa::Scalar,          "scalar",        false,
                           scalar_has_q,         scalar_quantize_acts, scalar_matmul_q,
                           scalar_matmul_f,      scalar_read_sum, ref::silu_mul,
-                          scalar_f32_to_f16_row, nullptr};
+                          scalar_f32_to_f16_row, nullptr, nullptr};
 
 const KernelTable kAvx512{Isa::Avx512,           "avx512",           true,
                           avx512::has_q,         avx512::quantize_acts, avx512::matmul_q,
                           avx512::matmul_f,      avx512::read_sum,   avx512::silu_mul,
-                          avx512::f32_to_f16_row, avx512::attention};
+                          avx512::f32_to_f16_row, avx512::attention, avx512::int8_dot_loop};
 
 // AVX2, with the quantized matmuls of the AVX-VNNI build where the CPU has it.
 KernelTable avx2_table(bool vnni) {
   return {Isa::Avx2,        "avx2",           true,
           avx2::has_q,      avx2::quantize_acts, vnni ? avx2vnni::matmul_q : avx2::matmul_q,
           avx2::matmul_f,   avx2::read_sum,   avx2::silu_mul,
-          avx2::f32_to_f16_row, avx2::attention};
+          avx2::f32_to_f16_row, avx2::attention, vnni ? avx2::int8_dot_loop_vnni : avx2::int8_dot_loop};
 }
 
 }  // namespace

@@ -33,6 +33,8 @@ struct KernelTable {
   void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out);
   void (*f32_to_f16_row)(const float* x, uint16_t* y, int64_t n);
   void (*attention)(const AttnItem& a);  // null at the scalar level
+  // int8 multiply-add peak loop (ops::probe_int8_gmacs); null at the scalar level.
+  uint64_t (*int8_dot_loop)(int64_t iters);
 };
 
 // The table of the best level this CPU (and MOESERVE_ISA) allows, chosen on
