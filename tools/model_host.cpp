@@ -175,7 +175,7 @@ std::shared_ptr<ModelHost::Weights> ModelHost::weights_for(const Plan& p) {
   if (!plan.any())
     for (const auto& f : w->desc.files) f->populate();
   w->backend = make_backend("cpu", *pool_);
-  w->model = std::make_unique<Mixtral>(w->desc, plan, *pool_, *w->backend);
+  w->model = std::make_unique<Mixtral>(w->desc, plan, *w->backend);
   std::lock_guard<std::mutex> lk(mu_);
   weights_[p.weights_key] = w;
   return w;
