@@ -5,8 +5,9 @@
 //
 // TTFT: the server's time to first token of each request (arrival to first
 // token, as the usage table records it: ttft_ms), for requests with
-// max_tokens 1, sent one after another: 20 alone (unloaded), then 20 beside
-// 32 concurrent best-effort clients; medians compared. The client-side
+// max_tokens 1, sent one after another: 20 alone (unloaded: 10 before the
+// load, 10 after it), and 20 beside 32 concurrent best-effort clients;
+// medians compared. The client-side
 // latencies are printed too (they include this process's own event loop,
 // which the 32 clients keep busy).
 import { test, after } from 'node:test';
@@ -72,7 +73,9 @@ test('a provisioned key keeps its TTFT under best-effort saturation; best effort
   srv = await startServer(['--state', STATE, '--max-batch', '4']);
 
   for (let i = 0; i < 3; ++i) await ttft(prov.key);  // warm-up
-  const unloaded = await probes(prov.key);
+  // The unloaded baseline: half before the load, half after it (so that a
+  // drift of the machine's speed during the test weighs on both sides).
+  const unloaded = await probes(prov.key, N_PROBES / 2);
   assert.ok(unloaded.every((p) => p.priority === 'provisioned'), 'within the reservation: Provisioned class');
 
   // Best-effort load: bounded in count (40 requests per client) and time (60 s).
@@ -101,6 +104,7 @@ test('a provisioned key keeps its TTFT under best-effort saturation; best effort
   const standardProbe = await probes(be.key, 3);  // the same probe without a reservation, same load (control)
   stop = true;
   await Promise.all(clients);
+  unloaded.push(...(await probes(prov.key, N_PROBES / 2)));
 
   // The server's TTFT of each probe, from the usage rows (durable within ~1 s).
   const ttftOf = new Map();
