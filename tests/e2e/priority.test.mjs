@@ -3,9 +3,13 @@
 // time to first token while best-effort clients saturate the server, and the
 // best-effort clients still finish. Run by test_priority.sh.
 //
-// TTFT = the latency of a non-streamed request with max_tokens 1 (its one
-// token is its first). Median over 20 requests, sequential, first alone
-// (unloaded), then beside 32 concurrent best-effort clients.
+// TTFT: the server's time to first token of each request (arrival to first
+// token, as the usage table records it: ttft_ms), for requests with
+// max_tokens 1, sent one after another: 20 alone (unloaded: 10 before the
+// load, 10 after it), and 20 beside 32 concurrent best-effort clients;
+// medians compared. The client-side
+// latencies are printed too (they include this process's own event loop,
+// which the 32 clients keep busy).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -34,18 +38,30 @@ const median = (xs) => {
   return (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
 };
 
-async function ttft(key, i) {
+// A probe's prompt: ~300 tokens, distinct from the first token on (no
+// prefix-cache hits), so that its TTFT is mostly its own prefill, as with a
+// real prompt, rather than the fixed cost of one step of a tiny model.
+const WORDS = 'and the earth was without form and void and darkness was upon the face of the deep'.split(' ');
+let probeSeq = 0;
+function probePrompt() {
+  const n = ++probeSeq;
+  const words = [`Probe ${n}:`];
+  for (let j = 0; j < 150; ++j) words.push(WORDS[(j * 7 + n) % WORDS.length]);
+  return words.join(' ');
+}
+
+async function ttft(key) {
   const t0 = performance.now();
   const r = await postJson(srv.port, '/v1/completions',
-    { prompt: `And God said, let there be light ${i}`, max_tokens: 1, temperature: 0 }, auth(key));
+    { prompt: probePrompt(), max_tokens: 1, temperature: 0 }, auth(key));
   const ms = performance.now() - t0;
   assert.equal(r.status, 200, r.body);
-  return { ms, priority: r.headers['x-moeserve-priority'] ?? 'standard' };
+  return { ms, id: JSON.parse(r.body).id, priority: r.headers['x-moeserve-priority'] ?? 'standard' };
 }
 
 async function probes(key, n = N_PROBES) {
   const out = [];
-  for (let i = 0; i < n; ++i) out.push(await ttft(key, i));
+  for (let i = 0; i < n; ++i) out.push(await ttft(key));
   return out;
 }
 
@@ -55,10 +71,12 @@ test('a provisioned key keeps its TTFT under best-effort saturation; best effort
   const lim = cliJson(['limits', 'set', '--state', STATE, '--key', prov.id, '--provisioned-tokens-per-s', '100000']);
   assert.equal(lim.provisioned_tokens_per_s, 100000);
   // A small running batch: 32 best-effort clients keep it full and a queue waiting.
-  srv = await startServer(['--state', STATE, '--max-batch', '8']);
+  srv = await startServer(['--state', STATE, '--max-batch', '4']);
 
-  for (let i = 0; i < 3; ++i) await ttft(prov.key, i);  // warm-up
-  const unloaded = await probes(prov.key);
+  for (let i = 0; i < 3; ++i) await ttft(prov.key);  // warm-up
+  // The unloaded baseline: half before the load, half after it (so that a
+  // drift of the machine's speed during the test weighs on both sides).
+  const unloaded = await probes(prov.key, N_PROBES / 2);
   assert.ok(unloaded.every((p) => p.priority === 'provisioned'), 'within the reservation: Provisioned class');
 
   // Best-effort load: bounded in count (40 requests per client) and time (60 s).
@@ -69,7 +87,7 @@ test('a provisioned key keeps its TTFT under best-effort saturation; best effort
     let ok = 0;
     for (let i = 0; i < 40 && !stop && Date.now() < deadline; ++i) {
       const r = await postJson(srv.port, '/v1/completions',
-        { prompt: `In the beginning ${c} ${i}`, max_tokens: 24, temperature: 0, ignore_eos: true }, auth(be.key));
+        { prompt: `In the beginning ${c} ${i}`, max_tokens: 48, temperature: 0, ignore_eos: true }, auth(be.key));
       assert.equal(r.status, 200, r.body);
       assert.equal(r.headers['x-moeserve-priority'], undefined, 'no reservation: best effort');
       ++ok;
@@ -80,19 +98,38 @@ test('a provisioned key keeps its TTFT under best-effort saturation; best effort
   for (let i = 0; i < 200; ++i) {
     const m = (await rawRequest(srv.port, { method: 'GET', path: '/metrics' })).body;
     const waiting = Number(/moeserve_class_requests_waiting\{class="standard"\} (\d+)/.exec(m)?.[1] ?? 0);
-    if (waiting >= 8) break;
+    if (waiting >= 16) break;
     await new Promise((r) => setTimeout(r, 50));
   }
   const loaded = await probes(prov.key);
-  const standardProbe = await probes(be.key, 5);  // the same probe without a reservation, same load (control)
+  const standardProbe = await probes(be.key, 3);  // the same probe without a reservation, same load (control)
   stop = true;
   await Promise.all(clients);
+  unloaded.push(...(await probes(prov.key, N_PROBES / 2)));
 
-  const u = median(unloaded.map((p) => p.ms)), l = median(loaded.map((p) => p.ms));
-  const s = median(standardProbe.map((p) => p.ms));
-  console.log(`TTFT median (ms, ${N_PROBES} requests): provisioned unloaded ${u.toFixed(1)}, ` +
-    `provisioned under load ${l.toFixed(1)} (${(l / u).toFixed(2)}x), best effort under load ${s.toFixed(1)} (median of 5) ` +
-    `(${(s / u).toFixed(2)}x); best-effort requests finished ${beDone.reduce((a, b) => a + b, 0)}`);
+  // The server's TTFT of each probe, from the usage rows (durable within ~1 s).
+  const ttftOf = new Map();
+  for (let i = 0; i < 50 && ttftOf.size < 2 * N_PROBES + 5; ++i) {
+    await new Promise((r) => setTimeout(r, 200));
+    for (const k of [prov, be]) {
+      const rows = execFileSync(BIN, ['usage', '--state', STATE, '--key', k.id, '--rows'], { encoding: 'utf8' });
+      for (const line of rows.split('\n').filter(Boolean)) {
+        const row = JSON.parse(line);
+        ttftOf.set(row.request_id, row.ttft_ms);
+      }
+    }
+  }
+  const server = (ps) => ps.map((p) => {
+    assert.ok(ttftOf.has(p.id), `usage row of ${p.id}`);
+    return ttftOf.get(p.id);
+  });
+  const u = median(server(unloaded)), l = median(server(loaded)), s = median(server(standardProbe));
+  const cu = median(unloaded.map((p) => p.ms)), cl = median(loaded.map((p) => p.ms));
+  const cs = median(standardProbe.map((p) => p.ms));
+  console.log(`TTFT median (ms; server-side, client-side in brackets): provisioned unloaded ${u.toFixed(1)} [${cu.toFixed(1)}] ` +
+    `(${N_PROBES} requests), provisioned under load ${l.toFixed(1)} [${cl.toFixed(1)}] (${N_PROBES} requests, ` +
+    `${(l / u).toFixed(2)}x), best effort under load ${s.toFixed(1)} [${cs.toFixed(1)}] (3 requests, ${(s / u).toFixed(1)}x); ` +
+    `best-effort requests finished ${beDone.reduce((a, b) => a + b, 0)}`);
   assert.ok(loaded.every((p) => p.priority === 'provisioned'));
   assert.ok(l <= 2 * u, `provisioned TTFT under load ${l.toFixed(1)} ms > 2x unloaded ${u.toFixed(1)} ms`);
   assert.ok(s > l, 'the load was meant to delay best-effort requests more than provisioned ones');
