@@ -139,6 +139,8 @@ void run_serve(const ServeArgs& a) {
   so.grammar_mask_cache = static_cast<size_t>(a.grammar_mask_cache);
 
   if (multi) {  // several models: one registry, loaded and unloaded at run time
+    if (!a.served_name.empty())
+      throw Error(ErrorKind::BadInput, "--served-model-name names a single -m PATH; name several models with -m NAME=PATH");
     MultiServeInput in;
     in.config = &a.cfg;
     in.config_path = a.config;

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <iterator>
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include <toml++/toml.h>
@@ -299,6 +300,8 @@ void validate_serve_config(const ServeConfig& c, const std::string& origin) {
 std::pair<std::string, std::string> split_model_arg(const std::string& v) {
   const size_t eq = v.find('=');
   if (eq == std::string::npos || eq == 0) return {"", v};
+  std::error_code ec;
+  if (std::filesystem::exists(v, ec)) return {"", v};  // a file whose name has '='
   const std::string name = v.substr(0, eq);
   if (!valid_name(name)) return {"", v};  // a path that happens to contain '='
   return {name, v.substr(eq + 1)};

@@ -262,6 +262,8 @@ test('config errors: unknown keys, missing file, duplicates, weights, references
   bad(['--config', config('s.toml', '[[models]\n')], /s\.toml:1:/);
   bad(['--config', join(tmp, 'absent.toml')], /--config: .*absent\.toml/);
   bad(['-m', `a=${KJV}`, '-m', `a=${Q8}`], /duplicate model name 'a'/);
+  bad(['-m', `a=${KJV}`, '-m', `b=${Q8}`, '--served-model-name', 'x'], /--served-model-name names a single -m PATH/);
+  bad(['-m', `a=${KJV}`, '--models-memory-mb', '-1'], /--models-memory-mb/);
 });
 
 // ---- governance: the caller's grants, the operator role, usage under the served model ----
