@@ -43,8 +43,8 @@ class VocabText : public TokenText {
   const Tokenizer* t_;
 };
 
-// The model's forward pass under the shared compute lock: one engine step
-// at a time uses the shared pool.
+// The model under the shared compute lock: one engine step at a time uses
+// the shared pool.
 class SharedComputeRunner : public ModelRunner {
  public:
   SharedComputeRunner(Mixtral& model, FairLock& lock, int32_t num_blocks, int32_t block_size, ops::KvDType kv)
@@ -54,10 +54,11 @@ class SharedComputeRunner : public ModelRunner {
   int32_t eos_id() const override { return inner_.eos_id(); }
   int64_t num_layers() const override { return inner_.num_layers(); }
   int64_t num_experts() const override { return inner_.num_experts(); }
-  void forward(const std::vector<SeqChunk>& chunks, ForwardOutput& out) override {
-    std::lock_guard<FairLock> lk(lock_);
-    inner_.forward(chunks, out);
-  }
+  void forward(const std::vector<SeqChunk>& chunks, ForwardOutput& out) override { inner_.forward(chunks, out); }
+  // A whole engine step (schedule, forward, sampling) at a time: the other
+  // engines' threads sleep meanwhile, so the busy threads never exceed the pool.
+  void step_begin() override { lock_.lock(); }
+  void step_end() override { lock_.unlock(); }
 
  private:
   MixtralRunner inner_;

@@ -2,10 +2,11 @@
 // loader behind ModelRegistry (server/model_registry.h).
 //
 // Compute threads are shared, not multiplied: one ThreadPool serves every
-// model, and a fair (FIFO) lock around each engine step's forward pass lets
-// one model's step use all of them at a time — two busy models on 2 cores
-// run 2 compute threads, taking turns step by step. Each model keeps its
-// own engine (scheduler, KV pool) and engine thread.
+// model, and a fair (FIFO) lock around each engine step (schedule, forward
+// pass, sampling; ModelRunner::step_begin/step_end) lets one model's step use
+// all of them at a time — two busy models on 2 cores run 2 compute threads,
+// taking turns step by step, and the waiting engine's thread sleeps. Each
+// model keeps its own engine (scheduler, KV pool) and engine thread.
 //
 // Served names over the same weights (same file, same --quant) share one
 // mapping: the desc, the Mixtral built over it, and the tokenizer are held

@@ -214,6 +214,12 @@ bool Engine::Impl::iterate() {
     return false;
   }
 
+  // The whole step holds the runner's turn on shared compute (if any).
+  struct StepTurn {
+    ModelRunner& r;
+    explicit StepTurn(ModelRunner& m) : r(m) { r.step_begin(); }
+    ~StepTurn() { r.step_end(); }
+  } turn(runner);
   StepPlan plan = sched.schedule(events);
   ForwardOutput& out = fwd;  // reused: keeps the logits buffer's capacity across steps
   out.logits.clear();
