@@ -32,6 +32,7 @@ if peak: print(f"{r}\t{f}\tint8_peak_gmacs\t-\t{peak:.1f}")
       bin="$IK"; extra=(-rtr 1)
       [ "$tool" = llama ] && { bin="$LL"; extra=(); }
       [ "$bin" = - ] && continue
+      [ -x "$bin" ] || { echo "skipping $tool: $bin is not an executable" >&2; continue; }
       "$bin" -m "$f" -t "$THREADS" -p "$LENGTHS" -n 0 -r 1 "${extra[@]}" -o json 2>/dev/null | python3 -c '
 import json, sys
 r, f, tool = sys.argv[1:4]
