@@ -6,6 +6,7 @@ PKGS=(build-essential cmake pkg-config git
       libgtest-dev libgmock-dev libbenchmark-dev nodejs npm
       chromium                        # the playground's browser tests
       libsqlite3-dev libpq-dev postgresql  # governance: SQLite state; PostgreSQL client + server for its tests
+      libcurl4-openssl-dev sqlite3    # ai_query: the SQLite extension's HTTP client; the sqlite3 shell for its test
       clang libclang-rt-14-dev)       # the fuzzers and the sanitizer build
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -15,7 +15,10 @@
 #include "commands.h"
 #include "core/error.h"
 #include "runtime.h"
+#include "batch/batch_service.h"
 #include "governance/governor.h"
+#include "governance/store.h"
+#include "server/batch_executor.h"
 #include "server/http_server.h"
 
 namespace ms::cli {
@@ -45,6 +48,9 @@ struct ServeArgs {
   int payload_retention_days = 0;
   int64_t tpm_default_reservation = 0;
   bool metrics_require_key = false;
+  std::string data_dir;              // the Batch API's files (and batch.db without a --state file)
+  double max_file_mb = 200;
+  int batch_window = 0;              // batch lines in flight (0: --max-batch)
 };
 
 // "models/tiny-mixtral-kjv/" -> "tiny-mixtral-kjv"; "x/model.Q8_0.gguf" -> "model.Q8_0".
@@ -102,6 +108,24 @@ void run_serve(const ServeArgs& a) {
     std::fprintf(stderr, "moeserve: governance on (%s state)\n", governor->store().kind().c_str());
   }
 
+  // The Batch API: on with --data-dir or a --state file (files next to it).
+  std::unique_ptr<batch::BatchService> batches;
+  if (!(a.max_file_mb > 0) || a.max_file_mb > 65536) throw Error(ErrorKind::BadInput, "--max-file-mb: expected (0, 65536]");
+  if (a.batch_window < 0 || a.batch_window > 65536) throw Error(ErrorKind::BadInput, "--batch-window: expected 0..65536");
+  {
+    const bool state_file = !a.state.empty() && !gov::is_postgres_url(a.state);
+    if (!a.data_dir.empty() || state_file) {
+      batch::ServiceOptions bo;
+      const std::string dir = !a.data_dir.empty() ? a.data_dir : a.state + ".files";
+      bo.files_dir = dir + (a.data_dir.empty() ? "" : "/files");
+      bo.db_path = state_file ? a.state : dir + "/batch.db";
+      if (!a.data_dir.empty()) std::filesystem::create_directories(a.data_dir);
+      bo.max_file_bytes = static_cast<int64_t>(a.max_file_mb * 1024 * 1024);
+      bo.window = a.batch_window > 0 ? a.batch_window : a.max_batch;
+      batches = std::make_unique<batch::BatchService>(bo);
+    }
+  }
+
   RuntimeOptions ro = resolve(a.rt);
   ro.kv_cache_mb = a.kv_cache_mb;
   ro.max_batch = a.max_batch;
@@ -117,6 +141,8 @@ void run_serve(const ServeArgs& a) {
   so.playground = !a.no_playground;
   so.governance = governor.get();
   so.metrics_require_key = a.metrics_require_key;
+  so.batches = batches.get();
+  so.max_file_bytes = static_cast<size_t>(a.max_file_mb * 1024 * 1024);
   so.max_body_bytes = static_cast<size_t>(a.max_body_mb * 1024 * 1024);
   so.header_timeout = secs(a.header_timeout, "--header-timeout");
   so.body_timeout = secs(a.body_timeout, "--body-timeout");
@@ -165,11 +191,18 @@ void run_serve(const ServeArgs& a) {
   backend.num_layers = rt->desc.cfg.num_layers;
   backend.num_experts = rt->desc.cfg.num_experts;
   server.set_ready(backend);
+  std::unique_ptr<BatchExecutor> batch_exec;
+  if (batches) {
+    batch_exec = std::make_unique<BatchExecutor>(server.api_context());
+    batches->start(batch_exec.get());  // resumes unfinished batches
+  }
   std::fprintf(stderr, "moeserve: ready: serving '%s' on %s (OpenAI API under /v1%s)\n",
                so.served_model_name.c_str(), url.c_str(), so.playground ? ", playground at /" : "");
 
   server.wait_for_stop_request();
   std::fprintf(stderr, "moeserve: shutting down\n");
+  if (batches) batches->stop();    // in-flight batch lines are not recorded: they run again on restart
+  if (batch_exec) batch_exec->stop();
   server.stop();         // no new work; in-flight requests cancelled; I/O threads joined
   rt->engine->stop();    // before the server (its callbacks post to the server's strands)
   rt.reset();
@@ -206,6 +239,11 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--tpm-default-reservation", a->tpm_default_reservation,
                   "TPM reservation for a request without max_tokens (0: prompt + the max the context allows)");
   cmd->add_flag("--metrics-require-key", a->metrics_require_key, "/health and /metrics need a key too");
+  cmd->add_option("--data-dir", a->data_dir,
+                  "Batch API storage: uploaded and result files (and batch.db without a --state file); "
+                  "default with a --state file: STATE.files/");
+  cmd->add_option("--max-file-mb", a->max_file_mb, "Largest file upload (POST /v1/files) in MiB")->capture_default_str();
+  cmd->add_option("--batch-window", a->batch_window, "Batch API lines in flight at most (0: --max-batch)")->capture_default_str();
   cmd->callback([a] { run_serve(*a); });
 }
 

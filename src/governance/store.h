@@ -17,7 +17,7 @@
 
 namespace ms::gov {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 class Store {
  public:

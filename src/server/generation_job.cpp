@@ -57,6 +57,7 @@ void GenerationJob::account(int status) {
   row.ttft_ms = ttft_ms();
   row.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - arrival_).count();
   row.finish_reason = finish_note_;
+  row.usage_context = usage_context_;
   std::optional<gov::PayloadRow> payload;
   if (ticket_.log_payload) {
     gov::PayloadRow p;
@@ -93,6 +94,7 @@ std::optional<ApiError> GenerationJob::start(std::function<void()> notify) {
       r.sampling = spec_.sampling;
       r.sampling.max_tokens = max_tokens_[p];
       r.record_routing = spec_.return_expert_load;
+      r.priority = priority_;
       if (r.sampling.has_seed) r.sampling.seed += choice;  // n>1: distinct but reproducible
       if (make_constraint_) r.constraint = make_constraint_();
       r.on_event = [self, choice](const StreamEvent& ev) { self->on_engine_event(choice, ev); };

@@ -40,6 +40,11 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   // destructor calls it with 499 if nothing did.
   void account(int status);
 
+  // Scheduling class of the engine requests (Batch API lines: Priority::Batch).
+  void set_priority(Priority p) { priority_ = p; }
+  // The usage row's usage_context ("" online, "batch" for batch lines).
+  void set_usage_context(std::string c) { usage_context_ = std::move(c); }
+
   // Structured outputs: each engine request gets its own constraint from this.
   void set_constraint(std::function<std::shared_ptr<TokenConstraint>()> make) { make_constraint_ = std::move(make); }
 
@@ -87,6 +92,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   std::vector<uint64_t> engine_ids_;
   std::function<std::shared_ptr<TokenConstraint>()> make_constraint_;
   int cancel_status_ = 0;
+  Priority priority_ = Priority::Standard;
+  std::string usage_context_;
 
   std::mutex mu_;                 // guards queue_ and notified_
   std::vector<Queued> queue_;

@@ -20,6 +20,8 @@
 
 namespace ms {
 
+class ApiContext;
+
 class Server {
  public:
   explicit Server(ServerOptions opts);
@@ -35,6 +37,8 @@ class Server {
   // SIGINT and SIGTERM call request_stop() (call before or after start()).
   void stop_on_signals();
   void set_ready(const ServerBackend& backend);
+  // The state the routes share (the Batch API's executor runs lines through it).
+  ApiContext& api_context();
   void request_stop();
   bool stop_requested() const;
   void wait_for_stop_request();

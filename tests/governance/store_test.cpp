@@ -114,7 +114,7 @@ TEST(SqliteStore, OlderSchemaUpgradedNewerRefused) {
   }
   {
     auto s = open_store(f);
-    EXPECT_EQ(s->schema_version(), 2);
+    EXPECT_EQ(s->schema_version(), kSchemaVersion);
     ASSERT_EQ(s->list_keys().size(), 1u);
     EXPECT_EQ(s->list_keys()[0].id, id);
     EXPECT_TRUE(s->export_payloads(std::nullopt, "").empty());  // v2 table exists
