@@ -358,7 +358,8 @@ void BatchService::run_batch(const std::string& id) {
     }
     if ((cancelled || expired) && inflight == 0) break;
     if (!cancelled && !expired) {
-      while (inflight < opts_.window && !pending.empty() && std::chrono::steady_clock::now() >= retry_at) {
+      const int allowed = ex_->window(opts_.window);
+      while (inflight < allowed && !pending.empty() && std::chrono::steady_clock::now() >= retry_at) {
         size_t i = pending.front();
         pending.pop_front();
         ++inflight;

@@ -46,6 +46,9 @@ class Executor {
   virtual void submit(LineTask t, std::function<void(Outcome)> done) = 0;
   // Cancels the batch's lines in flight (their `done` still comes, and is ignored).
   virtual void cancel_batch(const std::string& batch_id) = 0;
+  // Lines in flight allowed now, out of the configured window: an executor
+  // that sees online traffic may answer less, so batch work yields to it.
+  virtual int window(int configured) { return configured; }
 };
 
 // An error for the API caller: HTTP status, OpenAI error type/code/param.

@@ -1,6 +1,7 @@
 // batch_executor.cpp — batch lines through the generation path (see batch_executor.h).
 #include "server/batch_executor.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "governance/admin.h"
@@ -38,6 +39,20 @@ void BatchExecutor::submit(batch::LineTask t, std::function<void(batch::Outcome)
   batch::Outcome o;
   o.retry = true;
   done(std::move(o));
+}
+
+int BatchExecutor::window(int configured) {
+  // Every online generation request passes admission (batch lines do not).
+  const uint64_t online = ctx_.metrics.admission.count();
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lk(mu_);
+  if (online != online_seen_) {
+    online_seen_ = online;
+    online_at_ = now;
+  }
+  if (online_at_.time_since_epoch().count() != 0 && now - online_at_ < std::chrono::seconds(2))
+    return std::max(1, configured / 4);
+  return configured;
 }
 
 void BatchExecutor::cancel_batch(const std::string& batch_id) {

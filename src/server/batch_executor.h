@@ -4,6 +4,7 @@
 // drains the jobs' events and hands each finished response back.
 // Used by the Batch API runner and by `moeserve batch` (in-process).
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -26,6 +27,10 @@ class BatchExecutor final : public batch::Executor {
   ~BatchExecutor() override;  // cancels what is in flight, joins
   void submit(batch::LineTask t, std::function<void(batch::Outcome)> done) override;
   void cancel_batch(const std::string& batch_id) override;
+  // The whole window on an idle server; a quarter of it (at least 1) for 2 s
+  // after any online chat/completions request arrived, so that the batch's
+  // share of each engine step shrinks while people wait for answers.
+  int window(int configured) override;
   // Cancels every job and waits for their outcomes (before the engine stops).
   void stop();
 
@@ -56,6 +61,8 @@ class BatchExecutor final : public batch::Executor {
   std::deque<uint64_t> ready_;             // jobs with events to drain
   std::deque<std::string> cancels_;        // batches to cancel (on the loop's thread)
   std::map<std::string, std::pair<std::shared_ptr<const gov::KeyRecord>, int64_t>> keys_;  // owner -> (key, read at ms)
+  uint64_t online_seen_ = 0;                                  // online requests counted so far
+  std::chrono::steady_clock::time_point online_at_{};         // when one was last seen
   std::thread thread_;
 };
 
