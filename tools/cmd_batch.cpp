@@ -219,7 +219,8 @@ void run_batch(const BatchArgs& a) {
         continue;
       }
       bool ok = false;
-      write(batch::output_line(lines[i].custom_id, o, ok), ok);
+      const std::string out_line = batch::output_line(lines[i].custom_id, o, ok);  // sets ok
+      write(out_line, ok);
       (ok ? ok_n : fail_n)++;
       if (ok) {
         json b = json::parse(o.body, nullptr, false);
