@@ -1,6 +1,6 @@
 // batch_store.h — durable state of the Files and Batch APIs: file records,
 // batch records and one row per finished batch line, in SQLite (WAL,
-// synchronous=FULL; every statement prepared with bound parameters).
+// synchronous=NORMAL; every statement prepared with bound parameters).
 //
 // The file may be the governance --state file (the tables are prefixed
 // batch_ and live beside governance's, untouched by its migrations) or a
