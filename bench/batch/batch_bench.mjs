@@ -45,10 +45,20 @@ async function main() {
     return text;
   };
   const model = a.model || JSON.parse(await api('/v1/models')).data[0].id;
-  const bodies = Array.from({ length: a.requests }, (_, i) => ({
-    model, messages: [{ role: 'user', content: `${PROMPTS[i % PROMPTS.length]} (${i})` }],
+  // The two phases' prompts differ in their first words, so that neither
+  // finds the other's prompts in the prefix cache (within a phase they share
+  // prefixes alike).
+  const make = (tag) => Array.from({ length: a.requests }, (_, i) => ({
+    model, messages: [{ role: 'user', content: `${tag}: ${PROMPTS[i % PROMPTS.length]} (${i})` }],
     max_tokens: a.maxTokens, ignore_eos: true, temperature: 0,
   }));
+  const bodies = make('Batch');
+  const onlineBodies = make('Online');
+
+  // Warm-up (weights paged in, kernels warm), then 2.5 s of quiet.
+  await Promise.all(make('Warm-up').slice(0, Math.min(8, a.requests)).map((b) =>
+    api('/v1/chat/completions', { method: 'POST', body: JSON.stringify(b), headers: { 'Content-Type': 'application/json' } })));
+  await new Promise((r) => setTimeout(r, 2500));
 
   // The requests as a batch first (the server narrows the batch window for
   // 2 s after an online request; online afterwards is unaffected).
@@ -75,8 +85,8 @@ async function main() {
   let next = 0, onlineTokens = 0;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: a.concurrency }, async () => {
-    while (next < bodies.length) {
-      const b = bodies[next++];
+    while (next < onlineBodies.length) {
+      const b = onlineBodies[next++];
       const r = JSON.parse(await api('/v1/chat/completions', { method: 'POST', body: JSON.stringify(b),
         headers: { 'Content-Type': 'application/json' } }));
       onlineTokens += r.usage.completion_tokens;

@@ -343,13 +343,15 @@ void BatchService::run_batch(const std::string& id) {
       rows.push_back({lines[i].line_no, lines[i].custom_id, ok, std::move(line)});
     }
     store_->add_lines(id, rows);
+    bool stopping = false;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      if (stop_) {
-        if (inflight > 0) ex_->cancel_batch(id);
-        return;  // in-flight lines run again after a restart
-      }
-      if (cancel_requested_.erase(id)) cancelled = true;
+      stopping = stop_;
+      if (!stopping && cancel_requested_.erase(id)) cancelled = true;
+    }
+    if (stopping) {  // (the executor may answer from inside cancel_batch: not under mu_)
+      if (inflight > 0) ex_->cancel_batch(id);
+      return;  // in-flight lines run again after a restart
     }
     if (!cancelled && !expired && now_s() >= b.expires_at) expired = true;
     if ((cancelled || expired) && !cancel_sent) {
