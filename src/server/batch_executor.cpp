@@ -6,12 +6,14 @@
 
 #include "governance/admin.h"
 #include "governance/governor.h"
+#include "engine/engine.h"
 #include "server/api_routes.h"
 #include "server/generation_job.h"
 
 namespace ms {
 
 BatchExecutor::BatchExecutor(ApiContext& ctx) : ctx_(ctx) {
+  online_seen_ = ctx_.metrics.admission.count();
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -42,16 +44,24 @@ void BatchExecutor::submit(batch::LineTask t, std::function<void(batch::Outcome)
 }
 
 int BatchExecutor::window(int configured) {
-  // Every online generation request passes admission (batch lines do not).
-  const uint64_t online = ctx_.metrics.admission.count();
-  const auto now = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lk(mu_);
-  if (online != online_seen_) {
-    online_seen_ = online;
-    online_at_ = now;
+  using namespace std::chrono;
+  const auto now = steady_clock::now();
+  // Online traffic: requests in the engine beyond this executor's own, or
+  // online generation requests admitted since the last look (they pass
+  // admission; batch lines do not) when that look was recent enough to date them.
+  bool active = false;
+  if (ctx_.ready()) {
+    const EngineStats st = ctx_.backend().engine->stats();
+    std::lock_guard<std::mutex> lk(mu_);
+    active = st.running + st.waiting > static_cast<int64_t>(jobs_.size() + submits_.size());
   }
-  if (online_at_.time_since_epoch().count() != 0 && now - online_at_ < std::chrono::seconds(2))
-    return std::max(1, configured / 4);
+  const uint64_t online = ctx_.metrics.admission.count();
+  std::lock_guard<std::mutex> lk(mu_);
+  if (online != online_seen_ && now - polled_at_ < milliseconds(500)) active = true;
+  online_seen_ = online;
+  polled_at_ = now;
+  if (active) online_at_ = now;
+  if (online_at_.time_since_epoch().count() != 0 && now - online_at_ < seconds(2)) return std::max(1, configured / 4);
   return configured;
 }
 

@@ -27,9 +27,9 @@ class BatchExecutor final : public batch::Executor {
   ~BatchExecutor() override;  // cancels what is in flight, joins
   void submit(batch::LineTask t, std::function<void(batch::Outcome)> done) override;
   void cancel_batch(const std::string& batch_id) override;
-  // The whole window on an idle server; a quarter of it (at least 1) for 2 s
-  // after any online chat/completions request arrived, so that the batch's
-  // share of each engine step shrinks while people wait for answers.
+  // The whole window on an idle server; a quarter of it (at least 1) while
+  // online requests run and for 2 s after, so that the batch's share of each
+  // engine step shrinks while people wait for answers.
   int window(int configured) override;
   // Cancels every job and waits for their outcomes (before the engine stops).
   void stop();
@@ -63,6 +63,7 @@ class BatchExecutor final : public batch::Executor {
   std::map<std::string, std::pair<std::shared_ptr<const gov::KeyRecord>, int64_t>> keys_;  // owner -> (key, read at ms)
   uint64_t online_seen_ = 0;                                  // online requests counted so far
   std::chrono::steady_clock::time_point online_at_{};         // when one was last seen
+  std::chrono::steady_clock::time_point polled_at_{};         // the last window() call
   std::thread thread_;
 };
 
