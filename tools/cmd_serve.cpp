@@ -108,7 +108,7 @@ void run_serve(const ServeArgs& a) {
     std::fprintf(stderr, "moeserve: governance on (%s state)\n", governor->store().kind().c_str());
   }
 
-  // The Batch API: on with --data-dir or a --state file (files next to it).
+  // The Batch API: on with --data-dir or a --state file (then in STATE.files/).
   std::unique_ptr<batch::BatchService> batches;
   if (!(a.max_file_mb > 0) || a.max_file_mb > 65536) throw Error(ErrorKind::BadInput, "--max-file-mb: expected (0, 65536]");
   if (a.batch_window < 0 || a.batch_window > 65536) throw Error(ErrorKind::BadInput, "--batch-window: expected 0..65536");
@@ -117,8 +117,8 @@ void run_serve(const ServeArgs& a) {
     if (!a.data_dir.empty() || state_file) {
       batch::ServiceOptions bo;
       const std::string dir = !a.data_dir.empty() ? a.data_dir : a.state + ".files";
-      bo.files_dir = dir + (a.data_dir.empty() ? "" : "/files");
-      bo.db_path = state_file ? a.state : dir + "/batch.db";
+      bo.files_dir = dir + "/files";
+      bo.db_path = dir + "/batch.db";  // beside the governance state, in a file of its own
       if (!a.data_dir.empty()) std::filesystem::create_directories(a.data_dir);
       bo.max_file_bytes = static_cast<int64_t>(a.max_file_mb * 1024 * 1024);
       bo.window = a.batch_window > 0 ? a.batch_window : a.max_batch;
@@ -240,7 +240,7 @@ void add_serve(CLI::App& app) {
                   "TPM reservation for a request without max_tokens (0: prompt + the max the context allows)");
   cmd->add_flag("--metrics-require-key", a->metrics_require_key, "/health and /metrics need a key too");
   cmd->add_option("--data-dir", a->data_dir,
-                  "Batch API storage: uploaded and result files (and batch.db without a --state file); "
+                  "Batch API storage: batch.db and the uploaded and result files; "
                   "default with a --state file: STATE.files/");
   cmd->add_option("--max-file-mb", a->max_file_mb, "Largest file upload (POST /v1/files) in MiB")->capture_default_str();
   cmd->add_option("--batch-window", a->batch_window, "Batch API lines in flight at most (0: --max-batch)")->capture_default_str();

@@ -2,9 +2,8 @@
 // batch records and one row per finished batch line, in SQLite (WAL,
 // synchronous=NORMAL; every statement prepared with bound parameters).
 //
-// The file may be the governance --state file (the tables are prefixed
-// batch_ and live beside governance's, untouched by its migrations) or a
-// batch.db under --data-dir. A line's result is committed in the same
+// The file is batch.db under --data-dir (default with a --state file:
+// STATE.files/), beside the governance state, not inside it. A line's result is committed in the same
 // transaction that marks it done, and the output/error files are written
 // from these rows at finalize — so a crash can neither lose a committed
 // line nor write one twice. Thread-safe (one connection, a mutex).
