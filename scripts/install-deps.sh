@@ -8,6 +8,7 @@ PKGS=(build-essential cmake pkg-config git
       libsqlite3-dev sqlite3 libpq-dev postgresql  # governance: SQLite state (+ shell); PostgreSQL client + server for its tests
       nginx                           # the replica test's load balancer (started by the test, on loopback)
       libtomlplusplus-dev             # moeserve serve --config (TOML)
+      libcurl4-openssl-dev            # ai_query: the SQLite extension's HTTP client (the sqlite3 shell above runs its test)
       clang libclang-rt-14-dev)       # the fuzzers and the sanitizer build
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -17,7 +17,10 @@
 #include "core/error.h"
 #include "runtime.h"
 #include "serve_multi.h"
+#include "batch/batch_service.h"
 #include "governance/governor.h"
+#include "governance/store.h"
+#include "server/batch_executor.h"
 #include "server/http_server.h"
 
 namespace ms::cli {
@@ -52,6 +55,9 @@ struct ServeArgs {
   int64_t tpm_default_reservation = 0;
   bool metrics_require_key = false;
   double drain_timeout = 30.0;       // SIGTERM: seconds in-flight requests may take to finish
+  std::string data_dir;              // the Batch API's files (and batch.db without a --state file)
+  double max_file_mb = 200;
+  int batch_window = 0;              // batch lines in flight (0: --max-batch)
 };
 
 // "models/tiny-mixtral-kjv/" -> "tiny-mixtral-kjv"; "x/model.Q8_0.gguf" -> "model.Q8_0".
@@ -113,6 +119,24 @@ void run_serve(const ServeArgs& a) {
     std::fprintf(stderr, "moeserve: governance on (%s state)\n", governor->store().kind().c_str());
   }
 
+  // The Batch API: on with --data-dir or a --state file (then in STATE.files/).
+  std::unique_ptr<batch::BatchService> batches;
+  if (!(a.max_file_mb > 0) || a.max_file_mb > 65536) throw Error(ErrorKind::BadInput, "--max-file-mb: expected (0, 65536]");
+  if (a.batch_window < 0 || a.batch_window > 65536) throw Error(ErrorKind::BadInput, "--batch-window: expected 0..65536");
+  {
+    const bool state_file = !a.state.empty() && !gov::is_postgres_url(a.state);
+    if (!a.data_dir.empty() || state_file) {
+      batch::ServiceOptions bo;
+      const std::string dir = !a.data_dir.empty() ? a.data_dir : a.state + ".files";
+      bo.files_dir = dir + "/files";
+      bo.db_path = dir + "/batch.db";  // beside the governance state, in a file of its own
+      if (!a.data_dir.empty()) std::filesystem::create_directories(a.data_dir);
+      bo.max_file_bytes = static_cast<int64_t>(a.max_file_mb * 1024 * 1024);
+      bo.window = a.batch_window > 0 ? a.batch_window : a.max_batch;
+      batches = std::make_unique<batch::BatchService>(bo);
+    }
+  }
+
   RuntimeOptions ro = a.rt;
   const bool multi = is_multi_model(a.models, !a.config.empty());
   if (!multi && !a.models.empty()) ro.model_path = a.models.front();
@@ -131,6 +155,8 @@ void run_serve(const ServeArgs& a) {
   so.playground = !a.no_playground;
   so.governance = governor.get();
   so.metrics_require_key = a.metrics_require_key;
+  so.batches = batches.get();
+  so.max_file_bytes = static_cast<size_t>(a.max_file_mb * 1024 * 1024);
   so.max_body_bytes = static_cast<size_t>(a.max_body_mb * 1024 * 1024);
   so.header_timeout = secs(a.header_timeout, "--header-timeout");
   so.body_timeout = secs(a.body_timeout, "--body-timeout");
@@ -149,6 +175,7 @@ void run_serve(const ServeArgs& a) {
     in.threads = a.rt.threads;
     in.memory_mb = a.models_memory_mb;
     in.drain_timeout = a.drain_timeout;
+    in.batches = batches.get();
     run_serve_multi(so, in);
     governor.reset();  // flushes the queued usage rows
     return;
@@ -196,6 +223,11 @@ void run_serve(const ServeArgs& a) {
   backend.num_layers = rt->desc.cfg.num_layers;
   backend.num_experts = rt->desc.cfg.num_experts;
   server.set_ready(backend);
+  std::unique_ptr<BatchExecutor> batch_exec;
+  if (batches) {
+    batch_exec = std::make_unique<BatchExecutor>(server.api_context());
+    batches->start(batch_exec.get());  // resumes unfinished batches
+  }
   std::fprintf(stderr, "moeserve: ready: serving '%s' on %s (OpenAI API under /v1%s)\n",
                so.served_model_name.c_str(), url.c_str(), so.playground ? ", playground at /" : "");
 
@@ -207,6 +239,8 @@ void run_serve(const ServeArgs& a) {
     std::fprintf(stderr, "moeserve: %s\n", drained ? "drained" : "drain timeout: cancelling what is left");
   }
   std::fprintf(stderr, "moeserve: shutting down\n");
+  if (batches) batches->stop();    // in-flight batch lines are not recorded: they run again on restart
+  if (batch_exec) batch_exec->stop();
   server.stop();         // no new work; what is still in flight is cancelled; I/O threads joined
   rt->engine->stop();    // before the server (its callbacks post to the server's strands)
   rt.reset();
@@ -252,6 +286,11 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--drain-timeout", a->drain_timeout,
                   "On SIGTERM: seconds in-flight requests may take to finish (0: cancel them at once)")
       ->capture_default_str();
+  cmd->add_option("--data-dir", a->data_dir,
+                  "Batch API storage: batch.db and the uploaded and result files; "
+                  "default with a --state file: STATE.files/");
+  cmd->add_option("--max-file-mb", a->max_file_mb, "Largest file upload (POST /v1/files) in MiB")->capture_default_str();
+  cmd->add_option("--batch-window", a->batch_window, "Batch API lines in flight at most (0: --max-batch)")->capture_default_str();
   cmd->callback([a, cmd] {
     if (!a->config.empty()) {  // the file's settings, for every flag not given on the command line
       a->cfg = load_serve_config(a->config);

@@ -15,6 +15,7 @@ void add_serve(CLI::App& app);
 void add_synth(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_governance(CLI::App& app);  // keys, limits, prices, usage, payloads
+void add_batch(CLI::App& app);       // Batch API lines offline (cmd_batch.cpp)
 
 // Default model path when -m is not given: $MOESERVE_MODEL, else the bundled model.
 std::string default_model_path();

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   ms::cli::add_synth(app);
   ms::cli::add_bench(app);
   ms::cli::add_governance(app);
+  ms::cli::add_batch(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,5 +1,6 @@
 // serve_multi.cpp — the multi-model server's composition (see serve_multi.h).
 #include "governance/governor.h"
+#include "server/batch_executor.h"
 #include "serve_multi.h"
 
 #include <sys/resource.h>
@@ -128,8 +129,13 @@ void run_serve_multi(ServerOptions so, const MultiServeInput& in) {
       throw;
     }
   }
+  std::unique_ptr<BatchExecutor> batch_exec;
   if (!server.stop_requested()) {
     server.set_ready();
+    if (in.batches) {
+      batch_exec = std::make_unique<BatchExecutor>(server.api_context());
+      in.batches->start(batch_exec.get());  // resumes unfinished batches
+    }
     std::string names;
     for (const std::string& n : registry.names()) names += (names.empty() ? "'" : ", '") + n + "'";
     std::fprintf(stderr, "moeserve: ready: serving %s on %s (OpenAI API under /v1%s)\n", names.c_str(), url.c_str(),
@@ -143,6 +149,8 @@ void run_serve_multi(ServerOptions so, const MultiServeInput& in) {
     }
     std::fprintf(stderr, "moeserve: shutting down\n");
   }
+  if (in.batches) in.batches->stop();  // in-flight batch lines are not recorded: they run again on restart
+  if (batch_exec) batch_exec->stop();
   server.stop();          // no new work; in-flight requests cancelled; I/O threads joined
   registry.shutdown();    // load threads joined, engines stopped
   std::fprintf(stderr, "moeserve: stopped\n");

@@ -12,6 +12,7 @@
 
 #include "model_host.h"
 #include "serve_config.h"
+#include "batch/batch_service.h"
 #include "server/server_options.h"
 
 namespace ms::cli {
@@ -24,6 +25,7 @@ struct MultiServeInput {
   int threads = 0;                      // --threads (0: the largest per-model value, else physical cores)
   int64_t memory_mb = 0;                // --models-memory-mb
   double drain_timeout = 0;             // --drain-timeout (SIGTERM: seconds in-flight requests may take)
+  batch::BatchService* batches = nullptr;  // the Batch API, when on (lines are routed like online requests)
 };
 
 // True for --config, several -m, or -m NAME=PATH.

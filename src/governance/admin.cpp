@@ -212,7 +212,7 @@ json usage_row_json(const UsageRow& r) {
           {"model", r.model},           {"prompt_tokens", r.prompt_tokens}, {"cached_tokens", r.cached_tokens},
           {"completion_tokens", r.completion_tokens}, {"status", r.status}, {"stream", r.stream},
           {"ttft_ms", r.ttft_ms < 0 ? json(nullptr) : json(r.ttft_ms)},  {"duration_ms", r.duration_ms},
-          {"finish_reason", r.finish_reason}, {"cost", r.cost}};
+          {"finish_reason", r.finish_reason}, {"cost", r.cost}, {"usage_context", r.usage_context}};
 }
 
 json payload_json(const PayloadRow& p) {

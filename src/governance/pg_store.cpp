@@ -140,10 +140,10 @@ class PgStore final : public Store {
     try {
       for (const UsageRow& r : rows)
         q("INSERT INTO usage_log (request_id, ts_ms, key_id, model, prompt_tokens, cached_tokens, completion_tokens, "
-          "status, stream, ttft_ms, duration_ms, finish_reason, cost) VALUES ($1, $2::bigint, $3, $4, $5::bigint, "
-          "$6::bigint, $7::bigint, $8::int, $9::int, $10::float8, $11::float8, $12, $13::float8)",
+          "status, stream, ttft_ms, duration_ms, finish_reason, cost, usage_context) VALUES ($1, $2::bigint, $3, $4, "
+          "$5::bigint, $6::bigint, $7::bigint, $8::int, $9::int, $10::float8, $11::float8, $12, $13::float8, $14)",
           {r.request_id, n(r.ts_ms), r.key_id, r.model, n(r.prompt_tokens), n(r.cached_tokens), n(r.completion_tokens),
-           n(r.status), n(r.stream), d(r.ttft_ms), d(r.duration_ms), r.finish_reason, d(r.cost)});
+           n(r.status), n(r.stream), d(r.ttft_ms), d(r.duration_ms), r.finish_reason, d(r.cost), r.usage_context});
       for (const PayloadRow& r : payloads)
         q("INSERT INTO payloads (request_id, ts_ms, key_id, model, status, latency_ms, request, response, truncated) "
           "VALUES ($1, $2::bigint, $3, $4, $5::int, $6::float8, $7, $8, $9::int) ON CONFLICT (request_id) DO NOTHING",
@@ -187,6 +187,7 @@ class PgStore final : public Store {
       u.prompt_tokens = r.i64(i, 4), u.cached_tokens = r.i64(i, 5), u.completion_tokens = r.i64(i, 6);
       u.status = static_cast<int>(r.i64(i, 7)), u.stream = r.i64(i, 8) != 0, u.ttft_ms = r.f64(i, 9);
       u.duration_ms = r.f64(i, 10), u.finish_reason = r.str(i, 11), u.cost = r.f64(i, 12);
+      u.usage_context = r.str(i, 13);
       out.push_back(std::move(u));
     }
     return out;

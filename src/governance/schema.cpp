@@ -46,6 +46,8 @@ const std::vector<std::vector<std::string>>& migrations() {
        "END $fn$"},
       // 3: provisioned throughput (reserved tokens/s) on a limit level.
       {"ALTER TABLE limits ADD COLUMN provisioned_tps BIGINT NOT NULL DEFAULT -1"},
+      // 4: where a usage row came from: "" online, "batch" (Batch API, moeserve batch).
+      {"ALTER TABLE usage_log ADD COLUMN usage_context TEXT NOT NULL DEFAULT ''"},
   };
   return m;
 }
@@ -93,7 +95,7 @@ std::string usage_rows_sql(Dialect d) {
   const bool pg = d == Dialect::Postgres;
   const std::string p1 = pg ? "$1::bigint" : "?1", p2 = pg ? "$2::bigint" : "?2", p3 = pg ? "$3::text" : "?3";
   return "SELECT request_id, ts_ms, key_id, model, prompt_tokens, cached_tokens, completion_tokens, status, stream, "
-         "ttft_ms, duration_ms, finish_reason, cost FROM usage_log WHERE ts_ms >= " +
+         "ttft_ms, duration_ms, finish_reason, cost, usage_context FROM usage_log WHERE ts_ms >= " +
          p1 + " AND ts_ms < " + p2 + " AND (" + p3 + " = '' OR key_id = " + p3 + ") ORDER BY ts_ms, request_id";
 }
 

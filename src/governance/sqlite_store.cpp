@@ -196,14 +196,14 @@ class SqliteStore final : public Store {
     try {
       Stmt s(db_,
              "INSERT INTO usage_log (request_id, ts_ms, key_id, model, prompt_tokens, cached_tokens, "
-             "completion_tokens, status, stream, ttft_ms, duration_ms, finish_reason, cost) VALUES (?1, ?2, ?3, ?4, "
-             "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             "completion_tokens, status, stream, ttft_ms, duration_ms, finish_reason, cost, usage_context) VALUES (?1, "
+             "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
              where("write usage"));
       for (const UsageRow& r : rows) {
         s.bind(1, r.request_id).bind(2, r.ts_ms).bind(3, r.key_id).bind(4, r.model).bind(5, r.prompt_tokens);
         s.bind(6, r.cached_tokens).bind(7, r.completion_tokens).bind(8, int64_t{r.status});
         s.bind(9, int64_t{r.stream}).bind(10, r.ttft_ms).bind(11, r.duration_ms).bind(12, r.finish_reason);
-        s.bind(13, r.cost).run();
+        s.bind(13, r.cost).bind(14, r.usage_context).run();
         s.reset();
       }
       Stmt p(db_,
@@ -255,6 +255,7 @@ class SqliteStore final : public Store {
       r.prompt_tokens = s.i64(4), r.cached_tokens = s.i64(5), r.completion_tokens = s.i64(6);
       r.status = static_cast<int>(s.i64(7)), r.stream = s.i64(8) != 0, r.ttft_ms = s.f64(9);
       r.duration_ms = s.f64(10), r.finish_reason = s.str(11), r.cost = s.f64(12);
+      r.usage_context = s.str(13);
       out.push_back(std::move(r));
     }
     return out;

@@ -62,6 +62,7 @@ struct UsageRow {
   double duration_ms = 0;
   std::string finish_reason;
   double cost = 0;
+  std::string usage_context;  // "" online; "batch" for Batch API and offline batch lines
 };
 
 struct PayloadRow {

@@ -15,6 +15,8 @@
 #include "governance/governor.h"
 #include "server/admin_routes.h"
 #include "server/model_routes.h"
+#include "server/batch_routes.h"
+#include "batch/batch_service.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
@@ -39,7 +41,7 @@ HttpResp json_response(const json& j, int status = 200) {
   return r;
 }
 
-enum class Route { None, Health, Livez, Metrics, Models, Model, Chat, Completions, Tokenize, Detokenize, Admin, AdminModels, UsageMe };
+enum class Route { None, Health, Livez, Metrics, Models, Model, Chat, Completions, Tokenize, Detokenize, Admin, AdminModels, UsageMe, Batch };
 
 Route match(const std::string& path, std::string& model_id) {
   if (path == "/health") return Route::Health;
@@ -47,6 +49,7 @@ Route match(const std::string& path, std::string& model_id) {
   if (path == "/admin/v1/models" || path.rfind("/admin/v1/models/", 0) == 0) return Route::AdminModels;
   if (path.rfind("/admin/v1/", 0) == 0) return Route::Admin;
   if (path == "/v1/usage/me") return Route::UsageMe;
+  if (is_batch_path(path)) return Route::Batch;
   if (path == "/metrics") return Route::Metrics;
   if (path == "/v1/models") return Route::Models;
   if (path.rfind("/v1/models/", 0) == 0 && path.size() > 11) {
@@ -146,7 +149,7 @@ std::vector<int32_t> encode_text(const Tokenizer& tok, const std::string& text, 
 }
 
 RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chrono::steady_clock::time_point arrival,
-                       const gov::KeyRecord* key, GenInfo& info) {
+                       const gov::KeyRecord* key, GenInfo& info, bool batch_line = false) {
   ModelRegistry& reg = ctx.models();
   json body = parse_json_body(req.body);
   const std::string requested = peek_model(body);
@@ -178,6 +181,7 @@ RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chro
     const ServerBackend& be = model->backend();
     const ModelLimits lim = model->limits();
     GenerationSpec spec = chat ? parse_chat_request(body, lim) : parse_completion_request(body, lim);
+    if (batch_line) spec.stream = false;  // a batch line's answer is one response body
     info.model = name;
     info.stream = spec.stream;
     if (!last && be.max_queue > 0 && be.engine->stats().waiting >= be.max_queue) {
@@ -217,7 +221,10 @@ RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chro
     gov::Ticket ticket;
     gov::Headers headers;
     Priority priority = Priority::Standard;
-    if (g && key) {
+    if (g && key && batch_line) {
+      ticket.key_id = key->id;  // not charged to the rate limits; usage recorded
+      ticket.model = name;
+    } else if (g && key) {
       // TPM reservation: every prompt once, plus max_tokens for each of its n choices.
       int64_t reserve = 0;
       for (size_t p = 0; p < prompts.size(); ++p) {
@@ -249,6 +256,10 @@ RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chro
     if (make_constraint) rr.job->set_constraint(std::move(make_constraint));
     rr.job->set_priority(priority);
     if (g && key) rr.job->attach_governance(std::move(ticket), std::move(headers), request_body);
+    if (batch_line) {
+      rr.job->set_priority(Priority::Batch);
+      rr.job->set_usage_context("batch");
+    }
     return rr;
   }
   if (last_error) throw ApiException(*last_error);
@@ -258,10 +269,10 @@ RouteResult generation(ApiContext& ctx, const HttpReq& req, bool chat, std::chro
 
 // generation() with its exceptions turned into error responses.
 RouteResult generation_guarded(ApiContext& ctx, const HttpReq& req, bool chat, std::chrono::steady_clock::time_point arrival,
-                               const gov::KeyRecord* key, GenInfo& info) {
+                               const gov::KeyRecord* key, GenInfo& info, bool batch_line = false) {
   RouteResult rr;
   try {
-    return generation(ctx, req, chat, arrival, key, info);
+    return generation(ctx, req, chat, arrival, key, info, batch_line);
   } catch (const ApiException& e) {
     rr.resp = error_response(e.error());
   } catch (const Error& e) {
@@ -316,6 +327,33 @@ HttpResp metrics(ApiContext& ctx) {
 
 }  // namespace
 
+RouteResult batch_line_job(ApiContext& ctx, const std::string& url, const std::string& body,
+                           const gov::KeyRecord* key) {
+  const auto arrival = std::chrono::steady_clock::now();
+  const bool chat = url == "/v1/chat/completions";
+  HttpReq req;
+  req.method = "POST";
+  req.target = url;
+  req.body = body;
+  GenInfo info;
+  info.id = new_request_id(chat ? "chatcmpl-" : "cmpl-");
+  RouteResult res = generation_guarded(ctx, req, chat, arrival, key, info, true);
+  res.id = info.id;
+  gov::Governor* g = ctx.opts.governance;
+  if (g && key && !res.job) {  // refused before it ran: still one usage row
+    gov::UsageRow row;
+    row.request_id = info.id;
+    row.ts_ms = gov::now_ms();
+    row.key_id = key->id;
+    row.model = info.model;
+    row.status = res.resp.status;
+    row.usage_context = "batch";
+    row.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - arrival).count();
+    g->record(std::move(row));
+  }
+  return res;
+}
+
 RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::steady_clock::time_point arrival) {
   RouteResult rr;
   const auto t_route = std::chrono::steady_clock::now();  // admission latency (generation routes)
@@ -332,7 +370,7 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
       return rr;
     }
     const bool want_post = is_post(route);
-    const bool ok_method = route == Route::Admin || route == Route::AdminModels ||
+    const bool ok_method = route == Route::Admin || route == Route::AdminModels || route == Route::Batch ||
                            (want_post ? req.method == "POST" : (req.method == "GET" || req.method == "HEAD"));
     if (!ok_method) {
       rr.resp = error_response({405, "Method " + req.method + " is not allowed on " + path + "; use " +
@@ -400,6 +438,16 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
         return rr;
       }
       rr.resp = admin_request(*g, req, path);
+      return rr;
+    }
+    if (route == Route::Batch) {
+      if (!ctx.opts.batches) {
+        rr.resp = error_response({404, "Unknown route: " + req.method + " " + path +
+                                           " (the Batch API is off: start the server with --data-dir or a --state file).",
+                                  "not_found_error", "", "unknown_route"});
+        return rr;
+      }
+      rr.resp = batch_request(*ctx.opts.batches, req, path, key ? key->id : std::string());
       return rr;
     }
     if (route == Route::UsageMe) {

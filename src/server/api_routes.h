@@ -8,6 +8,7 @@
 //   POST /tokenize, /detokenize (vLLM-style; also under /v1/)
 //   GET  /, /playground[/*]     the playground page (static_routes.h; unless --no-playground)
 //   GET  /v1/usage/me, /admin/v1/...   with governance (--state; admin_routes.h)
+//   /v1/files, /v1/batches      the Batch API, when on (batch_routes.h)
 //
 // With governance, the key check is the Governor's (401/503), the model is
 // checked against the key's grants (403), and chat/completions are admitted
@@ -27,6 +28,10 @@
 
 namespace ms {
 
+namespace gov {
+struct KeyRecord;
+}
+
 struct RouteResult {
   HttpResp resp;                       // the answer when there is no job
   std::shared_ptr<GenerationJob> job;  // a generation to start and stream
@@ -34,6 +39,13 @@ struct RouteResult {
 };
 
 RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::steady_clock::time_point arrival);
+
+// A Batch API line (server/batch_executor.h): POST `url` with `body` as
+// `key` (null: no governance), with no connection: the job (or, refused, the
+// response) of an online request, run at Priority::Batch, never streamed,
+// not charged to the rate limits, its usage row marked usage_context "batch".
+RouteResult batch_line_job(ApiContext& ctx, const std::string& url, const std::string& body,
+                           const gov::KeyRecord* key);
 
 // A response carrying an OpenAI error body (and Retry-After for 429/503).
 HttpResp error_response(const ApiError& e);

@@ -61,6 +61,7 @@ bool GenerationJob::account(int status, std::function<void()> on_durable) {
   row.ttft_ms = ttft_ms();
   row.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - arrival_).count();
   row.finish_reason = finish_note_;
+  row.usage_context = usage_context_;
   std::optional<gov::PayloadRow> payload;
   if (ticket_.log_payload) {
     gov::PayloadRow p;

@@ -44,6 +44,11 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   // governance writer thread); false: no row to wait for, nothing will call it.
   bool account(int status, std::function<void()> on_durable = {});
 
+  // Scheduling class of the engine requests (Batch API lines: Priority::Batch).
+  void set_priority(Priority p) { priority_ = p; }
+  // The usage row's usage_context ("" online, "batch" for batch lines).
+  void set_usage_context(std::string c) { usage_context_ = std::move(c); }
+
   // Structured outputs: each engine request gets its own constraint from this.
   void set_constraint(std::function<std::shared_ptr<TokenConstraint>()> make) { make_constraint_ = std::move(make); }
   // The engine requests' scheduling class (default Standard).
@@ -95,6 +100,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   std::function<std::shared_ptr<TokenConstraint>()> make_constraint_;
   Priority priority_ = Priority::Standard;
   int cancel_status_ = 0;
+  Priority priority_ = Priority::Standard;
+  std::string usage_context_;
 
   std::mutex mu_;                 // guards queue_ and notified_
   std::vector<Queued> queue_;

@@ -156,6 +156,7 @@ void Server::stop_on_signals() {
 
 void Server::set_ready(const ServerBackend& backend) { impl_->ctx.set_ready(backend); }
 void Server::set_ready() { impl_->ctx.set_ready(); }
+ApiContext& Server::api_context() { return impl_->ctx; }
 
 void Server::request_stop() { impl_->request_stop(); }
 

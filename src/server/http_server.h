@@ -21,6 +21,8 @@
 
 namespace ms {
 
+class ApiContext;
+
 class Server {
  public:
   explicit Server(ServerOptions opts);
@@ -38,6 +40,8 @@ class Server {
   void set_ready(const ServerBackend& backend);
   // With ServerOptions::models: serve the registry's models.
   void set_ready();
+  // The state the routes share (the Batch API's executor runs lines through it).
+  ApiContext& api_context();
   void request_stop();
   bool stop_requested() const;
   void wait_for_stop_request();

@@ -120,7 +120,9 @@ void HttpSession::read_request() {
   }
   parser_.emplace();
   parser_->header_limit(static_cast<uint32_t>(ctx_.opts.max_header_bytes));
-  parser_->body_limit(ctx_.opts.max_body_bytes);
+  // Until the path is known: the larger of the two limits (on_header narrows it).
+  parser_->body_limit(ctx_.opts.batches ? std::max(ctx_.opts.max_body_bytes, ctx_.opts.max_file_bytes + (64u << 10))
+                                        : ctx_.opts.max_body_bytes);
   method_.clear();
   path_.clear();
   req_id_.clear();
@@ -175,10 +177,15 @@ void HttpSession::on_header(error_code ec) {
   method_ = std::string(req.method_string());
   path_ = std::string(req.target());
   if (auto q = path_.find('?'); q != std::string::npos) path_.resize(q);
-  if (auto cl = parser_->content_length(); cl && *cl > ctx_.opts.max_body_bytes) {
+  // File uploads (the Batch API) have their own limit, --max-file-mb.
+  const size_t limit = ctx_.opts.batches && path_ == "/v1/files" && method_ == "POST"
+                           ? std::max(ctx_.opts.max_body_bytes, ctx_.opts.max_file_bytes + (64u << 10))
+                           : ctx_.opts.max_body_bytes;
+  parser_->body_limit(limit);
+  if (auto cl = parser_->content_length(); cl && *cl > limit) {
     send_error_and_close(413,
                          "Request body too large: " + std::to_string(*cl) + " bytes, the limit is " +
-                             std::to_string(ctx_.opts.max_body_bytes) + ".",
+                             std::to_string(limit) + ".",
                          true);
     return;
   }
@@ -230,6 +237,7 @@ void HttpSession::on_request() {
   r.target = std::string(req.target());
   r.authorization = std::string(req[http::field::authorization]);
   r.if_none_match = std::string(req[http::field::if_none_match]);
+  r.content_type = std::string(req[http::field::content_type]);
   r.body = std::move(req.body());
   RouteResult rr = route_request(ctx_, r, arrival_);
   req_id_ = rr.id;

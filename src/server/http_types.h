@@ -12,6 +12,7 @@ struct HttpReq {
   std::string target;         // path and query
   std::string authorization;  // the Authorization header, if any
   std::string if_none_match;  // the If-None-Match header, if any
+  std::string content_type;   // the Content-Type header, if any
   std::string body;
 };
 

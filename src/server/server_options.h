@@ -14,6 +14,9 @@ class Tokenizer;
 namespace gov {
 class Governor;
 }
+namespace batch {
+class BatchService;
+}
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
@@ -24,6 +27,8 @@ struct ServerOptions {
   std::string api_key;                         // empty = no authentication (ignored with governance)
   gov::Governor* governance = nullptr;         // --state: keys, limits, usage (outlives the server)
   bool metrics_require_key = false;            // /health and /metrics need a key too
+  batch::BatchService* batches = nullptr;      // the Files and Batch APIs (--data-dir / --state file); null = off
+  size_t max_file_bytes = 200u << 20;          // largest POST /v1/files body (--max-file-mb)
   size_t max_body_bytes = 4u << 20;            // larger bodies get 413
   size_t max_header_bytes = 16u << 10;
   std::chrono::milliseconds idle_timeout{60'000};    // keep-alive: waiting for a request

@@ -1,0 +1,123 @@
+// batch_lines.cpp — Batch API JSONL formats (see batch_lines.h).
+#include "batch/batch_lines.h"
+
+#include <random>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+namespace ms::batch {
+
+using json = nlohmann::json;
+
+namespace {
+
+template <class F>
+void for_each_line(const std::string& text, F f) {
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(start, nl - start);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") != std::string::npos) f(line);
+    start = nl + 1;
+  }
+}
+
+}  // namespace
+
+std::string check_jsonl(const std::string& text) {
+  int64_t n = 0, physical = 0;
+  std::string err;
+  size_t start = 0;
+  while (start < text.size() && err.empty()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    ++physical;
+    std::string_view line(text.data() + start, nl - start);
+    if (line.find_first_not_of(" \t\r") != std::string::npos) {
+      ++n;
+      json j = json::parse(line.begin(), line.end(), nullptr, false);
+      if (j.is_discarded()) err = "line " + std::to_string(physical) + " is not valid JSON";
+      else if (!j.is_object()) err = "line " + std::to_string(physical) + " is not a JSON object";
+    }
+    start = nl + 1;
+  }
+  if (err.empty() && n == 0) err = "the file has no lines";
+  return err;
+}
+
+std::vector<InputLine> parse_input(const std::string& text, const std::string& endpoint) {
+  std::vector<InputLine> out;
+  std::unordered_set<std::string> seen;
+  int64_t no = 0;
+  for_each_line(text, [&](const std::string& s) {
+    InputLine l;
+    l.line_no = no++;
+    auto bad = [&](const char* code, std::string msg) {
+      l.error_code = code;
+      l.error_message = std::move(msg);
+    };
+    json j = json::parse(s, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      bad("invalid_json_line", "This line is not a JSON object.");
+    } else {
+      auto cid = j.find("custom_id");
+      if (cid != j.end() && cid->is_string()) l.custom_id = cid->get<std::string>();
+      auto method = j.find("method");
+      auto url = j.find("url");
+      auto body = j.find("body");
+      if (cid == j.end() || !cid->is_string() || l.custom_id.empty())
+        bad("missing_required_parameter", "custom_id must be a non-empty string.");
+      else if (!seen.insert(l.custom_id).second)
+        bad("duplicate_custom_id", "The custom_id '" + l.custom_id + "' is used by an earlier line.");
+      else if (method == j.end() || !method->is_string() || *method != "POST")
+        bad("invalid_method", "method must be \"POST\".");
+      else if (url == j.end() || !url->is_string())
+        bad("missing_required_parameter", "url must be a string.");
+      else if (endpoint.empty() ? (*url != "/v1/chat/completions" && *url != "/v1/completions")
+                                : url->get<std::string>() != endpoint)
+        bad("mismatched_endpoint", endpoint.empty() ? "The url '" + url->get<std::string>() +
+                                                          "' is not /v1/chat/completions or /v1/completions."
+                                                    : "The url '" + url->get<std::string>() +
+                                                          "' does not match the batch's endpoint '" + endpoint + "'.");
+      else if (body == j.end() || !body->is_object())
+        bad("missing_required_parameter", "body must be a JSON object.");
+      else {
+        l.url = url->get<std::string>();
+        l.body = body->dump();
+      }
+    }
+    out.push_back(std::move(l));
+  });
+  return out;
+}
+
+std::string output_line(const std::string& custom_id, const Outcome& o, bool& ok) {
+  json line;
+  line["id"] = new_id("batch_req_");
+  line["custom_id"] = custom_id.empty() ? json(nullptr) : json(custom_id);
+  if (!o.error_code.empty()) {
+    ok = false;
+    line["response"] = nullptr;
+    line["error"] = json{{"code", o.error_code}, {"message", o.error_message}};
+  } else {
+    ok = o.status_code == 200;
+    json body = json::parse(o.body, nullptr, false);
+    if (body.is_discarded()) body = json{{"error", {{"message", o.body}, {"type", "server_error"}}}};
+    line["response"] = json{{"status_code", o.status_code}, {"request_id", o.request_id}, {"body", std::move(body)}};
+    line["error"] = nullptr;
+  }
+  return line.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string new_id(const std::string& prefix) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::string s = prefix;
+  for (int i = 0; i < 24; ++i) s += hex[rng() & 15];
+  return s;
+}
+
+}  // namespace ms::batch

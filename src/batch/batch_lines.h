@@ -1,0 +1,49 @@
+// batch_lines.h — the Batch API's JSONL formats: input lines
+// {"custom_id", "method": "POST", "url", "body"} and the output/error-file
+// lines {"id", "custom_id", "response": {"status_code", "request_id", "body"},
+// "error": {"code", "message"}}, as OpenAI defines them. Shared by the server's
+// Batch API and `moeserve batch`.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ms::batch {
+
+// One input line, checked: `error_code` set when it cannot run (it goes to
+// the error file with that code and message; the batch goes on).
+struct InputLine {
+  int64_t line_no = 0;  // 0-based among the non-blank lines
+  std::string custom_id;
+  std::string url;
+  std::string body;  // the request body, JSON text
+  std::string error_code, error_message;
+};
+
+// Splits and checks the lines of `text` against `endpoint` (a line whose url
+// differs is an error line; so is a repeated custom_id, a method other than
+// POST, a body that is not an object). Blank lines are skipped. An empty
+// `endpoint` accepts both /v1/chat/completions and /v1/completions.
+std::vector<InputLine> parse_input(const std::string& text, const std::string& endpoint);
+
+// Checks that `text` is JSONL: every non-blank line a JSON object. Returns ""
+// or what is wrong ("line 3: ...").
+std::string check_jsonl(const std::string& text);
+
+// The outcome of running one line.
+struct Outcome {
+  int status_code = 0;     // the HTTP status the request got (0: none, see error_code)
+  std::string request_id;
+  std::string body;        // the response body, JSON text
+  std::string error_code, error_message;  // a line that never became a request
+  bool retry = false;      // not an answer: the server is stopping or full; run the line again later
+};
+
+// The output or error-file line for `o`; `ok` is whether it belongs in the
+// output file (status 200).
+std::string output_line(const std::string& custom_id, const Outcome& o, bool& ok);
+
+// A fresh id: prefix + 24 lowercase hex characters.
+std::string new_id(const std::string& prefix);
+
+}  // namespace ms::batch

@@ -1,0 +1,449 @@
+// batch_service.cpp — files, batches and the runner (see batch_service.h).
+#include "batch/batch_service.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/file_util.h"
+
+namespace ms::batch {
+
+using json = nlohmann::json;
+
+namespace {
+
+[[noreturn]] void fail(int status, const std::string& code, const std::string& message, const std::string& param = "") {
+  throw Failure(ApiFailure{status, code, message, param});
+}
+
+// Writes `data` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
+void write_atomic(const std::string& path, const std::string& data) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw Error(ErrorKind::Internal, "cannot write " + tmp + ": " + std::strerror(errno));
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw Error(ErrorKind::Internal, "cannot write " + tmp + ": " + std::strerror(e));
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(ErrorKind::Internal, "cannot write " + tmp + ": " + std::strerror(errno));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    throw Error(ErrorKind::Internal, "cannot rename " + tmp + ": " + std::strerror(errno));
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+bool valid_endpoint(const std::string& e) { return e == "/v1/chat/completions" || e == "/v1/completions"; }
+
+}  // namespace
+
+BatchService::BatchService(ServiceOptions o) : opts_(std::move(o)) {
+  std::error_code ec;
+  std::filesystem::create_directories(opts_.files_dir, ec);
+  if (ec || !std::filesystem::is_directory(opts_.files_dir))
+    throw Error(ErrorKind::BadInput, "cannot create the files directory " + opts_.files_dir + ": " + ec.message());
+  ::chmod(opts_.files_dir.c_str(), 0700);
+  store_ = std::make_unique<BatchStore>(opts_.db_path);
+  if (opts_.window < 1) opts_.window = 1;
+}
+
+BatchService::~BatchService() { stop(); }
+
+int64_t BatchService::now_s() const { return static_cast<int64_t>(std::time(nullptr)); }
+
+void BatchService::start(Executor* ex) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (runner_.joinable() || !ex) return;
+  ex_ = ex;
+  stop_ = false;
+  runner_ = std::thread([this] { runner_loop(); });
+}
+
+void BatchService::stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (runner_.joinable()) runner_.join();
+}
+
+// ---- files -----------------------------------------------------------------
+
+FileRec BatchService::create_file(const std::string& owner, const std::string& purpose, const std::string& filename,
+                                  const std::string& content) {
+  if (purpose.empty()) fail(400, "missing_required_parameter", "The 'purpose' field is required.", "purpose");
+  if (purpose != "batch")
+    fail(400, "invalid_value", "Invalid purpose '" + purpose + "': this server accepts files with purpose 'batch'.",
+         "purpose");
+  if (static_cast<int64_t>(content.size()) > opts_.max_file_bytes)
+    fail(413, "file_too_large",
+         "The file is " + std::to_string(content.size()) + " bytes; the limit is " +
+             std::to_string(opts_.max_file_bytes) + " bytes.",
+         "file");
+  std::string bad = check_jsonl(content);
+  if (!bad.empty())
+    fail(400, "invalid_file_format", "Invalid file format for Batch API: a JSONL file is expected (" + bad + ").",
+         "file");
+  FileRec f;
+  f.id = new_id("file-");
+  f.owner = owner;
+  f.purpose = purpose;
+  f.filename = filename.empty() ? "upload.jsonl" : filename;
+  f.path = opts_.files_dir + "/" + f.id + ".jsonl";
+  f.bytes = static_cast<int64_t>(content.size());
+  f.created_at = now_s();
+  write_atomic(f.path, content);
+  store_->put_file(f);
+  return f;
+}
+
+FileRec BatchService::get_file(const std::string& owner, const std::string& id) {
+  auto f = store_->get_file(id);
+  if (!f || f->owner != owner) fail(404, "not_found", "No such File object: " + id, "id");
+  return *f;
+}
+
+std::vector<FileRec> BatchService::list_files(const std::string& owner, const std::string& purpose,
+                                              const std::string& after, int64_t limit) {
+  return store_->list_files(owner, false, purpose, after, limit);
+}
+
+std::string BatchService::file_content(const std::string& owner, const std::string& id) {
+  FileRec f = get_file(owner, id);
+  try {
+    return read_file(f.path);
+  } catch (const Error&) {
+    fail(404, "not_found", "The content of file " + id + " is no longer available.", "id");
+  }
+}
+
+void BatchService::delete_file(const std::string& owner, const std::string& id) {
+  FileRec f = get_file(owner, id);
+  store_->delete_file(id);
+  ::unlink(f.path.c_str());
+}
+
+// ---- batches ---------------------------------------------------------------
+
+BatchRec BatchService::create_batch(const std::string& owner, const std::string& input_file_id,
+                                    const std::string& endpoint, const std::string& completion_window,
+                                    const std::string& metadata_json) {
+  if (input_file_id.empty())
+    fail(400, "missing_required_parameter", "The 'input_file_id' field is required.", "input_file_id");
+  if (!valid_endpoint(endpoint))
+    fail(400, "invalid_value",
+         "Invalid endpoint '" + endpoint + "': supported are '/v1/chat/completions' and '/v1/completions'.",
+         "endpoint");
+  if (completion_window != "24h")
+    fail(400, "invalid_value", "Invalid completion_window '" + completion_window + "': only '24h' is supported.",
+         "completion_window");
+  auto f = store_->get_file(input_file_id);
+  if (!f || f->owner != owner) fail(404, "not_found", "No such File object: " + input_file_id, "input_file_id");
+  if (f->purpose != "batch")
+    fail(400, "invalid_value", "File " + input_file_id + " has purpose '" + f->purpose + "', not 'batch'.",
+         "input_file_id");
+  BatchRec b;
+  b.id = new_id("batch_");
+  b.owner = owner;
+  b.endpoint = endpoint;
+  b.input_file_id = input_file_id;
+  b.completion_window = completion_window;
+  b.status = "validating";
+  b.created_at = now_s();
+  b.expires_at = b.created_at + 24 * 3600;
+  b.metadata = metadata_json;
+  store_->put_batch(b);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    wake_ = true;
+  }
+  cv_.notify_all();
+  return b;
+}
+
+BatchRec BatchService::get_batch(const std::string& owner, const std::string& id) {
+  auto b = store_->get_batch(id);
+  if (!b || b->owner != owner) fail(404, "not_found", "No such Batch object: " + id, "batch_id");
+  return *b;
+}
+
+std::vector<BatchRec> BatchService::list_batches(const std::string& owner, const std::string& after, int64_t limit) {
+  return store_->list_batches(owner, false, after, limit);
+}
+
+BatchRec BatchService::cancel_batch(const std::string& owner, const std::string& id) {
+  BatchRec b = get_batch(owner, id);
+  if (b.status == "cancelling" || b.status == "cancelled") return b;
+  if (b.status != "validating" && b.status != "in_progress")
+    fail(409, "invalid_state", "Cannot cancel batch " + id + ": its status is '" + b.status + "'.", "batch_id");
+  b.status = "cancelling";
+  b.cancelling_at = now_s();
+  store_->update_batch(b);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    cancel_requested_.insert(id);
+    wake_ = true;
+  }
+  cv_.notify_all();
+  return get_batch(owner, id);
+}
+
+// ---- the runner ------------------------------------------------------------
+
+void BatchService::runner_loop() {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (stop_) return;
+    }
+    std::vector<std::string> work;
+    try {
+      work = store_->unfinished();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "moeserve: batch: %s\n", e.what());
+    }
+    for (const std::string& id : work) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (stop_) return;
+      }
+      try {
+        run_batch(id);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "moeserve: batch %s: %s\n", id.c_str(), e.what());
+      }
+    }
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait_for(lk, std::chrono::seconds(1), [this] { return stop_ || wake_; });
+    wake_ = false;
+  }
+}
+
+bool BatchService::validate(BatchRec& b, std::vector<InputLine>& lines) {
+  auto f = store_->get_file(b.input_file_id);
+  std::string content;
+  std::string code, message;
+  if (!f) {
+    code = "invalid_file", message = "The input file " + b.input_file_id + " was deleted.";
+  } else {
+    try {
+      content = read_file(f->path);
+    } catch (const Error& e) {
+      code = "invalid_file", message = "The input file " + b.input_file_id + " cannot be read.";
+    }
+  }
+  if (code.empty()) {
+    lines = parse_input(content, b.endpoint);
+    if (lines.empty()) code = "empty_file", message = "The input file has no requests.";
+    else if (static_cast<int64_t>(lines.size()) > opts_.max_lines)
+      code = "too_many_requests", message = "The input file has " + std::to_string(lines.size()) +
+                                            " requests; the limit is " + std::to_string(opts_.max_lines) + ".";
+  }
+  if (!code.empty()) {
+    b.errors = json{{"object", "list"}, {"data", json::array({json{{"code", code}, {"message", message},
+                                                                   {"param", "input_file_id"}, {"line", nullptr}}})}}
+                   .dump();
+    b.status = "failed";
+    b.failed_at = now_s();
+    store_->update_batch(b);
+    return false;
+  }
+  b.total = static_cast<int64_t>(lines.size());
+  return true;
+}
+
+void BatchService::run_batch(const std::string& id) {
+  auto rec = store_->get_batch(id);
+  if (!rec) return;
+  BatchRec b = *rec;
+  if (b.status == "finalizing") return finalize(b, "completed");
+  if (b.status == "cancelling") return finalize(b, "cancelled");
+  std::vector<InputLine> lines;
+  const int64_t old_total = b.total;
+  if (!validate(b, lines)) return;
+  if (b.status == "validating") {
+    b.status = "in_progress";
+    b.in_progress_at = now_s();
+    store_->update_batch(b);
+  } else if (b.total != old_total) {
+    store_->update_batch(b);
+  }
+
+  std::unordered_set<int64_t> done;
+  for (int64_t n : store_->done_lines(id)) done.insert(n);
+  std::vector<LineRow> invalid;
+  std::deque<size_t> pending;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const InputLine& l = lines[i];
+    if (done.count(l.line_no)) continue;
+    if (!l.error_code.empty()) {
+      Outcome o;
+      o.error_code = l.error_code;
+      o.error_message = l.error_message;
+      bool ok = false;
+      invalid.push_back({l.line_no, l.custom_id, false, output_line(l.custom_id, o, ok)});
+    } else {
+      pending.push_back(i);
+    }
+  }
+  store_->add_lines(id, invalid);
+
+  // Results come back on the executor's threads into this inbox.
+  struct Inbox {
+    std::mutex mu;
+    std::deque<std::pair<size_t, Outcome>> q;
+  };
+  auto inbox = std::make_shared<Inbox>();
+  int inflight = 0;
+  bool cancelled = false, expired = false, cancel_sent = false;
+  auto retry_at = std::chrono::steady_clock::now();
+  for (;;) {
+    std::deque<std::pair<size_t, Outcome>> got;
+    {
+      std::lock_guard<std::mutex> lk(inbox->mu);
+      got.swap(inbox->q);
+    }
+    std::vector<LineRow> rows;
+    for (auto& [i, o] : got) {
+      --inflight;
+      if (cancelled || expired) continue;
+      if (o.retry) {
+        pending.push_front(i);
+        retry_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+        continue;
+      }
+      bool ok = false;
+      std::string line = output_line(lines[i].custom_id, o, ok);
+      rows.push_back({lines[i].line_no, lines[i].custom_id, ok, std::move(line)});
+    }
+    store_->add_lines(id, rows);
+    bool stopping = false;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stopping = stop_;
+      if (!stopping && cancel_requested_.erase(id)) cancelled = true;
+    }
+    if (stopping) {  // (the executor may answer from inside cancel_batch: not under mu_)
+      if (inflight > 0) ex_->cancel_batch(id);
+      return;  // in-flight lines run again after a restart
+    }
+    if (!cancelled && !expired && now_s() >= b.expires_at) expired = true;
+    if ((cancelled || expired) && !cancel_sent) {
+      cancel_sent = true;
+      if (inflight > 0) ex_->cancel_batch(id);
+    }
+    if ((cancelled || expired) && inflight == 0) break;
+    if (!cancelled && !expired) {
+      const int allowed = ex_->window(opts_.window);
+      while (inflight < allowed && !pending.empty() && std::chrono::steady_clock::now() >= retry_at) {
+        size_t i = pending.front();
+        pending.pop_front();
+        ++inflight;
+        LineTask t{id, lines[i].line_no, b.owner, lines[i].url, lines[i].body};
+        std::weak_ptr<Inbox> wi = inbox;
+        ex_->submit(std::move(t), [wi, i, this](Outcome o) {
+          if (auto in = wi.lock()) {
+            {
+              std::lock_guard<std::mutex> lk(in->mu);
+              in->q.emplace_back(i, std::move(o));
+            }
+            {
+              std::lock_guard<std::mutex> lk(mu_);
+              wake_ = true;
+            }
+            cv_.notify_all();
+          }
+        });
+      }
+      if (pending.empty() && inflight == 0) break;
+    }
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait_for(lk, std::chrono::milliseconds(100), [this] { return stop_ || wake_; });
+    wake_ = false;
+  }
+
+  if (cancelled) {
+    auto cur = store_->get_batch(id);
+    if (cur) b = *cur;
+    return finalize(b, "cancelled");
+  }
+  if (expired) {
+    std::vector<LineRow> rows;
+    for (size_t i : pending) {
+      Outcome o;
+      o.error_code = "batch_expired";
+      o.error_message = "This request could not be executed before the completion window expired.";
+      bool ok = false;
+      rows.push_back({lines[i].line_no, lines[i].custom_id, false, output_line(lines[i].custom_id, o, ok)});
+    }
+    store_->add_lines(id, rows);
+    return finalize(b, "expired");
+  }
+  b.status = "finalizing";
+  b.finalizing_at = now_s();
+  store_->update_batch(b);
+  finalize(b, "completed");
+}
+
+std::string BatchService::write_result_file(const std::string& path, const std::vector<LineRow>& rows, bool ok) {
+  std::string data;
+  for (const LineRow& r : rows)
+    if (r.ok == ok) data += r.json + "\n";
+  if (data.empty()) return data;
+  write_atomic(path, data);
+  return data;
+}
+
+void BatchService::finalize(BatchRec& b, const std::string& final_status) {
+  std::vector<LineRow> rows = store_->lines(b.id);
+  const std::string suffix = b.id.substr(b.id.find('_') + 1);
+  std::vector<FileRec> files;
+  for (bool ok : {true, false}) {
+    FileRec f;
+    f.id = std::string(ok ? "file-out-" : "file-err-") + suffix;
+    f.owner = b.owner;
+    f.purpose = "batch_output";
+    f.filename = b.id + (ok ? "_output.jsonl" : "_error.jsonl");
+    f.path = opts_.files_dir + "/" + f.id + ".jsonl";
+    f.created_at = now_s();
+    std::string data = write_result_file(f.path, rows, ok);
+    if (data.empty()) continue;
+    f.bytes = static_cast<int64_t>(data.size());
+    (ok ? b.output_file_id : b.error_file_id) = f.id;
+    files.push_back(std::move(f));
+  }
+  const int64_t t = now_s();
+  if (final_status == "completed") b.completed_at = t;
+  else if (final_status == "cancelled") b.cancelled_at = t;
+  else if (final_status == "expired") b.expired_at = t;
+  b.status = final_status;
+  store_->finalize(b, files);
+}
+
+}  // namespace ms::batch

@@ -1,0 +1,131 @@
+// batch_service.h — the Files and Batch APIs' logic: files on disk with
+// their records, batches and their status machine, and one runner thread that
+// feeds batch lines to an Executor (the server's generation path, at the
+// Batch priority), never more than `window` lines in flight.
+//
+// Status machine (OpenAI's): validating -> in_progress -> finalizing ->
+// completed; validating -> failed (the input file cannot be used);
+// cancel: validating|in_progress -> cancelling -> cancelled (partial results);
+// past expires_at: -> expired (finished lines kept, the rest in the error
+// file with code batch_expired). Per-line errors never fail a batch.
+//
+// Durability: each finished line is committed to the store with its output
+// line; the output and error files are written from the store at finalize
+// (to a temporary name, fsync, rename) under ids derived from the batch id,
+// so after kill -9 the runner resumes unfinished batches without redoing
+// committed lines and a repeated finalize rewrites the same files.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "batch/batch_lines.h"
+#include "batch/batch_store.h"
+
+namespace ms::batch {
+
+// One line to run: POST `url` with `body` as the key `owner` ("" = none).
+struct LineTask {
+  std::string batch_id;
+  int64_t line_no = 0;
+  std::string owner, url, body;
+};
+
+// Runs lines asynchronously; `done` is called exactly once per submit, on any thread.
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  virtual void submit(LineTask t, std::function<void(Outcome)> done) = 0;
+  // Cancels the batch's lines in flight (their `done` still comes, and is ignored).
+  virtual void cancel_batch(const std::string& batch_id) = 0;
+  // Lines in flight allowed now, out of the configured window: an executor
+  // that sees online traffic may answer less, so batch work yields to it.
+  virtual int window(int configured) { return configured; }
+};
+
+// An error for the API caller: HTTP status, OpenAI error type/code/param.
+struct ApiFailure {
+  int status;
+  std::string code, message, param;
+};
+struct Failure : std::exception {
+  explicit Failure(ApiFailure f) : f(std::move(f)) {}
+  const char* what() const noexcept override { return f.message.c_str(); }
+  ApiFailure f;
+};
+
+struct ServiceOptions {
+  std::string db_path;     // SQLite file (the --state file, or DATA_DIR/batch.db)
+  std::string files_dir;   // where uploaded and result files live
+  int64_t max_file_bytes = 200ll << 20;
+  int64_t max_lines = 50000;
+  int window = 64;         // batch lines in flight at most
+};
+
+class BatchService {
+ public:
+  explicit BatchService(ServiceOptions o);  // opens the store and the directory (Error(BadInput) when unusable)
+  ~BatchService();                          // stop()
+  BatchService(const BatchService&) = delete;
+  BatchService& operator=(const BatchService&) = delete;
+
+  const ServiceOptions& options() const { return opts_; }
+  BatchStore& store() { return *store_; }
+
+  // The runner starts once an executor is set (the model is loaded).
+  void start(Executor* ex);
+  // Stops dispatching and joins the runner; lines in flight are not recorded
+  // (they run again after a restart).
+  void stop();
+
+  // Files. `owner` scopes everything (a key sees its own files and batches).
+  FileRec create_file(const std::string& owner, const std::string& purpose, const std::string& filename,
+                      const std::string& content);
+  FileRec get_file(const std::string& owner, const std::string& id);
+  std::vector<FileRec> list_files(const std::string& owner, const std::string& purpose, const std::string& after,
+                                  int64_t limit);
+  std::string file_content(const std::string& owner, const std::string& id);
+  void delete_file(const std::string& owner, const std::string& id);
+
+  // Batches.
+  BatchRec create_batch(const std::string& owner, const std::string& input_file_id, const std::string& endpoint,
+                        const std::string& completion_window, const std::string& metadata_json);
+  BatchRec get_batch(const std::string& owner, const std::string& id);
+  std::vector<BatchRec> list_batches(const std::string& owner, const std::string& after, int64_t limit);
+  BatchRec cancel_batch(const std::string& owner, const std::string& id);
+
+ private:
+  void runner_loop();
+  void run_batch(const std::string& id);
+  bool validate(BatchRec& b, std::vector<InputLine>& lines);
+  void finalize(BatchRec& b, const std::string& final_status);
+  std::string write_result_file(const std::string& path, const std::vector<LineRow>& rows, bool ok);
+  int64_t now_s() const;
+
+  ServiceOptions opts_;
+  std::unique_ptr<BatchStore> store_;
+  Executor* ex_ = nullptr;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool wake_ = false;
+  std::set<std::string> cancel_requested_;
+  struct Result {
+    std::string batch_id;
+    int64_t line_no;
+    Outcome o;
+  };
+  std::deque<Result> results_;
+  std::thread runner_;
+};
+
+}  // namespace ms::batch

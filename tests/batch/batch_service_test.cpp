@@ -1,0 +1,211 @@
+// The batch library without a model: JSONL checks, the store, and the
+// runner's status machine, window, cancel and resume-after-stop, driven by a
+// fake Executor.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "batch/batch_lines.h"
+#include "batch/batch_service.h"
+
+namespace ms::batch {
+namespace {
+
+using json = nlohmann::json;
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/ms-batch-test-XXXXXX";
+  return mkdtemp(tmpl);
+}
+
+std::string line(const std::string& id, const std::string& url = "/v1/completions") {
+  return json{{"custom_id", id}, {"method", "POST"}, {"url", url}, {"body", {{"prompt", id}}}}.dump() + "\n";
+}
+
+// Answers each line with {"echo": custom body}, after `hold` is released;
+// records the peak number in flight.
+class FakeExecutor : public Executor {
+ public:
+  void submit(LineTask t, std::function<void(Outcome)> done) override {
+    std::lock_guard<std::mutex> lk(mu);
+    pending.emplace_back(std::move(t), std::move(done));
+    peak = std::max<int>(peak, static_cast<int>(pending.size()));
+    ++submitted;
+  }
+  void cancel_batch(const std::string&) override {
+    std::lock_guard<std::mutex> lk(mu);
+    for (auto& [t, d] : pending) {
+      Outcome o;
+      o.retry = true;
+      d(o);
+    }
+    pending.clear();
+  }
+  // Answers up to n lines (all: -1); returns how many.
+  int answer(int n = -1) {
+    std::vector<std::pair<LineTask, std::function<void(Outcome)>>> take;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      while (!pending.empty() && n-- != 0) {
+        take.push_back(std::move(pending.front()));
+        pending.erase(pending.begin());
+      }
+    }
+    for (auto& [t, d] : take) {
+      Outcome o;
+      o.status_code = 200;
+      o.request_id = "cmpl-" + std::to_string(t.line_no);
+      o.body = json{{"echo", json::parse(t.body)}}.dump();
+      d(o);
+    }
+    return static_cast<int>(take.size());
+  }
+  std::mutex mu;
+  std::vector<std::pair<LineTask, std::function<void(Outcome)>>> pending;
+  int peak = 0;
+  std::atomic<int> submitted{0};
+};
+
+BatchRec wait_status(BatchService& s, const std::string& id, const std::set<std::string>& want, FakeExecutor* ex = nullptr) {
+  for (int i = 0; i < 1000; ++i) {
+    if (ex) ex->answer();
+    BatchRec b = s.get_batch("", id);
+    if (want.count(b.status)) return b;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return s.get_batch("", id);
+}
+
+TEST(BatchLines, CheckJsonlAndParse) {
+  EXPECT_EQ(check_jsonl("{\"a\":1}\n\n{\"b\":2}\r\n"), "");
+  EXPECT_EQ(check_jsonl(""), "the file has no lines");
+  EXPECT_EQ(check_jsonl("{}\nnope\n"), "line 2 is not valid JSON");
+  EXPECT_EQ(check_jsonl("[1]\n"), "line 1 is not a JSON object");
+  auto l = parse_input(line("a") + line("a") + line("b", "/v1/chat/completions") +
+                           "{\"custom_id\":\"c\",\"method\":\"GET\",\"url\":\"/v1/completions\",\"body\":{}}\n" +
+                           "{\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":{}}\n",
+                       "/v1/completions");
+  ASSERT_EQ(l.size(), 5u);
+  EXPECT_EQ(l[0].error_code, "");
+  EXPECT_EQ(l[1].error_code, "duplicate_custom_id");
+  EXPECT_EQ(l[2].error_code, "mismatched_endpoint");
+  EXPECT_EQ(l[3].error_code, "invalid_method");
+  EXPECT_EQ(l[4].error_code, "missing_required_parameter");
+  EXPECT_EQ(parse_input(line("b", "/v1/chat/completions"), "")[0].error_code, "");  // offline: either endpoint
+  bool ok = true;
+  json err = json::parse(output_line("x", Outcome{400, "r1", "{\"error\":{}}", "", "", false}, ok));
+  EXPECT_FALSE(ok);
+  EXPECT_EQ(err["response"]["status_code"], 400);
+  EXPECT_TRUE(err["error"].is_null());
+}
+
+TEST(BatchService, RunsWithinTheWindowAndFinalizes) {
+  std::string dir = temp_dir();
+  ServiceOptions o{dir + "/b.db", dir + "/files", 1 << 20, 100, 3};
+  BatchService s(o);
+  FakeExecutor ex;
+  s.start(&ex);
+  std::string text;
+  for (int i = 0; i < 10; ++i) text += line("L" + std::to_string(i));
+  text += "{\"custom_id\":\"bad\",\"method\":\"GET\",\"url\":\"/v1/completions\",\"body\":{}}\n";
+  FileRec f = s.create_file("", "batch", "in.jsonl", text);
+  BatchRec b = s.create_batch("", f.id, "/v1/completions", "24h", "");
+  EXPECT_EQ(b.status, "validating");
+  BatchRec d = wait_status(s, b.id, {"completed", "failed"}, &ex);
+  ASSERT_EQ(d.status, "completed");
+  EXPECT_EQ(d.total, 11);
+  EXPECT_EQ(d.completed, 10);
+  EXPECT_EQ(d.failed, 1);
+  EXPECT_LE(ex.peak, 3) << "never more than the window in flight";
+  std::string out = s.file_content("", d.output_file_id);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 10);
+  EXPECT_NE(out.find("\"custom_id\":\"L0\""), std::string::npos);
+  EXPECT_NE(s.file_content("", d.error_file_id).find("invalid_method"), std::string::npos);
+  // Another owner sees nothing; a deleted input file fails a new batch's creation.
+  EXPECT_THROW(s.get_batch("key_other", b.id), Failure);
+  s.delete_file("", f.id);
+  EXPECT_THROW(s.create_batch("", f.id, "/v1/completions", "24h", ""), Failure);
+  s.stop();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(BatchService, ResumesAfterStopWithoutRedoingLines) {
+  std::string dir = temp_dir();
+  ServiceOptions o{dir + "/b.db", dir + "/files", 1 << 20, 100, 4};
+  std::string id;
+  int first_run = 0;
+  {
+    BatchService s(o);
+    FakeExecutor ex;
+    s.start(&ex);
+    std::string text;
+    for (int i = 0; i < 20; ++i) text += line("L" + std::to_string(i));
+    FileRec f = s.create_file("", "batch", "in.jsonl", text);
+    id = s.create_batch("", f.id, "/v1/completions", "24h", "").id;
+    // Answer 6 lines, let them be committed, then "crash" with 4 in flight.
+    for (int i = 0; i < 500 && first_run < 6; ++i) {
+      first_run += ex.answer(6 - first_run);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    for (int i = 0; i < 200 && s.get_batch("", id).completed < 6; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_EQ(s.get_batch("", id).completed, 6);
+    s.stop();
+  }
+  BatchService s2(o);
+  FakeExecutor ex2;
+  s2.start(&ex2);
+  BatchRec d = wait_status(s2, id, {"completed"}, &ex2);
+  ASSERT_EQ(d.status, "completed");
+  EXPECT_EQ(ex2.submitted.load(), 14) << "the 6 committed lines are not run again";
+  std::string out = s2.file_content("", d.output_file_id);
+  for (int i = 0; i < 20; ++i) {
+    std::string key = "\"custom_id\":\"L" + std::to_string(i) + "\"";
+    size_t at = out.find(key);
+    ASSERT_NE(at, std::string::npos) << key;
+    EXPECT_EQ(out.find(key, at + 1), std::string::npos) << key << " twice";
+  }
+  s2.stop();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(BatchService, CancelKeepsFinishedLines) {
+  std::string dir = temp_dir();
+  ServiceOptions o{dir + "/b.db", dir + "/files", 1 << 20, 100, 2};
+  BatchService s(o);
+  FakeExecutor ex;
+  s.start(&ex);
+  std::string text;
+  for (int i = 0; i < 10; ++i) text += line("L" + std::to_string(i));
+  FileRec f = s.create_file("", "batch", "in.jsonl", text);
+  std::string id = s.create_batch("", f.id, "/v1/completions", "24h", "").id;
+  int answered = 0;
+  for (int i = 0; i < 500 && answered < 3; ++i) {
+    answered += ex.answer(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (int i = 0; i < 200 && s.get_batch("", id).completed < 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  BatchRec c = s.cancel_batch("", id);
+  EXPECT_TRUE(c.status == "cancelling" || c.status == "cancelled");
+  BatchRec d = wait_status(s, id, {"cancelled"});
+  ASSERT_EQ(d.status, "cancelled");
+  EXPECT_EQ(d.completed, 3);
+  EXPECT_EQ(d.failed, 0);
+  EXPECT_THROW(s.create_file("", "fine-tune", "x.jsonl", line("a")), Failure);
+  EXPECT_THROW(s.create_file("", "batch", "x.jsonl", "nope\n"), Failure);
+  s.stop();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ms::batch

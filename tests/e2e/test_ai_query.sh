@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# ai_query in the sqlite3 shell (libmoeserve_sqlite.so) against `moeserve
+# serve` on the bundled model: a 200-row table, failOnError true and false, a
+# bad endpoint, a wrong key, the server down, and the 200 rows sent
+# concurrently (ai_query_batch) in under a quarter of the time of 200
+# sequential ai_query calls, with the same greedy answers.
+# Usage: test_ai_query.sh /path/to/moeserve
+set -euo pipefail
+BIN="$(realpath "${1:?usage: $0 /path/to/moeserve}")"
+EXT="$(dirname "$BIN")/libmoeserve_sqlite.so"
+command -v sqlite3 >/dev/null || { echo "the sqlite3 shell is required (scripts/install-deps.sh)" >&2; exit 1; }
+[ -f "$EXT" ] || { echo "missing $EXT (built with the moeserve target)" >&2; exit 1; }
+TMP="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ms() { date +%s%3N; }
+
+"$BIN" serve --host 127.0.0.1 --port 0 --api-key sekrit --max-batch 64 2>"$TMP/server.log" &
+SERVER_PID=$!
+PORT=""
+for _ in $(seq 1 600); do
+  PORT="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$TMP/server.log" | head -1 | sed 's/.*://')" || true
+  [ -n "$PORT" ] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.log" >&2; fail "server exited"; }
+  sleep 0.1
+done
+[ -n "$PORT" ] || fail "server did not start"
+export MOESERVE_URL="http://127.0.0.1:$PORT" MOESERVE_API_KEY=sekrit
+DB="$TMP/t.db"
+q() { sqlite3 -bail "$DB" ".load ${EXT%.so}" "$@"; }
+P='{"modelParameters":{"max_tokens":6,"temperature":0}}'
+
+# The table: 200 rows.
+sqlite3 "$DB" "CREATE TABLE verses (id INTEGER PRIMARY KEY, body TEXT);
+  WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200)
+  INSERT INTO verses SELECT x, 'And God said, let there be ' || x FROM c;"
+
+# One row: the scalar's answer is the chat completion's content.
+ONE="$(q "SELECT ai_query('tiny-mixtral-kjv', 'And God said', '$P');")"
+REF="$(curl -sf -H 'Authorization: Bearer sekrit' -H 'Content-Type: application/json' \
+  -d '{"model":"tiny-mixtral-kjv","messages":[{"role":"user","content":"And God said"}],"max_tokens":6,"temperature":0}' \
+  "$MOESERVE_URL/v1/chat/completions")"
+REF_TEXT="$(sqlite3 :memory: "SELECT json_extract('$(printf %s "$REF" | sed "s/'/''/g")', '\$.choices[0].message.content');")"
+[ -n "$ONE" ] && [ "$ONE" = "$REF_TEXT" ] || fail "scalar ai_query '$ONE' != online '$REF_TEXT'"
+echo "ok: ai_query = the online answer ('$ONE')"
+
+# failOnError false: {"response": ..., "error": null}; a bad endpoint: {"response": null, "error": ...}.
+R="$(q "SELECT json_extract(ai_query('tiny-mixtral-kjv', 'And God said', '{\"failOnError\":false,\"modelParameters\":{\"max_tokens\":6,\"temperature\":0}}'), '\$.response');")"
+[ "$R" = "$ONE" ] || fail "failOnError false: response '$R'"
+R="$(q "SELECT json_extract(v, '\$.response') IS NULL, json_extract(v, '\$.error') FROM (SELECT ai_query('no-such-model', 'x', '{\"failOnError\":false}') AS v);")"
+case "$R" in "1|ai_query: HTTP 404: The model 'no-such-model' does not exist"*) ;; *) fail "bad endpoint, failOnError false: '$R'";; esac
+echo "ok: failOnError false"
+
+# failOnError true (default): the statement fails with the message (sqlite3 exits 1).
+if OUT="$(q "SELECT ai_query('no-such-model', body) FROM verses;" 2>&1)"; then fail "bad endpoint did not fail: $OUT"; fi
+grep -q "ai_query: HTTP 404: The model 'no-such-model' does not exist" <<<"$OUT" || fail "bad endpoint message: $OUT"
+# Bad options are an error too.
+if OUT="$(q "SELECT ai_query('tiny-mixtral-kjv', 'x', '{\"nope\":1}');" 2>&1)"; then fail "bad option accepted"; fi
+grep -q "unknown option 'nope'" <<<"$OUT" || fail "bad option message: $OUT"
+# A wrong key, set with ai_query_config: 401.
+if OUT="$(q "SELECT ai_query_config('api_key', 'wrong'); SELECT ai_query('tiny-mixtral-kjv', 'x');" 2>&1)"; then fail "wrong key accepted"; fi
+grep -q "ai_query: HTTP 401" <<<"$OUT" || fail "wrong key message: $OUT"
+echo "ok: failOnError true, bad options, wrong key"
+
+# 200 rows, one at a time (scalar), then all at once (ai_query_batch): same answers, a quarter of the time or less.
+T0=$(ms)
+q "CREATE TABLE seq AS SELECT id, ai_query('tiny-mixtral-kjv', body, '$P') AS r FROM verses;"
+T1=$(ms)
+q "CREATE TABLE bat AS SELECT b.idx + 1 AS id, b.response AS r, b.error AS e FROM ai_query_batch('tiny-mixtral-kjv',
+     (SELECT json_group_array(body) FROM (SELECT body FROM verses ORDER BY id)), '$P') AS b;"
+T2=$(ms)
+SEQ_MS=$((T1 - T0)); BAT_MS=$((T2 - T1))
+N="$(sqlite3 "$DB" "SELECT COUNT(*), SUM(r IS NOT NULL AND r != ''), SUM(e IS NULL) FROM bat;")"
+[ "$N" = "200|200|200" ] || fail "ai_query_batch rows: $N"
+DIFF="$(sqlite3 "$DB" "SELECT COUNT(*) FROM seq JOIN bat USING (id) WHERE seq.r IS NOT bat.r;")"
+[ "$DIFF" = 0 ] || fail "$DIFF rows differ between sequential and batched greedy answers"
+echo "200 rows: sequential ai_query ${SEQ_MS} ms, ai_query_batch ${BAT_MS} ms"
+[ $((BAT_MS * 4)) -lt "$SEQ_MS" ] || fail "ai_query_batch took ${BAT_MS} ms, not under a quarter of ${SEQ_MS} ms"
+# failOnError false in the batch: per-row errors, the statement goes on.
+R="$(q "SELECT COUNT(*), SUM(response IS NULL), MIN(error) FROM ai_query_batch('no-such-model', '[\"a\",\"b\"]', '{\"failOnError\":false}');")"
+case "$R" in "2|2|ai_query: HTTP 404"*) ;; *) fail "ai_query_batch failOnError false: '$R'";; esac
+echo "ok: ai_query_batch"
+
+# The server down: a clear error, and {"error": ...} with failOnError false.
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+if OUT="$(q "SELECT ai_query('tiny-mixtral-kjv', 'x');" 2>&1)"; then fail "server down did not fail"; fi
+grep -q "ai_query: cannot reach http://127.0.0.1:$PORT" <<<"$OUT" || fail "server down message: $OUT"
+R="$(q "SELECT json_extract(ai_query('tiny-mixtral-kjv', 'x', '{\"failOnError\":false}'), '\$.error');")"
+grep -q "cannot reach" <<<"$R" || fail "server down, failOnError false: '$R'"
+echo "ok: server down"
+echo "PASS"
