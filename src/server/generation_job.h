@@ -51,8 +51,6 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
 
   // Structured outputs: each engine request gets its own constraint from this.
   void set_constraint(std::function<std::shared_ptr<TokenConstraint>()> make) { make_constraint_ = std::move(make); }
-  // The engine requests' scheduling class (default Standard).
-  void set_priority(Priority p) { priority_ = p; }
 
   // Submits every engine request. On a refusal (queue full, too long, shutting
   // down) the ones already submitted are cancelled and the error is returned.
@@ -100,7 +98,6 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   std::function<std::shared_ptr<TokenConstraint>()> make_constraint_;
   Priority priority_ = Priority::Standard;
   int cancel_status_ = 0;
-  Priority priority_ = Priority::Standard;
   std::string usage_context_;
 
   std::mutex mu_;                 // guards queue_ and notified_
