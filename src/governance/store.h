@@ -17,7 +17,7 @@
 
 namespace ms::gov {
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 class Store {
  public:

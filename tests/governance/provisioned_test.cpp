@@ -44,7 +44,7 @@ TEST(ProvisionedSchema, Version2FileUpgradedWithItsLimitsKept) {
   sqlite3_close(db);
   {
     auto s = open_store(f);
-    EXPECT_EQ(s->schema_version(), 3);
+    EXPECT_EQ(s->schema_version(), kSchemaVersion);
     auto all = s->list_limits();
     ASSERT_EQ(all.size(), 1u);
     EXPECT_EQ(all[0].qpm, 7);
