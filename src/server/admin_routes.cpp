@@ -9,6 +9,7 @@
 #include "governance/admin.h"
 #include "server/openai_response.h"
 #include "server/openai_schema.h"
+#include "server/query_string.h"
 
 namespace ms {
 
@@ -28,38 +29,6 @@ HttpResp fail(int status, const std::string& msg, const std::string& code, const
   r.body = dump_json(error_json({status, msg, error_type_for_status(status), param, code}));
   if (status == 503) r.headers.emplace_back("Retry-After", "1");
   return r;
-}
-
-std::string pct_decode(const std::string& s) {
-  std::string o;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      o += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-               std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      o += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      o += s[i];
-    }
-  }
-  return o;
-}
-
-std::string query_param(const std::string& target, const std::string& name) {
-  size_t q = target.find('?');
-  if (q == std::string::npos) return "";
-  std::string qs = target.substr(q + 1);
-  size_t start = 0;
-  while (start <= qs.size()) {
-    size_t amp = qs.find('&', start);
-    if (amp == std::string::npos) amp = qs.size();
-    std::string kv = qs.substr(start, amp - start);
-    size_t eq = kv.find('=');
-    if (pct_decode(kv.substr(0, eq)) == name) return eq == std::string::npos ? "" : pct_decode(kv.substr(eq + 1));
-    start = amp + 1;
-  }
-  return "";
 }
 
 json body_object(const std::string& body) {

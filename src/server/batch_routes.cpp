@@ -11,6 +11,7 @@
 #include "server/api_routes.h"
 #include "server/openai_response.h"
 #include "server/openai_schema.h"
+#include "server/query_string.h"
 
 namespace ms {
 
@@ -73,35 +74,6 @@ json list_json(const std::vector<T>& items, F to_json, bool has_more) {
               {"first_id", items.empty() ? json(nullptr) : json(items.front().id)},
               {"last_id", items.empty() ? json(nullptr) : json(items.back().id)},
               {"has_more", has_more}};
-}
-
-std::string url_decode(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') out += ' ';
-    else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-             std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else out += s[i];
-  }
-  return out;
-}
-
-std::string query_param(const std::string& target, const std::string& name) {
-  size_t q = target.find('?');
-  if (q == std::string::npos) return "";
-  std::string qs = target.substr(q + 1);
-  size_t start = 0;
-  while (start <= qs.size()) {
-    size_t amp = qs.find('&', start);
-    if (amp == std::string::npos) amp = qs.size();
-    std::string kv = qs.substr(start, amp - start);
-    size_t eq = kv.find('=');
-    if (url_decode(kv.substr(0, eq)) == name) return eq == std::string::npos ? "" : url_decode(kv.substr(eq + 1));
-    start = amp + 1;
-  }
-  return "";
 }
 
 int64_t limit_param(const HttpReq& req, int64_t def, int64_t max) {

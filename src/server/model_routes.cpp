@@ -6,6 +6,7 @@
 
 #include "server/api_routes.h"
 #include "server/openai_response.h"
+#include "server/query_string.h"
 
 namespace ms {
 
@@ -41,23 +42,13 @@ HttpResp not_found(const std::string& what) {
 
 // ?wait=S (seconds, 0..600) from the target; 0 when absent.
 double wait_seconds(const std::string& target) {
-  const size_t q = target.find('?');
-  if (q == std::string::npos) return 0;
-  const std::string query = target.substr(q + 1);
-  size_t p = 0;
-  while (p < query.size()) {
-    size_t amp = query.find('&', p);
-    if (amp == std::string::npos) amp = query.size();
-    const std::string kv = query.substr(p, amp - p);
-    if (kv.rfind("wait=", 0) == 0) {
-      char* end = nullptr;
-      const double v = std::strtod(kv.c_str() + 5, &end);
-      if (end && *end == '\0' && v >= 0 && v <= 600) return v;
-      throw ApiException(400, "wait: expected seconds in 0..600", "wait", "invalid_value");
-    }
-    p = amp + 1;
-  }
-  return 0;
+  if (!has_query_param(target, "wait")) return 0;
+  const std::string v = query_param(target, "wait");
+  char* end = nullptr;
+  const double w = std::strtod(v.c_str(), &end);
+  if (v.empty() || !end || *end != '\0' || !(w >= 0 && w <= 600))
+    throw ApiException(400, "wait: expected seconds in 0..600", "wait", "invalid_value");
+  return w;
 }
 
 }  // namespace
