@@ -53,19 +53,20 @@ class Stmt {
   sqlite3_stmt* st_ = nullptr;
 };
 
+// (Each statement in parentheses: one element, however many literals it joins.)
 const char* kSchema[] = {
-    "CREATE TABLE IF NOT EXISTS batch_files (id TEXT PRIMARY KEY, owner TEXT NOT NULL, purpose TEXT NOT NULL, "
+    ("CREATE TABLE IF NOT EXISTS batch_files (id TEXT PRIMARY KEY, owner TEXT NOT NULL, purpose TEXT NOT NULL, "
     "filename TEXT NOT NULL, path TEXT NOT NULL, bytes INTEGER NOT NULL, created_at INTEGER NOT NULL, "
-    "seq INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS batch_batches (id TEXT PRIMARY KEY, owner TEXT NOT NULL, endpoint TEXT NOT NULL, "
+    "seq INTEGER NOT NULL)"),
+    ("CREATE TABLE IF NOT EXISTS batch_batches (id TEXT PRIMARY KEY, owner TEXT NOT NULL, endpoint TEXT NOT NULL, "
     "input_file_id TEXT NOT NULL, completion_window TEXT NOT NULL, status TEXT NOT NULL, "
     "output_file_id TEXT NOT NULL, error_file_id TEXT NOT NULL, created_at INTEGER NOT NULL, "
     "in_progress_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, finalizing_at INTEGER NOT NULL, "
     "completed_at INTEGER NOT NULL, failed_at INTEGER NOT NULL, expired_at INTEGER NOT NULL, "
     "cancelling_at INTEGER NOT NULL, cancelled_at INTEGER NOT NULL, total INTEGER NOT NULL, "
-    "metadata TEXT NOT NULL, errors TEXT NOT NULL, seq INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS batch_lines (batch_id TEXT NOT NULL, line_no INTEGER NOT NULL, "
-    "custom_id TEXT NOT NULL, ok INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY (batch_id, line_no))",
+    "metadata TEXT NOT NULL, errors TEXT NOT NULL, seq INTEGER NOT NULL)"),
+    ("CREATE TABLE IF NOT EXISTS batch_lines (batch_id TEXT NOT NULL, line_no INTEGER NOT NULL, "
+    "custom_id TEXT NOT NULL, ok INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY (batch_id, line_no))"),
 };
 
 constexpr const char* kBatchCols =
