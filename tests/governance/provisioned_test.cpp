@@ -17,6 +17,7 @@
 #include "governance/admin.h"
 #include "governance/governor.h"
 #include "governance/store.h"
+#include "gov_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace ms;
@@ -24,14 +25,8 @@ using namespace ms::gov;
 
 namespace {
 
-std::string temp_dir() {
-  char tmpl[] = "/tmp/ms-prov-test-XXXXXX";
-  const char* d = mkdtemp(tmpl);
-  if (!d) throw std::runtime_error("mkdtemp");
-  return d;
-}
-
-std::string uniq(const std::string& p) { return p + new_key_id().substr(4); }
+using test::temp_dir;
+using test::uniq;
 
 TEST(ProvisionedSchema, Version2FileUpgradedWithItsLimitsKept) {
   const std::string d = temp_dir(), f = d + "/state.db";

@@ -20,6 +20,7 @@
 #include "governance/governor.h"
 #include "governance/sha256.h"
 #include "governance/store.h"
+#include "gov_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace ms;
@@ -27,14 +28,8 @@ using namespace ms::gov;
 
 namespace {
 
-std::string temp_dir() {
-  char tmpl[] = "/tmp/ms-gov-test-XXXXXX";
-  const char* d = mkdtemp(tmpl);
-  if (!d) throw std::runtime_error("mkdtemp");
-  return d;
-}
-
-std::string uniq(const std::string& p) { return p + new_key_id().substr(4); }
+using test::temp_dir;
+using test::uniq;
 
 void wait_written(Governor& g) {
   for (int i = 0; i < 200 && g.pending() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
