@@ -37,6 +37,8 @@ struct TileArgs {
   int64_t ldy;
   __mmask16 mask[2];   // valid rows of each panel
   bool first;          // first chunk: accumulators start at zero
+  int64_t pstride;     // stream kernels (kernel_rp): bytes from panel 0 to panel 1
+  const int32_t* st;   // stream kernels: the integer sums' starts, -kOffset * as (same layout), or null
 };
 
 template <int RP, int C>
@@ -59,16 +61,22 @@ inline void store_acc(const TileArgs& t, __m512 (&acc)[RP][C]) {
 //   static void pack(const WeightsRef&, const PanelRows* panels, const PanelRows* next (the next group's
 //                    panels, or null), int RP, int64_t kb0, int64_t kb1, uint8_t* out)
 //   template <int RP, int C> static void kernel(const TileArgs&)
-template <class Fmt, int RP, int C>
+//   and, with kDirectRp, template <int RP, int C> static void kernel_rp(const TileArgs&), which reads
+//   the chunk where it lies in the panel layout (t.pk: panel 0 at the chunk's first block; t.pstride).
+template <class Fmt, int RP, int C, bool kStream>
 void run_tile(const TileArgs& t) {
-  Fmt::template kernel<RP, C>(t);
+  if constexpr (kStream)
+    Fmt::template kernel_rp<RP, C>(t);
+  else
+    Fmt::template kernel<RP, C>(t);
 }
 
-template <class Fmt, int RP>
-void run_tiles(const TileArgs& base, int64_t n, const ActsRef& A, ChunkPrefetch& pf) {
+template <class Fmt, int RP, bool kStream = false, class Prefetch = ChunkPrefetch>
+void run_tiles(const TileArgs& base, int64_t n, const ActsRef& A, Prefetch& pf) {
   using Fn = void (*)(const TileArgs&);
-  static constexpr Fn table[6] = {run_tile<Fmt, RP, 1>, run_tile<Fmt, RP, 2>, run_tile<Fmt, RP, 3>,
-                                  run_tile<Fmt, RP, 4>, run_tile<Fmt, RP, 5>, run_tile<Fmt, RP, 6>};
+  static constexpr Fn table[6] = {run_tile<Fmt, RP, 1, kStream>, run_tile<Fmt, RP, 2, kStream>,
+                                  run_tile<Fmt, RP, 3, kStream>, run_tile<Fmt, RP, 4, kStream>,
+                                  run_tile<Fmt, RP, 5, kStream>, run_tile<Fmt, RP, 6, kStream>};
   constexpr int CM = Fmt::kMaxC;
   for (int64_t c0 = 0; c0 < n; c0 += CM) {
     const int cc = int(n - c0 < CM ? n - c0 : CM);
@@ -76,6 +84,7 @@ void run_tiles(const TileArgs& base, int64_t n, const ActsRef& A, ChunkPrefetch&
     t.aq += c0 * A.qs_stride;
     t.ad += c0 * A.nblk;
     if (t.as) t.as += c0 * A.nblk;
+    if (t.st) t.st += c0 * A.nblk;
     if (t.ab) t.ab += c0 * (A.cols / 16);
     t.Y += c0 * t.ldy;
     pf.step();
@@ -97,23 +106,45 @@ inline TileArgs group_args(const ActsRef& A, int64_t ldy, int rows) {
 
 // The micro-kernels over one packed chunk (blocks [kb0, kb1) of a row group
 // of RP panels, packed at pk) for every activation row.
-template <class Fmt>
+template <class Fmt, bool kStream = false, class Prefetch = ChunkPrefetch>
 void run_chunk(TileArgs t, const uint8_t* pk, const ActsRef& A, int64_t kb0, int64_t kb1, float* Yg, int RP,
-               ChunkPrefetch& pf) {
+               Prefetch& pf) {
   const int64_t ablk = Fmt::kElems / (A.format == kActQ8_32 ? 32 : 256);  // activation blocks per weight block
   t.pk = pk;
   t.nb = kb1 - kb0;
   t.aq = A.qs + kb0 * Fmt::kElems;
   t.ad = A.d + kb0 * ablk;
   t.as = A.format == kActQ8_32 ? A.sum + kb0 * ablk : nullptr;
+  if (t.st) t.st += kb0 * ablk;  // t.st arrives at block 0
   t.ab = A.format == kActQ8_256 ? A.bsum + kb0 * (Fmt::kElems / 16) : nullptr;
   t.Y = Yg;
   t.first = kb0 == 0;
   if (RP == 2)
-    run_tiles<Fmt, 2>(t, A.n, A, pf);
+    run_tiles<Fmt, 2, kStream>(t, A.n, A, pf);
   else
-    run_tiles<Fmt, 1>(t, A.n, A, pf);
+    run_tiles<Fmt, 1, kStream>(t, A.n, A, pf);
 }
+
+// Prefetches (into L2) the byte range [from, to) of one or two panel streams
+// `pstride` apart, spread over `steps` calls of step(): the next chunk, while
+// the micro-kernels run over this one.
+struct StreamPrefetch {
+  const uint8_t* base = nullptr;
+  int64_t pstride = 0;
+  size_t lines = 0, next = 0, total = 0, per_step = 0;
+  void start(const uint8_t* b, int64_t stride, int np, size_t from, size_t to, int64_t steps) {
+    base = b + (from & ~size_t(63));
+    pstride = stride;
+    lines = to > (from & ~size_t(63)) ? (to - (from & ~size_t(63)) + 63) / 64 : 0;
+    total = lines * size_t(np);
+    next = 0;
+    per_step = steps > 0 ? (total + size_t(steps) - 1) / size_t(steps) : total;
+  }
+  void step() {
+    const size_t end = next + per_step < total ? next + per_step : total;
+    for (; next < end; ++next) prefetch_t1(base + int64_t(next / lines) * pstride + 64 * (next % lines));
+  }
+};
 
 template <class Fmt>
 void qmatmul(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
@@ -181,10 +212,51 @@ void qmatmul_any(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, 
 // provides fused_rp<C> for small n, and pack_rp(W, first row, RP, kb0, kb1,
 // out), which unpacks blocks [kb0, kb1) of one or two panels into the
 // packed format of pack() and prefetches the next chunk meanwhile.
+//
+// A format with kDirectRp (Q8_0, whose panel vectors are already the packed
+// format's bytes) skips the copy: its kernel_rp reads each chunk where it
+// lies, converting the f16 scales per block and tile, and the next chunk is
+// prefetched into L2 over the tiles of this one. Packing had been 10% of a
+// 512-token prefill of the synth Q8_0 Mixtral (perf, self time of
+// qmatmul_panels, where pack_rp is inlined, against 37% in the kernel), and
+// a larger share at 128 tokens, where a chunk is used by fewer tiles.
+template <class Fmt>
+void qmatmul_panels_direct(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
+  const int64_t nb = W.cols / Fmt::kElems, kc = Fmt::kChunkLarge;
+  const int64_t panel_bytes = nb * int64_t(Fmt::kRpBlock);
+  const int64_t tiles = (A.n + Fmt::kMaxC - 1) / Fmt::kMaxC;
+  // The starts of the integer sums, -kOffset * Σq per token and block, laid
+  // out once per call so that the kernel broadcasts each from memory (a load)
+  // rather than multiplying and broadcasting from a general register (two
+  // more operations on the vector ports the VPDPBUSDs need).
+  const int64_t nst = A.n * A.nblk;
+  auto* st = reinterpret_cast<int32_t*>(pack_buffer(size_t(nst) * sizeof(int32_t)));
+  for (int64_t i = 0; i < nst; ++i) st[i] = -Fmt::kOffset * A.sum[i];
+  for (int64_t g = r0; g < r1; g += 32) {
+    const int rows = int(r1 - g < 32 ? r1 - g : 32);
+    const int RP = rows > 16 ? 2 : 1;
+    const int nrows = int(r1 - (g + 32) < 32 ? r1 - (g + 32) : 32);  // rows of the next group
+    const uint8_t* pan = W.data + (g / 16) * panel_bytes;
+    TileArgs t = group_args(A, ldy, rows);
+    t.pstride = panel_bytes;
+    t.st = st;
+    for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {  // kc is a multiple of panel::kGroup
+      const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
+      StreamPrefetch pf;
+      if (kb1 < nb)
+        pf.start(pan, panel_bytes, RP, size_t(kb1) * Fmt::kRpBlock, size_t(kb1 + kc < nb ? kb1 + kc : nb) * Fmt::kRpBlock, tiles);
+      else if (nrows > 0)
+        pf.start(pan + 2 * panel_bytes, panel_bytes, nrows > 16 ? 2 : 1, 0, size_t(kc < nb ? kc : nb) * Fmt::kRpBlock, tiles);
+      run_chunk<Fmt, true>(t, pan + kb0 * int64_t(Fmt::kRpBlock), A, kb0, kb1, Y + g, RP, pf);
+    }
+  }
+}
+
 template <class Fmt>
 void qmatmul_panels(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
   static constexpr auto table = fused_table<Fmt, true>(std::make_index_sequence<16>{});
   if (A.n >= 1 && A.n <= Fmt::kFusedRpMaxC) return table[A.n - 1](W, A, r0, r1, Y, ldy);
+  if constexpr (Fmt::kDirectRp) return qmatmul_panels_direct<Fmt>(W, A, r0, r1, Y, ldy);
   const int64_t nb = W.cols / Fmt::kElems, kc = Fmt::kChunkLarge;
   uint8_t* buf = pack_buffer(size_t(kc) * 2 * Fmt::kPanelBytes);
   for (int64_t g = r0; g < r1; g += 32) {

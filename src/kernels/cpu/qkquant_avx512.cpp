@@ -101,6 +101,7 @@ void kpanel_pack(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb
 // fused_rp<C> and pack_rp over its panel layout.
 template <class Fmt>
 struct KPanel {
+  static constexpr bool kDirectRp = false;  // chunks are unpacked (pack_rp) before the micro-kernel
   template <int C>
   static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
     kpanel_fused<Fmt, C>(W, A, r0, r1, Y, ldy);

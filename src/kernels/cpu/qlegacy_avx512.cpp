@@ -384,48 +384,99 @@ struct Legacy {
     }
   }
 
-  template <int RP, int C>
-  static void kernel(const TileArgs& t) {
-    __m512 acc[RP][C];
-    load_acc<RP, C>(t, acc);
+  // The micro-kernel's work on block b of the chunk: RP panels' 8 weight
+  // vectors at wv[p] + 64 s, their row scales dw[p] (and minima at mv[p]).
+  template <int RP, int C, bool kSt = false>
+  __attribute__((always_inline)) static inline void mk_block(const TileArgs& t, int64_t b, const uint8_t* const* wv,
+                                                             const __m512* dw, const uint8_t* const* mv,
+                                                             __m512 (&acc)[RP][C]) {
     const int8_t* aq = t.aq;
-    for (int64_t b = 0; b < t.nb; ++b) {
-      const uint8_t* blk = t.pk + b * RP * kPanelBytes;
-      __m512i ai[RP][C];
-      #pragma GCC unroll 16
-      for (int c = 0; c < C; ++c) {
+    __m512i ai[RP][C];
+    #pragma GCC unroll 16
+    for (int c = 0; c < C; ++c) {
+      if constexpr (kSt) {  // one broadcast load per accumulator
+        #pragma GCC unroll 16
+        for (int p = 0; p < RP; ++p) ai[p][c] = _mm512_set1_epi32(t.st[c * t.a_blk_stride + b]);
+      } else {
         const __m512i init = kOffset ? _mm512_set1_epi32(-kOffset * t.as[c * t.a_blk_stride + b]) : _mm512_setzero_si512();
         #pragma GCC unroll 16
         for (int p = 0; p < RP; ++p) ai[p][c] = init;
       }
+    }
+    #pragma GCC unroll 16
+    for (int s = 0; s < 8; ++s) {
+      __m512i w[RP];
       #pragma GCC unroll 16
-      for (int s = 0; s < 8; ++s) {
-        __m512i w[RP];
+      for (int p = 0; p < RP; ++p) w[p] = _mm512_loadu_si512(wv[p] + 64 * s);  // panel streams: 32-byte aligned
+      #pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) {
+        const __m512i x = _mm512_set1_epi32(load_i32(aq + c * t.aq_stride + 32 * b + 4 * s));
         #pragma GCC unroll 16
-        for (int p = 0; p < RP; ++p) w[p] = _mm512_load_si512(blk + p * kPanelBytes + 64 * s);
+        for (int p = 0; p < RP; ++p) ai[p][c] = _mm512_dpbusd_epi32(ai[p][c], w[p], x);
+      }
+    }
+    #pragma GCC unroll 16
+    for (int p = 0; p < RP; ++p) {
+      #pragma GCC unroll 16
+      for (int c = 0; c < C; ++c) {
+        const __m512 da = _mm512_set1_ps(t.ad[c * t.a_blk_stride + b]);
+        acc[p][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[p][c]), _mm512_mul_ps(dw[p], da), acc[p][c]);
+      }
+      if constexpr (kMin) {
+        const __m512 m = _mm512_load_ps(reinterpret_cast<const float*>(mv[p]));
         #pragma GCC unroll 16
         for (int c = 0; c < C; ++c) {
-          const __m512i x = _mm512_set1_epi32(load_i32(aq + c * t.aq_stride + 32 * b + 4 * s));
-          #pragma GCC unroll 16
-          for (int p = 0; p < RP; ++p) ai[p][c] = _mm512_dpbusd_epi32(ai[p][c], w[p], x);
+          const float s = t.ad[c * t.a_blk_stride + b] * float(t.as[c * t.a_blk_stride + b]);
+          acc[p][c] = _mm512_fmadd_ps(m, _mm512_set1_ps(s), acc[p][c]);
         }
       }
+    }
+  }
+
+  // Over a packed chunk (pack / pack_rp).
+  template <int RP, int C>
+  static void kernel(const TileArgs& t) {
+    __m512 acc[RP][C];
+    load_acc<RP, C>(t, acc);
+    for (int64_t b = 0; b < t.nb; ++b) {
+      const uint8_t* blk = t.pk + b * RP * kPanelBytes;
+      const uint8_t* wv[RP];
+      const uint8_t* mv[RP];
+      __m512 dw[RP];
       #pragma GCC unroll 16
       for (int p = 0; p < RP; ++p) {
-        const __m512 dw = _mm512_load_ps(reinterpret_cast<const float*>(blk + p * kPanelBytes + 512));
+        wv[p] = blk + p * kPanelBytes;
+        mv[p] = wv[p] + 576;
+        dw[p] = _mm512_load_ps(reinterpret_cast<const float*>(wv[p] + 512));
+      }
+      mk_block<RP, C>(t, b, wv, dw, mv, acc);
+    }
+    store_acc<RP, C>(t, acc);
+  }
+
+  // Q8_0 in the panel layout: over the chunk where it lies (qmatmul_panels_direct).
+  // t.pk is panel 0 at the chunk's first block, a group boundary; panel 1
+  // follows t.pstride bytes on. Each group of panel::kGroup blocks holds the
+  // vectors, then the f16 scales (the panel's last group may be shorter).
+  static constexpr bool kDirectRp = T == DType::Q8_0;
+  template <int RP, int C>
+  static void kernel_rp(const TileArgs& t) {
+    static_assert(kDirectRp, "only Q8_0's panel vectors are the packed format's bytes");
+    __m512 acc[RP][C];
+    load_acc<RP, C>(t, acc);
+    for (int64_t g = 0; g < t.nb; g += panel::kGroup) {
+      const int64_t n = t.nb - g < panel::kGroup ? t.nb - g : panel::kGroup;
+      const uint8_t* gv = t.pk + g * int64_t(kRpBlock);
+      for (int64_t j = 0; j < n; ++j) {
+        const uint8_t* wv[RP];
+        __m512 dw[RP];
         #pragma GCC unroll 16
-        for (int c = 0; c < C; ++c) {
-          const __m512 da = _mm512_set1_ps(t.ad[c * t.a_blk_stride + b]);
-          acc[p][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[p][c]), _mm512_mul_ps(dw, da), acc[p][c]);
+        for (int p = 0; p < RP; ++p) {
+          const uint8_t* base = gv + p * t.pstride;
+          wv[p] = base + j * int64_t(kRpVec);
+          dw[p] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + n * int64_t(kRpVec) + 32 * j)));
         }
-        if constexpr (kMin) {
-          const __m512 mv = _mm512_load_ps(reinterpret_cast<const float*>(blk + p * kPanelBytes + 576));
-          #pragma GCC unroll 16
-          for (int c = 0; c < C; ++c) {
-            const float s = t.ad[c * t.a_blk_stride + b] * float(t.as[c * t.a_blk_stride + b]);
-            acc[p][c] = _mm512_fmadd_ps(mv, _mm512_set1_ps(s), acc[p][c]);
-          }
-        }
+        mk_block<RP, C, kOffset != 0>(t, g + j, wv, dw, wv, acc);
       }
     }
     store_acc<RP, C>(t, acc);
