@@ -4,6 +4,7 @@
 //                                 (the probe moeserve bench compares decode with)
 //   Matvec/<type>/<shape>/<n>     matmul with n activation rows (decode shapes);
 //   Matvec/<type>-panel/...       the same on the panel layout (ops::repack_panels; Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)
+//   Prefill/<type>-panel/.../<n>  n = 32, 128: an expert's rows of a 128- / 512-token prefill, from memory
 //                                 GB/s of weights streamed, tokens/s = n / time
 //   Gemm/<type>/<shape>/<n>       large n (prefill): int8 GOP/s (2*rows*cols*n)
 //   MixtralLayerPrefill/<type>    one Mixtral-8x7B-shaped layer's matmuls for
@@ -307,8 +308,10 @@ void register_all() {
   for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     if (!ops::can_repack(t)) continue;
     for (auto [rows, cols] : shapes)
-      for (int64_t n : {1, 2, 4, 8, 16, 512}) {
-        const std::string name = std::string(n == 512 ? "Gemm/" : "Matvec/") + dtype_name(t) + "-panel/" +
+      for (int64_t n : {1, 2, 4, 8, 16, 32, 128, 512}) {
+        // 32 and 128: an expert's share of a 128- and a 512-token prefill (top-2 of 8), from memory.
+        const char* kind = n == 512 ? "Gemm/" : n > 16 ? "Prefill/" : "Matvec/";
+        const std::string name = std::string(kind) + dtype_name(t) + "-panel/" +
                                  std::to_string(rows) + "x" + std::to_string(cols) + "/" + std::to_string(n);
         benchmark::RegisterBenchmark(name.c_str(), [=, rows = rows, cols = cols](benchmark::State& s) { run_matmul(s, t, rows, cols, n, n == 512, true); })
             ->Unit(benchmark::kMicrosecond)

@@ -436,6 +436,13 @@ struct Legacy {
   // Over a packed chunk (pack / pack_rp).
   template <int RP, int C>
   static void kernel(const TileArgs& t) {
+    if (t.st)
+      kernel_packed<RP, C, true>(t);
+    else
+      kernel_packed<RP, C, false>(t);
+  }
+  template <int RP, int C, bool kSt>
+  static void kernel_packed(const TileArgs& t) {
     __m512 acc[RP][C];
     load_acc<RP, C>(t, acc);
     for (int64_t b = 0; b < t.nb; ++b) {
@@ -449,7 +456,7 @@ struct Legacy {
         mv[p] = wv[p] + 576;
         dw[p] = _mm512_load_ps(reinterpret_cast<const float*>(wv[p] + 512));
       }
-      mk_block<RP, C>(t, b, wv, dw, mv, acc);
+      mk_block<RP, C, kSt>(t, b, wv, dw, mv, acc);
     }
     store_acc<RP, C>(t, acc);
   }
