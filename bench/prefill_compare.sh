@@ -6,7 +6,9 @@
 # and moeserve's ratio to each. moeserve also reports its first prefill
 # after load ("cold") and the fraction of the probed int8 peak.
 # Usage: bench/prefill_compare.sh MOESERVE IK_LLAMA_BENCH|- LLAMA_BENCH|- FILE...
-# Environment: THREADS (2), LENGTHS (128,512), ROUNDS (3).
+# Environment: THREADS (2), LENGTHS (128,512), ROUNDS (3); IK_ARGS (-rtr 1) and
+# LLAMA_ARGS (none): extra llama-bench flags, e.g. IK_ARGS="-rtr 1 -fa 0" for an
+# ik_llama.cpp built without its flash-attention kernels.
 # Not a test: timings, no assertions.
 set -euo pipefail
 MS="$1"; IK="$2"; LL="$3"; shift 3
@@ -29,8 +31,8 @@ peak = j.get("int8_peak_gmacs")
 if peak: print(f"{r}\t{f}\tint8_peak_gmacs\t-\t{peak:.1f}")
 ' "$j" "$r" "$name" | tee -a "$OUT"
     for tool in ik llama; do
-      bin="$IK"; extra=(-rtr 1)
-      [ "$tool" = llama ] && { bin="$LL"; extra=(); }
+      bin="$IK"; read -r -a extra <<< "${IK_ARGS:--rtr 1}"
+      [ "$tool" = llama ] && { bin="$LL"; read -r -a extra <<< "${LLAMA_ARGS:-}"; }
       [ "$bin" = - ] && continue
       [ -x "$bin" ] || { echo "skipping $tool: $bin is not an executable" >&2; continue; }
       "$bin" -m "$f" -t "$THREADS" -p "$LENGTHS" -n 0 -r 1 "${extra[@]}" -o json 2>/dev/null | python3 -c '
