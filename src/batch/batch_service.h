@@ -89,6 +89,13 @@ class BatchService {
   // Files. `owner` scopes everything (a key sees its own files and batches).
   FileRec create_file(const std::string& owner, const std::string& purpose, const std::string& filename,
                       const std::string& content);
+  // A streamed upload: the caller writes the file to upload_path() (a name in
+  // the files directory that a restart removes), checks its size and JSONL,
+  // then adopt_file() checks the purpose and makes it a file (rename, record).
+  std::string upload_path() const;
+  void check_purpose(const std::string& purpose) const;  // Failure when it is not "batch"
+  FileRec adopt_file(const std::string& owner, const std::string& purpose, const std::string& filename,
+                     const std::string& part_path, int64_t bytes);
   FileRec get_file(const std::string& owner, const std::string& id);
   std::vector<FileRec> list_files(const std::string& owner, const std::string& purpose, const std::string& after,
                                   int64_t limit);
