@@ -215,7 +215,7 @@ BatchRec BatchService::create_batch(const std::string& owner, const std::string&
   b.completion_window = completion_window;
   b.status = "validating";
   b.created_at = now_s();
-  b.expires_at = b.created_at + 24 * 3600;
+  b.expires_at = b.created_at + opts_.expiry_s;
   b.metadata = metadata_json;
   store_->put_batch(b);
   {
@@ -371,8 +371,8 @@ void BatchService::run_batch(const std::string& id) {
     std::vector<LineRow> rows;
     for (auto& [i, o] : got) {
       --inflight;
-      if (cancelled || expired) continue;
-      if (o.retry) {
+      if (cancelled) continue;
+      if (o.retry) {  // (after expiry: a line cut off, in the error file as batch_expired)
         pending.push_front(i);
         retry_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
         continue;

@@ -68,6 +68,7 @@ struct ServiceOptions {
   int64_t max_file_bytes = 200ll << 20;
   int64_t max_lines = 50000;
   int window = 64;         // batch lines in flight at most
+  int64_t expiry_s = 24 * 3600;  // how long the "24h" completion window lasts (shorter: tests)
 };
 
 class BatchService {
