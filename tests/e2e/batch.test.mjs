@@ -252,6 +252,17 @@ test('kill -9 mid-batch, restart: the batch completes, every custom_id exactly o
   { encoding: 'utf8' }).trim().split('|');
   assert.equal(rows[0], key.id);
   assert.ok(Number(rows[1]) >= n - 8 && Number(rows[1]) <= n + 4, rows.join('|'));
+  // `moeserve usage` grouped and filtered by context: the same batch rows.
+  const usage = (...a) => JSON.parse(execFileSync(BIN, ['usage', '--state', state, '--format', 'json', ...a],
+    { encoding: 'utf8' }));
+  const byContext = usage('--by', 'key,context').filter((t) => t.key_id === key.id);
+  const batchRow = byContext.find((t) => t.context === 'batch');
+  assert.ok(batchRow && batchRow.requests >= Number(rows[1]), JSON.stringify(byContext));
+  const [only] = usage('--context', 'batch', '--key', key.id);
+  assert.equal(only.requests, batchRow.requests);
+  assert.equal(only.completion_tokens, batchRow.completion_tokens);
+  assert.ok(!byContext.some((t) => t.context === 'online'), 'the key sent nothing online');
+  assert.equal(usage('--context', 'online', '--key', key.id)[0].requests, 0);
 });
 
 test('online requests keep their TTFT while a batch runs', async () => {
