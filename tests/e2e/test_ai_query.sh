@@ -20,7 +20,7 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ms() { date +%s%3N; }
 
-"$BIN" serve --host 127.0.0.1 --port 0 --api-key sekrit --max-batch 64 2>"$TMP/server.log" &
+"$BIN" serve --host 127.0.0.1 --port 0 --api-key sekrit --max-batch 256 2>"$TMP/server.log" &
 SERVER_PID=$!
 PORT=""
 for _ in $(seq 1 600); do
@@ -89,7 +89,7 @@ T1=$(ms)
 touch "$TMP/stop-sampling"; wait "$SAMPLER"
 rm -f "$TMP/stop-sampling"; peak_in_server >"$TMP/peak-bat" & SAMPLER=$!
 T1=$(ms)
-q "CREATE TABLE bat AS SELECT b.idx + 1 AS id, b.response AS r, b.error AS e FROM ai_query_batch('tiny-mixtral-kjv',
+q "SELECT ai_query_config('concurrency', 256);" "CREATE TABLE bat AS SELECT b.idx + 1 AS id, b.response AS r, b.error AS e FROM ai_query_batch('tiny-mixtral-kjv',
      (SELECT json_group_array(body) FROM (SELECT body FROM verses ORDER BY id)), '$P') AS b;"
 T2=$(ms)
 touch "$TMP/stop-sampling"; wait "$SAMPLER"
