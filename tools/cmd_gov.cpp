@@ -200,16 +200,17 @@ std::string csv_field(const std::string& s) {
 
 void add_usage(CLI::App& app) {
   struct U {
-    std::string state, by, since, until, format = "table", key;
+    std::string state, by, since, until, format = "table", key, context;
     bool rows = false;
   };
   auto u = std::make_shared<U>();
   CLI::App* usage = app.add_subcommand("usage", "Usage totals (requests, tokens, cost), grouped");
   add_state(usage, u->state);
-  usage->add_option("--by", u->by, "Group by any of key,model,day");
+  usage->add_option("--by", u->by, "Group by any of key,model,day,context");
   usage->add_option("--since", u->since, "From (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or unix seconds)");
   usage->add_option("--until", u->until, "Until, exclusive");
   usage->add_option("--key", u->key, "Only this key id");
+  usage->add_option("--context", u->context, "Only requests sent online or by the Batch API: online | batch");
   usage->add_option("--format", u->format, "table | csv | json")->capture_default_str();
   usage->add_flag("--rows", u->rows, "The rows themselves, one JSON object a line (no grouping)");
   usage->callback([u] {
@@ -220,6 +221,7 @@ void add_usage(CLI::App& app) {
     if (!u->since.empty()) q.since_ms = gov::parse_time_ms(u->since, "--since");
     if (!u->until.empty()) q.until_ms = gov::parse_time_ms(u->until, "--until");
     q.key_id = u->key;
+    q.context = gov::parse_usage_context(u->context);
     auto st = gov::open_store(u->state);
     if (u->rows) {
       for (const auto& r : st->list_usage(q)) print_json(gov::usage_row_json(r));
@@ -236,6 +238,7 @@ void add_usage(CLI::App& app) {
     if (q.by_key) cols.push_back("key_id");
     if (q.by_model) cols.push_back("model");
     if (q.by_day) cols.push_back("day");
+    if (q.by_context) cols.push_back("context");
     for (const char* c : {"requests", "prompt_tokens", "cached_tokens", "completion_tokens", "cost"}) cols.push_back(c);
     const bool csv = u->format == "csv";
     auto line = [&](const std::vector<std::string>& v) {
@@ -244,7 +247,7 @@ void add_usage(CLI::App& app) {
         if (csv) s += (i ? "," : "") + csv_field(v[i]);
         else {
           char b[64];
-          std::snprintf(b, sizeof b, i < 3 && i + 5 < v.size() ? "%-24s " : "%18s ", v[i].c_str());
+          std::snprintf(b, sizeof b, i + 5 < v.size() ? "%-24s " : "%18s ", v[i].c_str());
           s += b;
         }
       }
@@ -256,6 +259,7 @@ void add_usage(CLI::App& app) {
       if (q.by_key) v.push_back(t.key_id);
       if (q.by_model) v.push_back(t.model);
       if (q.by_day) v.push_back(t.day);
+      if (q.by_context) v.push_back(t.context);
       char cost[64];
       std::snprintf(cost, sizeof cost, "%.6f", t.cost);
       for (int64_t x : {t.requests, t.prompt_tokens, t.cached_tokens, t.completion_tokens}) v.push_back(std::to_string(x));

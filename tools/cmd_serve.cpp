@@ -58,6 +58,7 @@ struct ServeArgs {
   std::string data_dir;              // the Batch API's files (and batch.db without a --state file)
   double max_file_mb = 200;
   int batch_window = 0;              // batch lines in flight (0: --max-batch)
+  double batch_expiry_s = 24 * 3600;  // a batch's completion window ("24h"); shorter only for tests
 };
 
 // "models/tiny-mixtral-kjv/" -> "tiny-mixtral-kjv"; "x/model.Q8_0.gguf" -> "model.Q8_0".
@@ -123,6 +124,8 @@ void run_serve(const ServeArgs& a) {
   std::unique_ptr<batch::BatchService> batches;
   if (!(a.max_file_mb > 0) || a.max_file_mb > 65536) throw Error(ErrorKind::BadInput, "--max-file-mb: expected (0, 65536]");
   if (a.batch_window < 0 || a.batch_window > 65536) throw Error(ErrorKind::BadInput, "--batch-window: expected 0..65536");
+  if (!(a.batch_expiry_s >= 1) || a.batch_expiry_s > 24 * 3600)
+    throw Error(ErrorKind::BadInput, "--batch-expiry-s: expected [1, 86400]");
   {
     const bool state_file = !a.state.empty() && !gov::is_postgres_url(a.state);
     if (!a.data_dir.empty() || state_file) {
@@ -133,6 +136,7 @@ void run_serve(const ServeArgs& a) {
       if (!a.data_dir.empty()) std::filesystem::create_directories(a.data_dir);
       bo.max_file_bytes = static_cast<int64_t>(a.max_file_mb * 1024 * 1024);
       bo.window = a.batch_window > 0 ? a.batch_window : a.max_batch;
+      bo.expiry_s = static_cast<int64_t>(a.batch_expiry_s);
       batches = std::make_unique<batch::BatchService>(bo);
     }
   }
@@ -291,6 +295,9 @@ void add_serve(CLI::App& app) {
                   "default with a --state file: STATE.files/");
   cmd->add_option("--max-file-mb", a->max_file_mb, "Largest file upload (POST /v1/files) in MiB")->capture_default_str();
   cmd->add_option("--batch-window", a->batch_window, "Batch API lines in flight at most (0: --max-batch)")->capture_default_str();
+  // For tests of expiry (docs/BATCH.md): the API's "24h" window lasts this many seconds instead.
+  cmd->add_option("--batch-expiry-s", a->batch_expiry_s, "Seconds a batch's '24h' completion window lasts (testing)")
+      ->group("");
   cmd->callback([a, cmd] {
     if (!a->config.empty()) {  // the file's settings, for every flag not given on the command line
       a->cfg = load_serve_config(a->config);

@@ -1,6 +1,7 @@
 // batch_lines.cpp — Batch API JSONL formats (see batch_lines.h).
 #include "batch/batch_lines.h"
 
+#include <cstring>
 #include <random>
 #include <unordered_set>
 
@@ -27,25 +28,38 @@ void for_each_line(const std::string& text, F f) {
 
 }  // namespace
 
-std::string check_jsonl(const std::string& text) {
-  int64_t n = 0, physical = 0;
-  std::string err;
-  size_t start = 0;
-  while (start < text.size() && err.empty()) {
-    size_t nl = text.find('\n', start);
-    if (nl == std::string::npos) nl = text.size();
-    ++physical;
-    std::string_view line(text.data() + start, nl - start);
-    if (line.find_first_not_of(" \t\r") != std::string::npos) {
-      ++n;
-      json j = json::parse(line.begin(), line.end(), nullptr, false);
-      if (j.is_discarded()) err = "line " + std::to_string(physical) + " is not valid JSON";
-      else if (!j.is_object()) err = "line " + std::to_string(physical) + " is not a JSON object";
-    }
-    start = nl + 1;
+void JsonlChecker::line_done() {
+  ++physical_;
+  if (line_.find_first_not_of(" \t\r") != std::string::npos) {
+    ++objects_;
+    json j = json::parse(line_.begin(), line_.end(), nullptr, false);
+    if (j.is_discarded()) err_ = "line " + std::to_string(physical_) + " is not valid JSON";
+    else if (!j.is_object()) err_ = "line " + std::to_string(physical_) + " is not a JSON object";
   }
-  if (err.empty() && n == 0) err = "the file has no lines";
-  return err;
+  line_.clear();
+}
+
+void JsonlChecker::feed(const char* p, size_t n) {
+  const char* end = p + n;
+  while (p < end && err_.empty()) {
+    const char* nl = static_cast<const char*>(std::memchr(p, '\n', size_t(end - p)));
+    line_.append(p, nl ? nl : end);
+    if (!nl) break;
+    line_done();
+    p = nl + 1;
+  }
+}
+
+std::string JsonlChecker::finish() {
+  if (err_.empty() && !line_.empty()) line_done();
+  if (err_.empty() && objects_ == 0) err_ = "the file has no lines";
+  return err_;
+}
+
+std::string check_jsonl(const std::string& text) {
+  JsonlChecker c;
+  c.feed(text.data(), text.size());
+  return c.finish();
 }
 
 std::vector<InputLine> parse_input(const std::string& text, const std::string& endpoint) {

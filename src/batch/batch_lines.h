@@ -30,6 +30,21 @@ std::vector<InputLine> parse_input(const std::string& text, const std::string& e
 // or what is wrong ("line 3: ...").
 std::string check_jsonl(const std::string& text);
 
+// check_jsonl over a stream: feed() the bytes as they arrive (holding one
+// line at a time), then finish() gives "" or what is wrong. After the first
+// error, feed() ignores the rest and error() is set.
+class JsonlChecker {
+ public:
+  void feed(const char* p, size_t n);
+  std::string finish();
+  const std::string& error() const { return err_; }
+
+ private:
+  void line_done();
+  std::string line_, err_;
+  int64_t objects_ = 0, physical_ = 0;
+};
+
 // The outcome of running one line.
 struct Outcome {
   int status_code = 0;     // the HTTP status the request got (0: none, see error_code)

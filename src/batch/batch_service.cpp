@@ -68,6 +68,12 @@ BatchService::BatchService(ServiceOptions o) : opts_(std::move(o)) {
   if (ec || !std::filesystem::is_directory(opts_.files_dir))
     throw Error(ErrorKind::BadInput, "cannot create the files directory " + opts_.files_dir + ": " + ec.message());
   ::chmod(opts_.files_dir.c_str(), 0700);
+  // Uploads cut off by a crash (upload_path()): never a file of the API.
+  for (const auto& e : std::filesystem::directory_iterator(opts_.files_dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("upload-", 0) == 0 && n.size() > 5 && n.compare(n.size() - 5, 5, ".part") == 0)
+      std::filesystem::remove(e.path(), ec);
+  }
   store_ = std::make_unique<BatchStore>(opts_.db_path);
   if (opts_.window < 1) opts_.window = 1;
 }
@@ -97,10 +103,7 @@ void BatchService::stop() {
 
 FileRec BatchService::create_file(const std::string& owner, const std::string& purpose, const std::string& filename,
                                   const std::string& content) {
-  if (purpose.empty()) fail(400, "missing_required_parameter", "The 'purpose' field is required.", "purpose");
-  if (purpose != "batch")
-    fail(400, "invalid_value", "Invalid purpose '" + purpose + "': this server accepts files with purpose 'batch'.",
-         "purpose");
+  check_purpose(purpose);
   if (static_cast<int64_t>(content.size()) > opts_.max_file_bytes)
     fail(413, "file_too_large",
          "The file is " + std::to_string(content.size()) + " bytes; the limit is " +
@@ -120,6 +123,42 @@ FileRec BatchService::create_file(const std::string& owner, const std::string& p
   f.created_at = now_s();
   write_atomic(f.path, content);
   store_->put_file(f);
+  return f;
+}
+
+std::string BatchService::upload_path() const { return opts_.files_dir + "/" + new_id("upload-") + ".part"; }
+
+void BatchService::check_purpose(const std::string& purpose) const {
+  if (purpose.empty()) fail(400, "missing_required_parameter", "The 'purpose' field is required.", "purpose");
+  if (purpose != "batch")
+    fail(400, "invalid_value", "Invalid purpose '" + purpose + "': this server accepts files with purpose 'batch'.",
+         "purpose");
+}
+
+FileRec BatchService::adopt_file(const std::string& owner, const std::string& purpose, const std::string& filename,
+                                 const std::string& part_path, int64_t bytes) {
+  check_purpose(purpose);
+  FileRec f;
+  f.id = new_id("file-");
+  f.owner = owner;
+  f.purpose = purpose;
+  f.filename = filename.empty() ? "upload.jsonl" : filename;
+  f.path = opts_.files_dir + "/" + f.id + ".jsonl";
+  f.bytes = bytes;
+  f.created_at = now_s();
+  if (::rename(part_path.c_str(), f.path.c_str()) != 0)
+    throw Error(ErrorKind::Internal, "cannot rename " + part_path + ": " + std::strerror(errno));
+  int dfd = ::open(opts_.files_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  try {
+    store_->put_file(f);
+  } catch (...) {
+    ::unlink(f.path.c_str());
+    throw;
+  }
   return f;
 }
 
@@ -176,7 +215,7 @@ BatchRec BatchService::create_batch(const std::string& owner, const std::string&
   b.completion_window = completion_window;
   b.status = "validating";
   b.created_at = now_s();
-  b.expires_at = b.created_at + 24 * 3600;
+  b.expires_at = b.created_at + opts_.expiry_s;
   b.metadata = metadata_json;
   store_->put_batch(b);
   {
@@ -332,8 +371,8 @@ void BatchService::run_batch(const std::string& id) {
     std::vector<LineRow> rows;
     for (auto& [i, o] : got) {
       --inflight;
-      if (cancelled || expired) continue;
-      if (o.retry) {
+      if (cancelled) continue;
+      if (o.retry) {  // (after expiry: a line cut off, in the error file as batch_expired)
         pending.push_front(i);
         retry_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
         continue;

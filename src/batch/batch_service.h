@@ -68,6 +68,7 @@ struct ServiceOptions {
   int64_t max_file_bytes = 200ll << 20;
   int64_t max_lines = 50000;
   int window = 64;         // batch lines in flight at most
+  int64_t expiry_s = 24 * 3600;  // how long the "24h" completion window lasts (shorter: tests)
 };
 
 class BatchService {
@@ -89,6 +90,13 @@ class BatchService {
   // Files. `owner` scopes everything (a key sees its own files and batches).
   FileRec create_file(const std::string& owner, const std::string& purpose, const std::string& filename,
                       const std::string& content);
+  // A streamed upload: the caller writes the file to upload_path() (a name in
+  // the files directory that a restart removes), checks its size and JSONL,
+  // then adopt_file() checks the purpose and makes it a file (rename, record).
+  std::string upload_path() const;
+  void check_purpose(const std::string& purpose) const;  // Failure when it is not "batch"
+  FileRec adopt_file(const std::string& owner, const std::string& purpose, const std::string& filename,
+                     const std::string& part_path, int64_t bytes);
   FileRec get_file(const std::string& owner, const std::string& id);
   std::vector<FileRec> list_files(const std::string& owner, const std::string& purpose, const std::string& after,
                                   int64_t limit);

@@ -20,6 +20,8 @@ class ModelRunner {
   virtual int64_t num_layers() const = 0;
   virtual int64_t num_experts() const = 0;
   // Executes one step; block tables index into a pool of `num_blocks` blocks of `block_size`.
+  // `out` is reused across steps: out.logits holds the previous step's rows
+  // (the runner sizes it to this step's rows and fills every one it returns).
   virtual void forward(const std::vector<SeqChunk>& chunks, ForwardOutput& out) = 0;
   // Bracket one engine step (schedule, forward, sampling) on the engine
   // thread. Runners sharing compute with other engines take turns here

@@ -40,7 +40,8 @@ class Sampler {
   void record(int32_t token);
 
   bool greedy() const { return greedy_; }
-  // The processed logits of the last sample() call (after bias/penalties, before temperature).
+  // The processed logits of the last sample() call (after bias/penalties, before
+  // temperature); not filled by plain greedy calls (no bias, penalties or mask).
   const std::vector<float>& last_processed() const { return work_; }
 
  private:

@@ -166,8 +166,14 @@ void parse_group_by(const std::string& by, UsageQuery& q) {
     if (c == "key" || c == "key_id") q.by_key = true;
     else if (c == "model") q.by_model = true;
     else if (c == "day") q.by_day = true;
-    else bad_input("by: expected any of key, model, day; got '" + c + "'");
+    else if (c == "context") q.by_context = true;
+    else bad_input("by: expected any of key, model, day, context; got '" + c + "'");
   }
+}
+
+std::string parse_usage_context(const std::string& c) {
+  if (!c.empty() && c != "online" && c != "batch") bad_input("context: expected online or batch; got '" + c + "'");
+  return c;
 }
 
 json key_json(const KeyRecord& k) {
@@ -199,6 +205,7 @@ json usage_json(const UsageTotals& t, const UsageQuery& q) {
   if (q.by_key) j["key_id"] = t.key_id;
   if (q.by_model) j["model"] = t.model;
   if (q.by_day) j["day"] = t.day;
+  if (q.by_context) j["context"] = t.context;
   j["requests"] = t.requests;
   j["prompt_tokens"] = t.prompt_tokens;
   j["cached_tokens"] = t.cached_tokens;

@@ -53,8 +53,10 @@ int64_t check_limit(int64_t v, const char* what);
 LimitRecord make_limit(const std::string& scope, const std::string& target, int64_t qpm, int64_t tpm,
                        int64_t provisioned_tps = kUnset);
 Price make_price(const std::string& model, double input_per_mtok, double output_per_mtok);
-// "key,model,day" (any subset, any order) -> the query's group-by.
+// "key,model,day,context" (any subset, any order) -> the query's group-by.
 void parse_group_by(const std::string& by, UsageQuery& q);
+// A usage context filter: "", "online" or "batch" (else Error(BadInput)).
+std::string parse_usage_context(const std::string& c);
 
 nlohmann::json key_json(const KeyRecord& k);  // never the hash
 nlohmann::json limit_json(const LimitRecord& l);

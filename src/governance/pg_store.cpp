@@ -160,7 +160,7 @@ class PgStore final : public Store {
     std::lock_guard<std::mutex> lk(mu_);
     Result r = q(usage_sql(uq, Dialect::Postgres),
                  {n(uq.since_ms.value_or(std::numeric_limits<int64_t>::min())),
-                  n(uq.until_ms.value_or(std::numeric_limits<int64_t>::max())), uq.key_id});
+                  n(uq.until_ms.value_or(std::numeric_limits<int64_t>::max())), uq.key_id, uq.context});
     std::vector<UsageTotals> out;
     for (int i = 0; i < r.rows(); ++i) {
       UsageTotals t;
@@ -168,6 +168,7 @@ class PgStore final : public Store {
       if (uq.by_key) t.key_id = r.str(i, c++);
       if (uq.by_model) t.model = r.str(i, c++);
       if (uq.by_day) t.day = r.str(i, c++);
+      if (uq.by_context) t.context = r.str(i, c++);
       t.requests = r.i64(i, c), t.prompt_tokens = r.i64(i, c + 1), t.cached_tokens = r.i64(i, c + 2);
       t.completion_tokens = r.i64(i, c + 3), t.cost = r.f64(i, c + 4);
       out.push_back(std::move(t));
@@ -179,7 +180,7 @@ class PgStore final : public Store {
     std::lock_guard<std::mutex> lk(mu_);
     Result r = q(usage_rows_sql(Dialect::Postgres),
                  {n(uq.since_ms.value_or(std::numeric_limits<int64_t>::min())),
-                  n(uq.until_ms.value_or(std::numeric_limits<int64_t>::max())), uq.key_id});
+                  n(uq.until_ms.value_or(std::numeric_limits<int64_t>::max())), uq.key_id, uq.context});
     std::vector<UsageRow> out;
     for (int i = 0; i < r.rows(); ++i) {
       UsageRow u;

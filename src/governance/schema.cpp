@@ -70,6 +70,11 @@ std::vector<std::string> split_models(const std::string& s) {
   return out;
 }
 
+namespace {
+// The row's usage context as reported: "online" for requests sent online (stored as '').
+constexpr const char* kContext = "(CASE WHEN usage_context = '' THEN 'online' ELSE usage_context END)";
+}  // namespace
+
 std::string usage_sql(const UsageQuery& q, Dialect d) {
   const bool pg = d == Dialect::Postgres;
   const std::string day = pg ? "to_char(to_timestamp(ts_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
@@ -82,11 +87,14 @@ std::string usage_sql(const UsageQuery& q, Dialect d) {
   if (q.by_key) add("key_id", "key_id");
   if (q.by_model) add("model", "model");
   if (q.by_day) add(day, "day");
+  if (q.by_context) add(kContext, "context");
   const std::string p1 = pg ? "$1::bigint" : "?1", p2 = pg ? "$2::bigint" : "?2", p3 = pg ? "$3::text" : "?3";
+  const std::string p4 = pg ? "$4::text" : "?4";
   std::string sql = "SELECT " + cols +
                     "COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(cached_tokens), 0), "
                     "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0) FROM usage_log WHERE ts_ms >= " +
-                    p1 + " AND ts_ms < " + p2 + " AND (" + p3 + " = '' OR key_id = " + p3 + ")";
+                    p1 + " AND ts_ms < " + p2 + " AND (" + p3 + " = '' OR key_id = " + p3 + ") AND (" + p4 +
+                    " = '' OR " + kContext + " = " + p4 + ")";
   if (!group.empty()) sql += " GROUP BY " + group + " ORDER BY " + group;
   return sql;
 }
@@ -94,9 +102,11 @@ std::string usage_sql(const UsageQuery& q, Dialect d) {
 std::string usage_rows_sql(Dialect d) {
   const bool pg = d == Dialect::Postgres;
   const std::string p1 = pg ? "$1::bigint" : "?1", p2 = pg ? "$2::bigint" : "?2", p3 = pg ? "$3::text" : "?3";
+  const std::string p4 = pg ? "$4::text" : "?4";
   return "SELECT request_id, ts_ms, key_id, model, prompt_tokens, cached_tokens, completion_tokens, status, stream, "
          "ttft_ms, duration_ms, finish_reason, cost, usage_context FROM usage_log WHERE ts_ms >= " +
-         p1 + " AND ts_ms < " + p2 + " AND (" + p3 + " = '' OR key_id = " + p3 + ") ORDER BY ts_ms, request_id";
+         p1 + " AND ts_ms < " + p2 + " AND (" + p3 + " = '' OR key_id = " + p3 + ") AND (" + p4 + " = '' OR " +
+         kContext + " = " + p4 + ") ORDER BY ts_ms, request_id";
 }
 
 bool KeyRecord::allows_model(const std::string& m) const {

@@ -228,6 +228,7 @@ class SqliteStore final : public Store {
     s.bind(1, q.since_ms.value_or(std::numeric_limits<int64_t>::min()));
     s.bind(2, q.until_ms.value_or(std::numeric_limits<int64_t>::max()));
     s.bind(3, q.key_id);
+    s.bind(4, q.context);
     std::vector<UsageTotals> out;
     while (s.step()) {
       UsageTotals t;
@@ -235,6 +236,7 @@ class SqliteStore final : public Store {
       if (q.by_key) t.key_id = s.str(c++);
       if (q.by_model) t.model = s.str(c++);
       if (q.by_day) t.day = s.str(c++);
+      if (q.by_context) t.context = s.str(c++);
       t.requests = s.i64(c), t.prompt_tokens = s.i64(c + 1), t.cached_tokens = s.i64(c + 2);
       t.completion_tokens = s.i64(c + 3), t.cost = s.f64(c + 4);
       out.push_back(std::move(t));
@@ -248,6 +250,7 @@ class SqliteStore final : public Store {
     s.bind(1, q.since_ms.value_or(std::numeric_limits<int64_t>::min()));
     s.bind(2, q.until_ms.value_or(std::numeric_limits<int64_t>::max()));
     s.bind(3, q.key_id);
+    s.bind(4, q.context);
     std::vector<UsageRow> out;
     while (s.step()) {
       UsageRow r;

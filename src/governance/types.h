@@ -80,12 +80,14 @@ struct PayloadRow {
 // GROUP BY any of "key", "model", "day"; since/until: unix ms, [since, until).
 struct UsageQuery {
   bool by_key = false, by_model = false, by_day = false;
+  bool by_context = false;  // usage_context, "online" for requests sent online
   std::optional<int64_t> since_ms, until_ms;
-  std::string key_id;  // "" = all keys
+  std::string key_id;   // "" = all keys
+  std::string context;  // "" = all; "online", "batch"
 };
 
 struct UsageTotals {
-  std::string key_id, model, day;  // set only for the group-by columns
+  std::string key_id, model, day, context;  // set only for the group-by columns
   int64_t requests = 0, prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
   double cost = 0;
 };

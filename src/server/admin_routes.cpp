@@ -141,6 +141,7 @@ HttpResp dispatch(gov::Governor& g, const HttpReq& req, const std::string& path)
     if (auto s = query_param(req.target, "since"); !s.empty()) q.since_ms = gov::parse_time_ms(s, "since");
     if (auto s = query_param(req.target, "until"); !s.empty()) q.until_ms = gov::parse_time_ms(s, "until");
     q.key_id = query_param(req.target, "key_id");
+    q.context = gov::parse_usage_context(query_param(req.target, "context"));
     json arr = json::array();
     for (const auto& t : st.query_usage(q)) arr.push_back(gov::usage_json(t, q));
     return ok(arr);

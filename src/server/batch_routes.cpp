@@ -9,6 +9,7 @@
 #include "batch/batch_service.h"
 #include "core/error.h"
 #include "server/api_routes.h"
+#include "server/multipart_upload.h"
 #include "server/openai_response.h"
 #include "server/openai_schema.h"
 #include "server/query_string.h"
@@ -86,78 +87,6 @@ int64_t limit_param(const HttpReq& req, int64_t def, int64_t max) {
   return n;
 }
 
-// The value of `key` in a header parameter list (boundary=..., name="...").
-std::string header_param(const std::string& h, const std::string& key) {
-  std::string lower = h;
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-  size_t p = 0;
-  while ((p = lower.find(key + "=", p)) != std::string::npos) {
-    if (p == 0 || lower[p - 1] == ';' || lower[p - 1] == ' ' || lower[p - 1] == '\t') break;
-    p += key.size();
-  }
-  if (p == std::string::npos) return "";
-  p += key.size() + 1;
-  if (p < h.size() && h[p] == '"') {
-    size_t e = h.find('"', p + 1);
-    return h.substr(p + 1, e == std::string::npos ? std::string::npos : e - p - 1);
-  }
-  size_t e = h.find_first_of("; \t", p);
-  return h.substr(p, e == std::string::npos ? std::string::npos : e - p);
-}
-
-struct Upload {
-  std::string purpose, filename, content;
-  bool has_file = false;
-};
-
-// multipart/form-data (RFC 7578): the parts "purpose" and "file".
-Upload parse_multipart(const HttpReq& req) {
-  std::string ct = req.content_type;
-  std::string lower = ct;
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (lower.rfind("multipart/form-data", 0) != 0)
-    fail(400, "invalid_request", "Upload a file as multipart/form-data (fields 'purpose' and 'file').");
-  const std::string boundary = header_param(ct, "boundary");
-  if (boundary.empty() || boundary.size() > 200) fail(400, "invalid_request", "The multipart boundary is missing.");
-  const std::string& b = req.body;
-  const std::string delim = "--" + boundary;
-  size_t pos = b.find(delim);
-  if (pos == std::string::npos) fail(400, "invalid_request", "Malformed multipart body: no part.");
-  Upload u;
-  for (;;) {
-    pos += delim.size();
-    if (b.compare(pos, 2, "--") == 0) break;  // the closing delimiter
-    if (b.compare(pos, 2, "\r\n") != 0) fail(400, "invalid_request", "Malformed multipart body.");
-    pos += 2;
-    size_t hend = b.find("\r\n\r\n", pos);
-    if (hend == std::string::npos) fail(400, "invalid_request", "Malformed multipart body: part headers.");
-    std::string headers = b.substr(pos, hend - pos);
-    size_t data = hend + 4;
-    size_t next = b.find("\r\n" + delim, data);
-    if (next == std::string::npos) fail(400, "invalid_request", "Malformed multipart body: unterminated part.");
-    std::string disp;
-    size_t hp = 0;
-    while (hp < headers.size()) {
-      size_t e = headers.find("\r\n", hp);
-      if (e == std::string::npos) e = headers.size();
-      std::string line = headers.substr(hp, e - hp);
-      std::string l2 = line;
-      std::transform(l2.begin(), l2.end(), l2.begin(), [](unsigned char c) { return std::tolower(c); });
-      if (l2.rfind("content-disposition:", 0) == 0) disp = line.substr(20);
-      hp = e + 2;
-    }
-    const std::string name = header_param(disp, "name");
-    if (name == "purpose") u.purpose = b.substr(data, next - data);
-    else if (name == "file") {
-      u.has_file = true;
-      u.filename = header_param(disp, "filename");
-      u.content = b.substr(data, next - data);
-    }
-    pos = next + 2;
-  }
-  return u;
-}
-
 std::vector<std::string> split_path(const std::string& path) {
   std::vector<std::string> parts;
   size_t start = 1;
@@ -179,9 +108,18 @@ HttpResp files(batch::BatchService& svc, const HttpReq& req, const std::vector<s
                const std::string& owner) {
   if (p.size() == 2) {  // /v1/files
     if (req.method == "POST") {
-      Upload u = parse_multipart(req);
-      if (!u.has_file) fail(400, "missing_required_parameter", "The 'file' field is required.", "file");
-      return json_resp(file_json(svc.create_file(owner, u.purpose, u.filename, u.content)));
+      auto up = std::dynamic_pointer_cast<MultipartUpload>(req.body_stream);
+      if (!up) {  // a body in memory (not through the session's stream)
+        up = std::make_shared<MultipartUpload>(req.content_type, svc.upload_path(), svc.options().max_file_bytes);
+        if (up->write(req.body.data(), req.body.size())) up->end();
+      }
+      if (up->failure()) throw batch::Failure(*up->failure());
+      if (!up->has_file()) fail(400, "missing_required_parameter", "The 'file' field is required.", "file");
+      svc.check_purpose(up->purpose());
+      if (!up->jsonl_error().empty())
+        fail(400, "invalid_file_format",
+             "Invalid file format for Batch API: a JSONL file is expected (" + up->jsonl_error() + ").", "file");
+      return json_resp(file_json(svc.adopt_file(owner, up->purpose(), up->filename(), up->take_part(), up->file_bytes())));
     }
     method_is(req, "GET");
     const int64_t limit = limit_param(req, 10000, 10000);
@@ -254,6 +192,12 @@ HttpResp batches(batch::BatchService& svc, const HttpReq& req, const std::vector
 }
 
 }  // namespace
+
+std::shared_ptr<BodyStream> open_body_stream(batch::BatchService* svc, const std::string& method,
+                                             const std::string& path, const std::string& content_type) {
+  if (!svc || method != "POST" || path != "/v1/files") return nullptr;
+  return std::make_shared<MultipartUpload>(content_type, svc->upload_path(), svc->options().max_file_bytes);
+}
 
 bool is_batch_path(const std::string& path) {
   return path == "/v1/files" || path.rfind("/v1/files/", 0) == 0 || path == "/v1/batches" ||

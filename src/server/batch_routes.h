@@ -14,6 +14,7 @@
 // Files and batches belong to the key that created them (governance); the
 // server without governance has one owner, "".
 #pragma once
+#include <memory>
 #include <string>
 
 #include "server/http_types.h"
@@ -25,6 +26,10 @@ class BatchService;
 }
 
 bool is_batch_path(const std::string& path);
+// POST /v1/files with the Batch API on: the upload's body as a stream
+// (multipart_upload.h), so the file goes to disk as it arrives; else null.
+std::shared_ptr<BodyStream> open_body_stream(batch::BatchService* svc, const std::string& method,
+                                             const std::string& path, const std::string& content_type);
 HttpResp batch_request(batch::BatchService& svc, const HttpReq& req, const std::string& path,
                        const std::string& owner);
 

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/batch_routes.h"
+
 namespace ms {
 
 namespace asio = boost::asio;
@@ -18,6 +20,7 @@ constexpr size_t kWatchChunk = 4096;
 constexpr size_t kMaxPipelined = 64 * 1024;       // bytes read ahead while a job runs
 constexpr size_t kMaxLinger = 64u << 20;          // bytes discarded after an early 413
 constexpr std::chrono::milliseconds kLingerTime{3000};
+constexpr size_t kStreamChunk = 64 * 1024;        // a streamed body's read buffer
 
 // A malformed request (as opposed to the peer closing or a timeout).
 bool is_parse_error(const boost::system::error_code& ec) {
@@ -194,7 +197,73 @@ void HttpSession::on_header(error_code ec) {
     out_ += "HTTP/1.1 100 Continue\r\n\r\n";
     flush();
   }
+  if (auto bs = open_body_stream(ctx_.opts.batches, method_, path_, std::string(req[http::field::content_type]))) {
+    stream_ = std::move(bs);
+    sparser_.emplace(std::move(*parser_));
+    parser_.reset();
+    arm_read(ctx_.opts.body_timeout);  // the whole body, as for one read into memory
+    read_stream_body();
+    return;
+  }
   read_body();
+}
+
+void HttpSession::read_stream_body() {
+  if (sparser_->is_done()) {
+    on_stream_request(true);
+    return;
+  }
+  if (!sbuf_) sbuf_.reset(new char[kStreamChunk]);
+  auto& b = sparser_->get().body();
+  b.data = sbuf_.get();
+  b.size = kStreamChunk;
+  http::async_read(sock_, buf_, *sparser_, [self = shared_from_this()](error_code ec, size_t) { self->on_stream_body(ec); });
+}
+
+void HttpSession::on_stream_body(error_code ec) {
+  if (closed_) return;
+  if (ec == http::error::need_buffer) ec = {};
+  const size_t got = kStreamChunk - sparser_->get().body().size;
+  if (got > 0 && !stream_->write(sbuf_.get(), got)) {
+    on_stream_request(false);  // the route answers with the stream's error
+    return;
+  }
+  if (ec) {
+    disarm_read();
+    stream_.reset();
+    sparser_.reset();
+    if (ec == http::error::body_limit)
+      send_error_and_close(413, "Request body too large: the limit is " + std::to_string(ctx_.opts.max_file_bytes) +
+                                    " bytes.", true);
+    else if (is_parse_error(ec))
+      send_error_and_close(400, "Malformed HTTP request body: " + ec.message() + ".", true);
+    else
+      close();
+    return;
+  }
+  read_stream_body();
+}
+
+void HttpSession::on_stream_request(bool complete) {
+  disarm_read();
+  const auto& req = sparser_->get();
+  keep_alive_ = complete && req.keep_alive() && req.version() >= 11 && !shutting_down_ && !ctx_.stopping();
+  chunked_ = req.version() >= 11;
+  head_only_ = false;
+  HttpReq r;
+  r.method = method_;
+  r.target = std::string(req.target());
+  r.authorization = std::string(req[http::field::authorization]);
+  r.if_none_match = std::string(req[http::field::if_none_match]);
+  r.content_type = std::string(req[http::field::content_type]);
+  r.body_stream = std::move(stream_);
+  sparser_.reset();
+  if (complete) r.body_stream->end();
+  RouteResult rr = route_request(ctx_, r, arrival_);
+  r.body_stream.reset();  // an upload not adopted is removed now
+  req_id_ = rr.id;
+  if (!complete) drain_on_close_ = true;  // the client is still sending: read it away so it sees the answer
+  send_response(rr.resp, !complete);
 }
 
 void HttpSession::read_body() {

@@ -11,6 +11,8 @@
 // A body declared larger than max_body_bytes is answered 413 right after the
 // headers, then the connection reads and discards what the client still sends
 // (bounded) before closing, so the client sees the 413 instead of a reset.
+// A body that the route layer streams (open_body_stream: POST /v1/files) is
+// read in chunks into its BodyStream instead of into memory.
 // While a generation runs, a read stays pending on the socket: the client
 // closing it cancels the engine requests at once (Engine::cancel).
 #pragma once
@@ -51,6 +53,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
  private:
   using Clock = std::chrono::steady_clock;
   using Parser = boost::beast::http::request_parser<boost::beast::http::string_body>;
+  using StreamParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
 
   void read_request();
   void read_header();
@@ -58,6 +61,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void read_body();
   void on_body(boost::system::error_code ec);
   void on_request();
+  // A body consumed as it arrives (open_body_stream: file uploads).
+  void read_stream_body();
+  void on_stream_body(boost::system::error_code ec);
+  void on_stream_request(bool complete);
 
   void start_job(RouteResult rr);
   void on_job_events();
@@ -97,6 +104,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   boost::beast::flat_buffer buf_;
   std::optional<Parser> parser_;
+  std::optional<StreamParser> sparser_;
+  std::shared_ptr<BodyStream> stream_;
+  std::unique_ptr<char[]> sbuf_;
 
   // The current exchange.
   Clock::time_point arrival_;

@@ -1,11 +1,24 @@
 // http_types.h — a request and a response as the API layer sees them,
 // independent of the HTTP library (the session converts).
 #pragma once
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace ms {
+
+// A request body consumed as it arrives instead of held in memory (file
+// uploads; see open_body_stream in batch_routes.h). The session feeds it the
+// body's bytes in order; write() returning false stops the reading (the
+// stream keeps why), and the request is then routed as usual with the stream
+// in HttpReq::body_stream, so the route answers (an error, or the result).
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  virtual bool write(const char* p, size_t n) = 0;
+  virtual void end() = 0;  // the whole body arrived (not called after write() returned false)
+};
 
 struct HttpReq {
   std::string method;         // "GET", "POST", ...
@@ -14,6 +27,7 @@ struct HttpReq {
   std::string if_none_match;  // the If-None-Match header, if any
   std::string content_type;   // the Content-Type header, if any
   std::string body;
+  std::shared_ptr<BodyStream> body_stream;  // set instead of `body` for a streamed body
 };
 
 struct HttpResp {

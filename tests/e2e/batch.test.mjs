@@ -252,6 +252,17 @@ test('kill -9 mid-batch, restart: the batch completes, every custom_id exactly o
   { encoding: 'utf8' }).trim().split('|');
   assert.equal(rows[0], key.id);
   assert.ok(Number(rows[1]) >= n - 8 && Number(rows[1]) <= n + 4, rows.join('|'));
+  // `moeserve usage` grouped and filtered by context: the same batch rows.
+  const usage = (...a) => JSON.parse(execFileSync(BIN, ['usage', '--state', state, '--format', 'json', ...a],
+    { encoding: 'utf8' }));
+  const byContext = usage('--by', 'key,context').filter((t) => t.key_id === key.id);
+  const batchRow = byContext.find((t) => t.context === 'batch');
+  assert.ok(batchRow && batchRow.requests >= Number(rows[1]), JSON.stringify(byContext));
+  const [only] = usage('--context', 'batch', '--key', key.id);
+  assert.equal(only.requests, batchRow.requests);
+  assert.equal(only.completion_tokens, batchRow.completion_tokens);
+  assert.ok(!byContext.some((t) => t.context === 'online'), 'the key sent nothing online');
+  assert.equal(usage('--context', 'online', '--key', key.id)[0].requests, 0);
 });
 
 test('online requests keep their TTFT while a batch runs', async () => {
@@ -280,4 +291,34 @@ test('online requests keep their TTFT while a batch runs', async () => {
     `(batch ${running.status}, ${running.request_counts.completed} lines done when measured)`);
   assert.equal(running.status, 'in_progress', 'the batch was running throughout');
   assert.ok(mb <= 2 * mi, `median TTFT ${mb.toFixed(1)} ms while a batch runs > 2x idle ${mi.toFixed(1)} ms`);
+});
+
+test('expiry: past its completion window a batch is expired, finished lines kept, the rest batch_expired', async () => {
+  // --batch-expiry-s 2: the "24h" window lasts 1-2 s (whole seconds); one
+  // line at a time of 100 tokens each (>= 50 ms) cannot finish 80 lines in it.
+  const s = await startServer(['--data-dir', join(tmp, 'expiry'), '--batch-expiry-s', '2', '--batch-window', '1']);
+  try {
+    const c = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 60_000 });
+    const input = Array.from({ length: 80 }, (_, i) => {
+      const l = chatLine(i, 100);
+      l.body.ignore_eos = true;
+      return l;
+    });
+    const f = await upload(c, jsonl(input));
+    const b = await c.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    assert.equal(b.expires_at - b.created_at, 2);
+    const d = await waitFor(c, b.id, ['completed', 'failed', 'cancelled', 'expired'], 30_000);
+    assert.equal(d.status, 'expired');
+    assert.ok(d.expired_at >= d.expires_at);
+    const out = await lines(c, d.output_file_id);
+    const errs = await lines(c, d.error_file_id);
+    assert.ok(out.length >= 1 && errs.length >= 1, `${out.length} finished, ${errs.length} expired`);
+    assert.ok(out.every((l) => l.response.status_code === 200));
+    assert.ok(errs.every((l) => l.response === null && l.error.code === 'batch_expired'));
+    assert.deepEqual([...out, ...errs].map((l) => l.custom_id).sort(), input.map((l) => l.custom_id).sort(),
+      'every custom_id exactly once');
+    assert.deepEqual(d.request_counts, { total: 80, completed: out.length, failed: errs.length });
+  } finally {
+    assert.deepEqual(await s.stop(), { code: 0, signal: null });
+  }
 });

@@ -20,7 +20,7 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ms() { date +%s%3N; }
 
-"$BIN" serve --host 127.0.0.1 --port 0 --api-key sekrit --max-batch 64 2>"$TMP/server.log" &
+"$BIN" serve --host 127.0.0.1 --port 0 --api-key sekrit --max-batch 256 2>"$TMP/server.log" &
 SERVER_PID=$!
 PORT=""
 for _ in $(seq 1 600); do
@@ -70,7 +70,7 @@ echo "ok: failOnError true, bad options, wrong key"
 # 200 rows, one at a time (scalar), then all at once (ai_query_batch): the
 # same answers; the batch keeps many rows in the server at once (sampled from
 # /metrics while it runs: requests running + waiting) where the scalar calls
-# keep one, and it is faster. 24 tokens a row, so a row costs decode steps,
+# keep one, and it takes under half the time. 24 tokens a row, so a row costs decode steps,
 # which concurrent rows share, not only a round trip and a short prefill.
 P="${P200:-{\"modelParameters\":{\"max_tokens\":24,\"temperature\":0,\"ignore_eos\":true}}}"
 peak_in_server() {  # samples until $TMP/stop-sampling exists; prints the largest running + waiting
@@ -89,7 +89,7 @@ T1=$(ms)
 touch "$TMP/stop-sampling"; wait "$SAMPLER"
 rm -f "$TMP/stop-sampling"; peak_in_server >"$TMP/peak-bat" & SAMPLER=$!
 T1=$(ms)
-q "CREATE TABLE bat AS SELECT b.idx + 1 AS id, b.response AS r, b.error AS e FROM ai_query_batch('tiny-mixtral-kjv',
+q "SELECT ai_query_config('concurrency', 256);" "CREATE TABLE bat AS SELECT b.idx + 1 AS id, b.response AS r, b.error AS e FROM ai_query_batch('tiny-mixtral-kjv',
      (SELECT json_group_array(body) FROM (SELECT body FROM verses ORDER BY id)), '$P') AS b;"
 T2=$(ms)
 touch "$TMP/stop-sampling"; wait "$SAMPLER"
@@ -103,7 +103,9 @@ echo "200 rows x 24 tokens: sequential ai_query ${SEQ_MS} ms (at most $PEAK_SEQ 
      "ai_query_batch ${BAT_MS} ms (up to $PEAK_BAT at once): $(awk -v a="$BAT_MS" -v b="$SEQ_MS" 'BEGIN{printf "%.2f", a / b}')x the time"
 [ "$PEAK_SEQ" -le 1 ] || fail "the scalar calls overlapped ($PEAK_SEQ at once)"
 [ "$PEAK_BAT" -ge 16 ] || fail "ai_query_batch kept only $PEAK_BAT rows in the server at once"
-[ "$BAT_MS" -lt "$SEQ_MS" ] || fail "ai_query_batch took ${BAT_MS} ms, not less than the ${SEQ_MS} ms of one row at a time"
+# Idle 2-core machine: ~0.25-0.3x (docs/BATCH.md); a loaded one only widens
+# the gap (each sequential call also waits for the CPU). Asserted with margin.
+[ $((2 * BAT_MS)) -lt "$SEQ_MS" ] || fail "ai_query_batch took ${BAT_MS} ms, not under half the ${SEQ_MS} ms of one row at a time"
 # failOnError false in the batch: per-row errors, the statement goes on.
 R="$(q "SELECT COUNT(*), SUM(response IS NULL), MIN(error) FROM ai_query_batch('no-such-model', '[\"a\",\"b\"]', '{\"failOnError\":false}');")"
 case "$R" in "2|2|ai_query: HTTP 404"*) ;; *) fail "ai_query_batch failOnError false: '$R'";; esac

@@ -72,6 +72,10 @@ TEST(Admin, Validation) {
   EXPECT_THROW(make_price("m", -1, 0), Error);
   UsageQuery q;
   EXPECT_THROW(parse_group_by("key,colour", q), Error);
+  parse_group_by("context", q);
+  EXPECT_TRUE(q.by_context);
+  EXPECT_EQ(parse_usage_context("batch"), "batch");
+  EXPECT_THROW(parse_usage_context("nightly"), Error);
 }
 
 // ---- SQLite-specific ----------------------------------------------------------------
@@ -287,6 +291,8 @@ TEST_P(StoreTest, UsageGroupedAndFiltered) {
   row(k1, "m", t0 + 10, 10, 5, 0.5);
   row(k1, "m", t0 + day + 10, 20, 7, 0.25);
   row(k2, "n", t0 + 20, 1, 2, 0);
+  row(k2, "n", t0 + day + 30, 3, 9, 0);  // a Batch API line
+  rows.back().usage_context = "batch";
   PayloadRow pl;
   pl.request_id = uniq("req-"), pl.ts_ms = t0 + 5, pl.key_id = k1, pl.model = uniq("pm-");
   pl.request = R"({"a":1})", pl.response = R"({"b":2})";
@@ -320,6 +326,29 @@ TEST_P(StoreTest, UsageGroupedAndFiltered) {
       EXPECT_EQ(t.requests, 1);
     }
   EXPECT_EQ(seen, 2);
+
+  // By usage context ('' is reported as "online"), and filtered by it.
+  UsageQuery cq;
+  cq.key_id = k2;
+  cq.by_context = true;
+  auto bc = store_->query_usage(cq);
+  ASSERT_EQ(bc.size(), 2u);
+  EXPECT_EQ(bc[0].context, "batch");
+  EXPECT_EQ(bc[0].completion_tokens, 9);
+  EXPECT_EQ(bc[1].context, "online");
+  EXPECT_EQ(bc[1].completion_tokens, 2);
+  cq.by_context = false;
+  cq.context = "batch";
+  auto only = store_->query_usage(cq);
+  ASSERT_EQ(only.size(), 1u);
+  EXPECT_EQ(only[0].requests, 1);
+  EXPECT_EQ(only[0].prompt_tokens, 3);
+  auto listed = store_->list_usage(cq);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].usage_context, "batch");
+  cq.context = "online";
+  ASSERT_EQ(store_->list_usage(cq).size(), 1u);
+  EXPECT_EQ(store_->list_usage(cq)[0].completion_tokens, 2);
 
   auto ex = store_->export_payloads(t0, pl.model);
   ASSERT_EQ(ex.size(), 1u);

@@ -49,7 +49,7 @@ void check_against_double(const FMat& W, const std::vector<float>& X, int64_t ld
 
 struct Shape { int64_t rows, cols, n; };
 const Shape kShapes[] = {{1, 1, 1},  {7, 15, 2},  {33, 16, 3},  {5, 17, 7},     {9, 100, 16},
-                         {4, 33, 33}, {6, 64, 100}, {37, 4096 + 40, 1}, {4097, 64, 2}, {13, 4096 + 7, 5}};
+                         {4, 33, 33}, {6, 64, 100}, {37, 4096 + 40, 1}, {4097, 64, 2}, {13, 4096 + 7, 5}, {9, 4096 + 9, 40}};
 
 class MatmulFIsa : public ::testing::TestWithParam<std::tuple<Isa, DType>> {};
 

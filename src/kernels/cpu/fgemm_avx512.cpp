@@ -4,11 +4,14 @@
 // and multiplied with the f32 activations with FMAs in f32 — no rounding of
 // activations to 16 bits — so results match the f32 reference to float
 // rounding. Register tile: 4 weight rows x 4 activation rows, 16 columns per
-// step, horizontal sums at the end; activation rows are processed in blocks of
-// 48 so the block stays in L2 while the weight rows stream.
+// step, the 16 horizontal sums at the end in one transposing tree; activation
+// rows are processed in blocks of 48 so the block stays in L2 while the weight
+// rows stream. With 8 or more activation rows, 16-bit weight rows are widened
+// once into an f32 buffer that every tile of the block reads.
 #include <immintrin.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -74,10 +77,34 @@ void tile(const WeightsRef& W, int64_t r, const float* X, int64_t ldx, float* Y,
       for (int i = 0; i < RT; ++i) acc[i][c] = _mm512_fmadd_ps(w[i], x, acc[i][c]);
     }
   }
-  #pragma GCC unroll 16
-  for (int i = 0; i < RT; ++i)
+  if constexpr (RT == 4 && CT == 4) {
+    // The 16 sums at once: lane 4c+i of `s` is acc[i][c] reduced by the same
+    // tree as _mm512_reduce_add_ps (l+8, then 4, 2, 1 apart; lanes16.h), in
+    // 45 shuffles and adds instead of 16 separate reductions.
+    __m512 u[8], w[4];
+    #pragma GCC unroll 8
+    for (int p = 0; p < 8; ++p) {  // l + (l+8): [v(2p) 8 | v(2p+1) 8]
+      const __m512 a = acc[(2 * p) / 4][(2 * p) % 4], b = acc[(2 * p + 1) / 4][(2 * p + 1) % 4];
+      u[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    }
+    #pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p)  // l + (l+4): [v(4p) 4 | v(4p+1) 4 | v(4p+2) 4 | v(4p+3) 4]
+      w[p] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * p], u[2 * p + 1], 0x88),
+                           _mm512_shuffle_f32x4(u[2 * p], u[2 * p + 1], 0xDD));
+    // l + (l+2) within each 128-bit lane, then l + (l+1).
+    const __m512 t0 = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], 0x44), _mm512_shuffle_ps(w[0], w[1], 0xEE));
+    const __m512 t1 = _mm512_add_ps(_mm512_shuffle_ps(w[2], w[3], 0x44), _mm512_shuffle_ps(w[2], w[3], 0xEE));
+    const __m512 s = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, 0x88), _mm512_shuffle_ps(t0, t1, 0xDD));
+    _mm_storeu_ps(Y + r, _mm512_castps512_ps128(s));
+    _mm_storeu_ps(Y + ldy + r, _mm512_extractf32x4_ps(s, 1));
+    _mm_storeu_ps(Y + 2 * ldy + r, _mm512_extractf32x4_ps(s, 2));
+    _mm_storeu_ps(Y + 3 * ldy + r, _mm512_extractf32x4_ps(s, 3));
+  } else {
     #pragma GCC unroll 16
-    for (int c = 0; c < CT; ++c) Y[c * ldy + r + i] = _mm512_reduce_add_ps(acc[i][c]);
+    for (int i = 0; i < RT; ++i)
+      #pragma GCC unroll 16
+      for (int c = 0; c < CT; ++c) Y[c * ldy + r + i] = _mm512_reduce_add_ps(acc[i][c]);
+  }
 }
 
 template <DType T, int RT>
@@ -95,13 +122,37 @@ void row_tile(const WeightsRef& W, int64_t r, const float* X, int64_t ldx, int64
 template <DType T>
 void matmul_typed(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1, float* Y,
                   int64_t ldy) {
-  constexpr int64_t kColBlock = 48;
+  // 16-bit weights with many activation rows: the 4 weight rows are widened
+  // to f32 once per block (exact) and every tile of the block reads those,
+  // instead of widening them again for each 4 activation rows. When all the
+  // activations fit in L2 they are one block, so each row is widened once.
+  const bool widen_once = T != DType::F32 && n >= 8;
+  const int64_t kColBlock = widen_once && n * W.cols * int64_t(sizeof(float)) <= (512 << 10) ? n : 48;
+  thread_local std::vector<float> wide;
+  if (widen_once && wide.size() < size_t(4 * W.cols)) wide.resize(size_t(4 * W.cols));
+  const WeightsRef Wf{DType::F32, 4, W.cols, reinterpret_cast<const uint8_t*>(wide.data()), size_t(W.cols) * sizeof(float)};
   for (int64_t c0 = 0; c0 < n; c0 += kColBlock) {
     const int64_t nc = n - c0 < kColBlock ? n - c0 : kColBlock;
     const float* Xb = X + c0 * ldx;
     float* Yb = Y + c0 * ldy;
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) row_tile<T, 4>(W, r, Xb, ldx, nc, Yb, ldy);
+    for (; r + 4 <= r1; r += 4) {
+      if (widen_once) {
+        for (int i = 0; i < 4; ++i) {
+          const uint8_t* row = W.data + size_t(r + i) * W.row_stride;
+          float* out = wide.data() + i * W.cols;
+          int64_t k = 0;
+          for (; k + 16 <= W.cols; k += 16) _mm512_storeu_ps(out + k, load_w_full<T>(row, k));
+          if (k < W.cols) {
+            const __mmask16 m = __mmask16((1u << (W.cols - k)) - 1);
+            _mm512_mask_storeu_ps(out + k, m, load_w<T>(row, k, m));
+          }
+        }
+        row_tile<DType::F32, 4>(Wf, 0, Xb, ldx, nc, Yb + r, ldy);
+      } else {
+        row_tile<T, 4>(W, r, Xb, ldx, nc, Yb, ldy);
+      }
+    }
     for (; r < r1; ++r) row_tile<T, 1>(W, r, Xb, ldx, nc, Yb, ldy);
   }
 }

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 
@@ -39,6 +40,32 @@ TEST(Sampler, GreedyTakesArgmaxAndLowestIdOnTies) {
   const std::vector<float> b = {-3.0f, -3.0f, -3.0f, -3.0f, -3.0f};
   EXPECT_EQ(s.sample(b.data()).token, 0);
   EXPECT_TRUE(s.greedy());
+}
+
+// The plain greedy path (no copy of the row) against the general one (an
+// all-ones mask forces it) on a vocabulary of several blocks: NaN, -inf,
+// +inf, ties within and across blocks.
+TEST(Sampler, PlainGreedyMatchesTheGeneralPathOnALargeVocabulary) {
+  const float nan = std::nanf("");
+  const float inf = std::numeric_limits<float>::infinity();
+  const int64_t v = 32000;
+  SamplingParams p;
+  p.temperature = 0.0f;
+  const std::vector<uint64_t> all((v + 63) / 64, ~uint64_t{0});
+  std::mt19937 rng(5);
+  std::normal_distribution<float> d;
+  for (int c = 0; c < 7; ++c) {
+    std::vector<float> l(v);
+    for (float& x : l) x = d(rng);
+    if (c == 1) l[3] = l[31999] = 9.0f;                    // tie across blocks: the lower id
+    if (c == 2) l[700] = l[701] = 9.0f, l[0] = nan;        // tie within a block
+    if (c == 3) for (float& x : l) x = nan;                // nothing finite: 0
+    if (c == 4) for (float& x : l) x = -inf;
+    if (c == 5) l[20000] = inf, l[5] = nan;
+    if (c == 6) for (int64_t i = 0; i < v; ++i) l[i] = i % 3 ? nan : -inf;
+    Sampler plain(p, {}, v), general(p, {}, v);
+    EXPECT_EQ(plain.sample(l.data()).token, general.sample(l.data(), all.data()).token) << "case " << c;
+  }
 }
 
 TEST(Sampler, TopK1EqualsGreedy) {

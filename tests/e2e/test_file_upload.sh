@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# POST /v1/files streams to disk: a 24 MiB JSONL upload (over --max-body-mb,
+# within --max-file-mb) succeeds byte for byte while the server's peak RSS
+# grows by far less than the file; a chunked upload over --max-file-mb is cut
+# off mid-stream with 413 file_too_large; malformed multipart is 400; no part
+# file is left behind. Usage: test_file_upload.sh /path/to/moeserve
+set -euo pipefail
+BIN="$(realpath "${1:?usage: $0 /path/to/moeserve}")"
+TMP="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status"; }
+
+"$BIN" serve --host 127.0.0.1 --port 0 --data-dir "$TMP/data" --max-body-mb 1 --max-file-mb 32 2>"$TMP/server.log" &
+SERVER_PID=$!
+PORT=""
+for _ in $(seq 1 600); do
+  PORT="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$TMP/server.log" | head -1 | sed 's/.*://')" || true
+  [ -n "$PORT" ] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.log" >&2; fail "server exited"; }
+  sleep 0.1
+done
+[ -n "$PORT" ] || fail "server did not start"
+URL="http://127.0.0.1:$PORT/v1/files"
+
+# 24 MiB of JSONL lines (~250 bytes each).
+PAD="$(printf 'x%.0s' $(seq 1 160))"
+awk -v pad="$PAD" 'BEGIN { for (i = 0; i < 100000; i++)
+  printf "{\"custom_id\":\"r%d\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":{\"prompt\":\"%s\"}}\n", i, pad }' >"$TMP/big.jsonl"
+SIZE=$(stat -c %s "$TMP/big.jsonl")
+[ "$SIZE" -gt $((20 << 20)) ] || fail "test file only $SIZE bytes"
+
+# A warm-up upload so that the baseline includes the upload path's own memory.
+printf '{"a":1}\n' >"$TMP/small.jsonl"
+curl -sf -F purpose=batch -F "file=@$TMP/small.jsonl" "$URL" >/dev/null || fail "small upload"
+BEFORE=$(hwm_kb)
+OUT="$(curl -s -w '\n%{http_code}' -F purpose=batch -F "file=@$TMP/big.jsonl" "$URL")"
+[ "$(tail -1 <<<"$OUT")" = 200 ] || fail "big upload: $OUT"
+ID="$(head -1 <<<"$OUT" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p')"
+grep -q "\"bytes\": *$SIZE" <<<"$OUT" || fail "big upload bytes: $OUT"
+GROWTH=$(( $(hwm_kb) - BEFORE ))
+echo "24 MiB upload: peak RSS grew by ${GROWTH} KiB"
+[ "$GROWTH" -lt $((SIZE / 1024 / 4)) ] || fail "peak RSS grew by ${GROWTH} KiB for a $((SIZE / 1024)) KiB upload"
+curl -sf "$URL/$ID/content" | cmp - "$TMP/big.jsonl" || fail "the stored file differs from the upload"
+echo "ok: a 24 MiB upload streamed to disk"
+
+# Over --max-file-mb without a Content-Length (chunked): cut off mid-stream.
+head -c $((36 << 20)) /dev/zero | tr '\0' '\n' >"$TMP/huge.jsonl"
+cat "$TMP/big.jsonl" >>"$TMP/huge.jsonl"
+OUT="$(curl -s -w '\n%{http_code}' -H 'Transfer-Encoding: chunked' -F purpose=batch -F "file=@$TMP/huge.jsonl" "$URL")"
+[ "$(tail -1 <<<"$OUT")" = 413 ] && grep -q '"code": *"file_too_large"' <<<"$OUT" || fail "oversized upload: $OUT"
+# With a Content-Length over the limit: 413 before the body is read.
+OUT="$(curl -s -w '\n%{http_code}' -F purpose=batch -F "file=@$TMP/huge.jsonl" "$URL")"
+[ "$(tail -1 <<<"$OUT")" = 413 ] || fail "oversized upload with a length: $OUT"
+echo "ok: oversized uploads are 413"
+
+# Malformed multipart: 400, and the server goes on.
+bad() {
+  local code
+  code="$(curl -s -o "$TMP/resp" -w '%{http_code}' -H "Content-Type: $1" --data-binary "$2" "$URL")"
+  [ "$code" = 400 ] || fail "malformed multipart ($3): HTTP $code $(cat "$TMP/resp")"
+}
+bad 'multipart/form-data; boundary=XX' $'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\n\r\n{"a":1}\n' "unterminated part"
+bad 'multipart/form-data; boundary=XX' $'--XX garbage\r\n' "bad delimiter"
+bad 'multipart/form-data' $'--XX\r\n\r\n--XX--' "no boundary"
+bad 'application/json' '{"file":"x"}' "not multipart"
+bad 'multipart/form-data; boundary=XX' $'--XX\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--XX--\r\n' "no file part"
+OUT="$(curl -s -F purpose=batch -F "file=@$TMP/small.jsonl" "$URL")"
+grep -q '"object": *"file"' <<<"$OUT" || fail "upload after errors: $OUT"
+echo "ok: malformed multipart is 400"
+
+LEFT="$(find "$TMP/data" -name 'upload-*' | wc -l)"
+[ "$LEFT" = 0 ] || fail "$LEFT part files left in the files directory"
+echo "PASS"
