@@ -191,20 +191,12 @@ void Scheduler::make_room_for(Sequence* head, int32_t budget) {
   }
 }
 
-StepPlan Scheduler::schedule(std::vector<Emission>& events) {
-  StepPlan plan;
-  scheduled_.clear();
-  int32_t budget = opts_.max_step_tokens;
-
-  // 0. A waiting head of a higher class displaces lower-class running sequences.
-  for (int c = 0; c + 1 < kNumPriorities; ++c)
-    if (!waiting_[c].empty()) make_room_for(waiting_[c].front(), budget);
-
-  // 1. One decode token per decoding sequence, oldest first. Victims of
-  //    preemption are always at or after index i, so the loop stays valid.
+template <class ClassFilter>
+void Scheduler::schedule_decodes(int32_t& budget, StepPlan& plan, std::vector<Emission>& events, ClassFilter want) {
+  // Victims of preemption are always at or after index i, so the loop stays valid.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Sequence* s = running_[i];
-    if (s->remaining() != 1) {
+    if (s->remaining() != 1 || !want(cls(s)) || scheduled_.count(s)) {
       ++i;
       continue;
     }
@@ -215,38 +207,63 @@ StepPlan Scheduler::schedule(std::vector<Emission>& events) {
       ++i;
     }
   }
-  // 2. Class by class: prefill chunks of the class's running sequences
-  //    (oldest first), then admissions from its queue (FIFO; the head blocks
-  //    this class and the lower ones when it does not fit).
-  bool blocked = false;
-  for (int c = 0; c < kNumPriorities; ++c) {
-    for (size_t i = 0; i < running_.size() && budget > 0;) {
-      Sequence* s = running_[i];
-      if (cls(s) != c || s->remaining() <= 1 || scheduled_.count(s)) {
-        ++i;
-        continue;
-      }
-      if (schedule_running(s, std::min(s->remaining(), budget), plan, events)) {
-        budget -= plan.items.back().n_tokens;
-        ++i;
-      } else if (i < running_.size() && running_[i] == s) {
-        ++i;
-      }
+}
+
+// Class c's prefill chunks (oldest first), then admissions from its queue
+// (FIFO; the head blocks this class and the lower ones when it does not fit).
+void Scheduler::schedule_class(int c, int32_t& budget, bool& blocked, StepPlan& plan, std::vector<Emission>& events) {
+  for (size_t i = 0; i < running_.size() && budget > 0;) {
+    Sequence* s = running_[i];
+    if (cls(s) != c || s->remaining() <= 1 || scheduled_.count(s)) {
+      ++i;
+      continue;
     }
-    auto& q = waiting_[c];
-    while (!blocked && budget > 0 && !q.empty() && static_cast<int32_t>(running_.size()) < opts_.max_batch) {
-      Sequence* s = q.front();
-      if (!kv_.fits_pool(*s)) {
-        finish(s, events, s->final_event(FinishReason::Length));
-        continue;
-      }
-      if (!try_admit(s, budget, plan)) {
-        blocked = true;
-        break;
-      }
+    if (schedule_running(s, std::min(s->remaining(), budget), plan, events)) {
       budget -= plan.items.back().n_tokens;
+      ++i;
+    } else if (i < running_.size() && running_[i] == s) {
+      ++i;
     }
-    if (!q.empty()) blocked = true;  // lower classes wait behind this one
+  }
+  auto& q = waiting_[c];
+  while (!blocked && budget > 0 && !q.empty() && static_cast<int32_t>(running_.size()) < opts_.max_batch) {
+    Sequence* s = q.front();
+    if (!kv_.fits_pool(*s)) {
+      finish(s, events, s->final_event(FinishReason::Length));
+      continue;
+    }
+    if (!try_admit(s, budget, plan)) {
+      blocked = true;
+      break;
+    }
+    budget -= plan.items.back().n_tokens;
+  }
+  if (!q.empty()) blocked = true;  // lower classes wait behind this one
+}
+
+StepPlan Scheduler::schedule(std::vector<Emission>& events) {
+  StepPlan plan;
+  scheduled_.clear();
+  int32_t budget = opts_.max_step_tokens;
+
+  // 0. A waiting head of a higher class displaces lower-class running sequences.
+  for (int c = 0; c + 1 < kNumPriorities; ++c)
+    if (!waiting_[c].empty()) make_room_for(waiting_[c].front(), budget);
+
+  // 1. One decode token per decoding sequence, oldest first; 2. class by
+  //    class, prefill chunks and admissions; 3. the Batch class last, and
+  //    only in a step without a higher class's prefill (scheduler.h).
+  const int batch = static_cast<int>(Priority::Batch);
+  schedule_decodes(budget, plan, events, [&](int c) { return c != batch; });
+  bool blocked = false;
+  for (int c = 0; c < batch; ++c) schedule_class(c, budget, blocked, plan, events);
+  bool higher_prefill = false;
+  for (const ScheduledChunk& it : plan.items) higher_prefill = higher_prefill || it.n_tokens > 1 || it.pos0 < it.seq->prompt_len;
+  if (!higher_prefill) {
+    schedule_decodes(budget, plan, events, [&](int c) { return c == batch; });
+    schedule_class(batch, budget, blocked, plan, events);
+  } else {
+    ++counters_.batch_yields;
   }
 
   plan.chunks.reserve(plan.items.size());

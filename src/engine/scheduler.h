@@ -21,6 +21,12 @@
 //      blocks its first chunk needs after its cached prefix is shared;
 //      otherwise admission stops for this and every lower class, so that the
 //      head cannot starve). So lower classes use what the higher ones leave.
+//   3. The Batch class goes last and yields: its decode tokens, prefill
+//      chunks and admissions are scheduled only in a step that holds no
+//      prefill chunk of a higher class. A step that prefills an online prompt
+//      then costs what it would on an idle server, so an online request's
+//      time to first token stays close to its idle value while a batch runs;
+//      the batch's sequences keep their KV and go on at the next step.
 //      A request whose next prefix block is being computed by a running
 //      sequence (n > 1 choices of one prompt) waits for it to reach the
 //      prefix cache instead of computing it twice.
@@ -68,6 +74,7 @@ struct SchedulerCounters {
   int64_t prompt_tokens = 0;      // prompt lengths of admitted requests (first admission)
   int64_t generation_tokens = 0;  // sampled tokens
   int64_t steps = 0;
+  int64_t batch_yields = 0;  // steps in which the Batch class yielded to a higher class's prefill
   // Per priority class (index: static_cast<int>(Priority)).
   int64_t class_admitted[kNumPriorities] = {};        // first admissions
   int64_t class_preempted[kNumPriorities] = {};       // preemptions of the class's sequences
@@ -120,6 +127,9 @@ class Scheduler {
   int32_t admission_need(Sequence* s, int32_t budget, bool* waits);  // blocks its first chunk needs beyond the free ones
   void insert_running(Sequence* s);                    // at its (class, admission) place
   bool schedule_running(Sequence* s, int32_t n, StepPlan& plan, std::vector<Emission>& events);
+  template <class ClassFilter>
+  void schedule_decodes(int32_t& budget, StepPlan& plan, std::vector<Emission>& events, ClassFilter want);
+  void schedule_class(int c, int32_t& budget, bool& blocked, StepPlan& plan, std::vector<Emission>& events);
   bool try_admit(Sequence* s, int32_t budget, StepPlan& plan);
   bool shares_uncomputed_prefix(const Sequence& s, size_t n_hit) const;
   void add_item(StepPlan& plan, Sequence* s, int32_t n);

@@ -213,7 +213,9 @@ TEST(Priority, StandardDoesNotPreemptStandardForAdmission) {
   Driver d(cfg, test::options(256, 4, /*max_batch=*/2));
   d.add(test::make_prompt(40, 5, cfg.vocab), test::greedy(10), kS);
   d.add(test::make_prompt(41, 5, cfg.vocab), test::greedy(10), kB);
-  d.step();
+  d.step();  // the Standard prompt (the Batch request yields this step)
+  d.step();  // the Batch one, beside the Standard decode
+  ASSERT_EQ(d.sched.num_running(), 2u);
   const uint64_t s = d.add(test::make_prompt(42, 5, cfg.vocab), test::greedy(4), kS);
   auto ids = d.step();
   EXPECT_TRUE(std::count(ids.begin(), ids.end(), s)) << "Standard displaces Batch";
@@ -273,6 +275,39 @@ TEST(Priority, MixedClassesUnderPressureEqualBatchOfOne) {
     EXPECT_TRUE(d.runner.errors().empty()) << d.runner.errors()[0];
     EXPECT_EQ(d.sched.pool().num_used(), 0);
   }
+}
+
+// The Batch class yields: a step that prefills a higher class's prompt holds
+// no Batch rows (so it costs what it would on an idle server), the batch
+// goes on at the next step, and its tokens are unchanged.
+TEST(Priority, BatchYieldsTheStepsThatPrefillAHigherClass) {
+  FakeConfig cfg;
+  Driver d(cfg, test::options(256, 4, /*max_batch=*/8, /*max_step_tokens=*/6));
+  std::vector<uint64_t> batch;
+  std::vector<std::vector<int32_t>> bprompts;
+  for (int i = 0; i < 3; ++i) {
+    bprompts.push_back(test::make_prompt(40 + i, 3, cfg.vocab));
+    batch.push_back(d.add(bprompts.back(), test::greedy(30), kB));
+  }
+  for (int i = 0; i < 3; ++i) d.step();  // the batch is decoding
+  const auto has = [](const std::vector<uint64_t>& ids, uint64_t id) { return std::count(ids.begin(), ids.end(), id) > 0; };
+  const auto pr = test::make_prompt(50, 14, cfg.vocab);  // 3 steps of prefill at 6 tokens a step
+  const uint64_t s = d.add(pr, test::greedy(4), kS);
+  for (int k = 0; k < 3; ++k) {
+    const auto ids = d.step();
+    EXPECT_TRUE(has(ids, s)) << "prefill step " << k;
+    for (uint64_t b : batch) EXPECT_FALSE(has(ids, b)) << "a Batch row in prefill step " << k;
+  }
+  EXPECT_EQ(d.sched.counters().batch_yields, 3);
+  // Decoding, the Standard sequence shares its steps with the batch again.
+  const auto ids = d.step();
+  EXPECT_TRUE(has(ids, s));
+  for (uint64_t b : batch) EXPECT_TRUE(has(ids, b));
+  d.run_all();
+  EXPECT_EQ(d.sched.counters().batch_yields, 3);
+  EXPECT_EQ(d.recs[s].tokens, alone(cfg, pr, test::greedy(4)));
+  for (size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(d.recs[batch[i]].tokens, alone(cfg, bprompts[i], test::greedy(30)));
+  EXPECT_EQ(d.sched.counters().preemptions, 0);
 }
 
 TEST(Priority, EngineStatsReportEachClass) {
