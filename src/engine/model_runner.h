@@ -21,11 +21,6 @@ class ModelRunner {
   virtual int64_t num_experts() const = 0;
   // Executes one step; block tables index into a pool of `num_blocks` blocks of `block_size`.
   virtual void forward(const std::vector<SeqChunk>& chunks, ForwardOutput& out) = 0;
-  // Bracket one engine step (schedule, forward, sampling) on the engine
-  // thread. Runners sharing compute with other engines take turns here
-  // (tools/model_host.h); by default nothing happens.
-  virtual void step_begin() {}
-  virtual void step_end() {}
 };
 
 // Token id -> the bytes it stands for in text (SentencePiece "▁" -> ' ',
