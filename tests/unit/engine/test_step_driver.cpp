@@ -4,6 +4,7 @@
 // driver starts no thread of its own; stopping one leaves the other serving.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <dirent.h>
 #include <mutex>
@@ -24,12 +25,15 @@ class LoggingRunner : public test::FakeRunner {
   LoggingRunner(FakeConfig cfg, int32_t blocks, int32_t bs, int id, std::vector<int>& log, std::mutex& mu)
       : FakeRunner(cfg, blocks, bs), id_(id), log_(log), mu_(mu) {}
   void forward(const std::vector<SeqChunk>& chunks, ForwardOutput& out) override {
+    while (gate && !gate->load()) std::this_thread::yield();
     {
       std::lock_guard<std::mutex> lk(mu_);
       log_.push_back(id_);
     }
     FakeRunner::forward(chunks, out);
   }
+
+  const std::atomic<bool>* gate = nullptr;  // forward passes wait until it opens
 
  private:
   int id_;
@@ -77,13 +81,16 @@ TEST(StepDriver, TwoBusyEnginesAlternateAndMatchRunningAlone) {
   {
     StepDriver driver;
     Engine ea(ra, text, o), eb(rb, text, o);
-    // Both queues are full before either is attached, so both are busy from
-    // the second engine's first step on.
+    // Both queues are full, and no step runs until both are attached, so
+    // both are busy from the start.
+    std::atomic<bool> gate{false};
+    ra.gate = rb.gate = &gate;
     submit_all(ea, ja, col_a);
     submit_all(eb, jb, col_b);
     const int before = threads_in_process();
     ea.start(driver);
     eb.start(driver);
+    gate = true;
     EXPECT_EQ(threads_in_process(), before) << "an engine on a driver starts no thread";
     EXPECT_EQ(driver.num_engines(), 2u);
     col_a.wait_done(ja.size());
@@ -104,9 +111,9 @@ TEST(StepDriver, TwoBusyEnginesAlternateAndMatchRunningAlone) {
   // While both had work, the steps alternated: from the first step of the
   // second engine to the last step of the one that finished first.
   std::lock_guard<std::mutex> lk(log_mu);
-  size_t first_b = 0, last_a = 0, last_b = 0;
+  size_t first_b = log.size(), last_a = 0, last_b = 0;
   for (size_t i = 0; i < log.size(); ++i) {
-    if (log[i] == 1 && first_b == 0) first_b = i;
+    if (log[i] == 1 && first_b == log.size()) first_b = i;
     (log[i] == 0 ? last_a : last_b) = i;
   }
   const size_t end = std::min(last_a, last_b);
