@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "core/checked.h"
 #include "core/error.h"
@@ -17,20 +18,6 @@
 
 namespace ms::cli {
 
-void FairLock::lock() {
-  std::unique_lock<std::mutex> lk(mu_);
-  const uint64_t ticket = next_++;
-  cv_.wait(lk, [&] { return serving_ == ticket; });
-}
-
-void FairLock::unlock() {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    ++serving_;
-  }
-  cv_.notify_all();
-}
-
 namespace {
 
 class VocabText : public TokenText {
@@ -41,28 +28,6 @@ class VocabText : public TokenText {
 
  private:
   const Tokenizer* t_;
-};
-
-// The model under the shared compute lock: one engine step at a time uses
-// the shared pool.
-class SharedComputeRunner : public ModelRunner {
- public:
-  SharedComputeRunner(Mixtral& model, FairLock& lock, int32_t num_blocks, int32_t block_size, ops::KvDType kv)
-      : inner_(model, num_blocks, block_size, kv), lock_(lock) {}
-  int64_t vocab_size() const override { return inner_.vocab_size(); }
-  int64_t max_context() const override { return inner_.max_context(); }
-  int32_t eos_id() const override { return inner_.eos_id(); }
-  int64_t num_layers() const override { return inner_.num_layers(); }
-  int64_t num_experts() const override { return inner_.num_experts(); }
-  void forward(const std::vector<SeqChunk>& chunks, ForwardOutput& out) override { inner_.forward(chunks, out); }
-  // A whole engine step (schedule, forward, sampling) at a time: the other
-  // engines' threads sleep meanwhile, so the busy threads never exceed the pool.
-  void step_begin() override { lock_.lock(); }
-  void step_end() override { lock_.unlock(); }
-
- private:
-  MixtralRunner inner_;
-  FairLock& lock_;
 };
 
 // KV cache MiB for a model: the flag, or enough for max_batch full
@@ -92,18 +57,35 @@ struct ModelHost::Weights {
 
 struct ModelHost::Instance : ModelInstance {
   std::shared_ptr<Weights> weights;
-  std::unique_ptr<SharedComputeRunner> runner;
+  std::shared_ptr<StepDriver> driver;  // outlives the engine
+  std::unique_ptr<MixtralRunner> runner;
   std::unique_ptr<Engine> engine;
   ~Instance() override {
+    if (driver && driver->on_driver_thread()) {
+      // The last holder let go inside a step (a finished request of an
+      // unloaded model): that step is still running, so stop the engine
+      // from another thread once it is over.
+      std::thread([e = std::move(engine), r = std::move(runner), w = std::move(weights), d = std::move(driver)]() mutable {
+        e->stop();
+        e.reset();
+        r.reset();
+        w.reset();
+        d.reset();
+        malloc_trim(0);
+      }).detach();
+      return;
+    }
     if (engine) engine->stop();
     engine.reset();
+    driver.reset();
     runner.reset();
     weights.reset();
     malloc_trim(0);  // hand freed KV and weight copies back to the system now
   }
 };
 
-ModelHost::ModelHost(int threads) : pool_(std::make_unique<ThreadPool>(threads)) {}
+ModelHost::ModelHost(int threads)
+    : pool_(std::make_unique<ThreadPool>(threads)), driver_(std::make_shared<StepDriver>()) {}
 
 ModelHost::~ModelHost() = default;
 
@@ -199,7 +181,7 @@ std::shared_ptr<ModelInstance> ModelHost::load(const std::string& name) {
   if (num_blocks < 1)
     bad_input("kv_cache_mb " + std::to_string(mb) + " holds no KV block (one block needs " +
               std::to_string(KvCache::bytes_per_block(desc.cfg, p.ro.block_size, kv)) + " bytes)");
-  inst->runner = std::make_unique<SharedComputeRunner>(*inst->weights->model, compute_, num_blocks, p.ro.block_size, kv);
+  inst->runner = std::make_unique<MixtralRunner>(*inst->weights->model, num_blocks, p.ro.block_size, kv);
   EngineOptions eo;
   eo.block_size = p.ro.block_size;
   eo.num_blocks = num_blocks;
@@ -207,7 +189,8 @@ std::shared_ptr<ModelInstance> ModelHost::load(const std::string& name) {
   eo.max_step_tokens = p.ro.max_step_tokens;
   eo.max_queue = p.ro.max_queue;
   inst->engine = std::make_unique<Engine>(*inst->runner, *inst->weights->text, eo);
-  inst->engine->start();
+  inst->driver = driver_;
+  inst->engine->start(*driver_);
   ServerBackend& b = inst->backend;
   b.engine = inst->engine.get();
   b.tokenizer = inst->weights->tokenizer.get();

@@ -2,17 +2,17 @@
 // loader behind ModelRegistry (server/model_registry.h).
 //
 // Compute threads are shared, not multiplied: one ThreadPool serves every
-// model, and a fair (FIFO) lock around each engine step (schedule, forward
-// pass, sampling; ModelRunner::step_begin/step_end) lets one model's step use
-// all of them at a time — two busy models on 2 cores run 2 compute threads,
-// taking turns step by step, and the waiting engine's thread sleeps. Each
-// model keeps its own engine (scheduler, KV pool) and engine thread.
+// model, and every model's engine runs on one StepDriver (engine/
+// step_driver.h): a single thread steps the engines that have work in turn
+// (schedule, forward pass, sampling), one step each, so a step uses the
+// whole pool and two busy models on 2 cores run 2 compute threads (the
+// driver and one pool worker). Each model keeps its own engine (scheduler,
+// KV pool).
 //
 // Served names over the same weights (same file, same --quant) share one
 // mapping: the desc, the Mixtral built over it, and the tokenizer are held
 // by every instance using them and released with the last one.
 #pragma once
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -20,23 +20,12 @@
 #include <string>
 
 #include "core/thread_pool.h"
+#include "engine/step_driver.h"
 #include "runtime.h"
 #include "serve_config.h"
 #include "server/model_registry.h"
 
 namespace ms::cli {
-
-// A FIFO lock: waiters get it in arrival order, so two engines alternate.
-class FairLock {
- public:
-  void lock();
-  void unlock();
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t next_ = 0, serving_ = 0;
-};
 
 // Per-model values the flags give when the config does not.
 struct ModelDefaults {
@@ -74,7 +63,7 @@ class ModelHost {
   std::shared_ptr<Weights> weights_for(const Plan& p);
 
   std::unique_ptr<ThreadPool> pool_;
-  FairLock compute_;
+  std::shared_ptr<StepDriver> driver_;  // steps every model's engine, in turn
   mutable std::mutex mu_;
   std::map<std::string, Plan> plans_;
   std::map<std::string, std::weak_ptr<Weights>> weights_;

@@ -55,10 +55,12 @@ void ThreadPool::worker(int idx) {
   uint64_t seen = 0;
   for (;;) {
     // Spin a little, then sleep until the generation changes.
+    // (Yielding now and then: with more runnable threads than cores, the
+    // thread that will post the next job may be waiting for this core.)
     int spins = 0;
     while (generation_.load(std::memory_order_acquire) == seen && spins < 20000) {
       cpu_relax();
-      ++spins;
+      if (++spins % 2000 == 0) std::this_thread::yield();
     }
     if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lk(mu_);
@@ -85,7 +87,16 @@ void ThreadPool::run_on_all(const std::function<void(int, int)>& fn) {
   }
   cv_.notify_all();
   fn(0, n_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  // Spin for the others; past a few microseconds one of them is probably not
+  // running (more runnable threads than cores), so give the core away
+  // between checks instead of burning the rest of the time slice.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < 2000) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 void ThreadPool::parallel_for(int64_t n, const RangeFn& fn) { parallel_for(n, 1, fn); }

@@ -3,7 +3,9 @@
 // parallel_for(n, fn) splits [0, n) into contiguous ranges, one per thread
 // (the calling thread takes part as thread 0), and returns when all are done.
 // Workers spin briefly between jobs and then sleep, so back-to-back kernel
-// calls in a forward pass do not pay a futex wake each time.
+// calls in a forward pass do not pay a futex wake each time. Spin-waits
+// (a worker for a job, the caller for the workers) yield the core between
+// checks once they last, so a thread waiting for a core is not held up.
 // Not reentrant: a job must not call parallel_for on the same pool.
 #pragma once
 #include <atomic>

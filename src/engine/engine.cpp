@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
+#include "engine/step_driver.h"
 
 namespace ms {
 
@@ -83,6 +84,7 @@ struct Engine::Impl {
   bool stopped = false;
   bool thread_running = false;
   bool stepping_on_caller = false;
+  StepDriver* driver = nullptr;  // steps run on its thread (start(driver))
   uint64_t next_id = 1;
   EngineStats snap;  // published after every iteration
   std::thread thread;
@@ -91,6 +93,7 @@ struct Engine::Impl {
   SubmitResult enqueue(Request&& r, bool enforce_queue_limit);
   void deliver(std::vector<Emission>& events);
   bool iterate();          // one round: intake, cancels, one step; false if idle
+  bool iterate_guarded();  // iterate(), ending what is in flight on an internal error
   void publish(const ForwardOutput* out);
   void loop();
   void shutdown_all();
@@ -143,14 +146,19 @@ SubmitResult Engine::Impl::enqueue(Request&& r, bool enforce_queue_limit) {
   SubmitResult res = validate(r);
   if (res.status != SubmitStatus::Ok) return res;
   auto seq = std::make_unique<Sequence>(0, std::move(r), text, limits.vocab_size);  // outside the lock
-  std::lock_guard<std::mutex> lk(mu);
-  if (stopping || stopped) return refuse(SubmitStatus::ShuttingDown, "the engine is shutting down");
-  if (enforce_queue_limit && static_cast<int64_t>(inbox.size()) + snap.waiting >= opts.max_queue)
-    return refuse(SubmitStatus::QueueFull, "too many requests are waiting (" + std::to_string(opts.max_queue) + ")");
-  res.id = next_id++;
-  seq->id = res.id;
-  inbox.push_back(std::move(seq));
-  cv.notify_all();
+  StepDriver* drv = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    if (stopping || stopped) return refuse(SubmitStatus::ShuttingDown, "the engine is shutting down");
+    if (enforce_queue_limit && static_cast<int64_t>(inbox.size()) + snap.waiting >= opts.max_queue)
+      return refuse(SubmitStatus::QueueFull, "too many requests are waiting (" + std::to_string(opts.max_queue) + ")");
+    res.id = next_id++;
+    seq->id = res.id;
+    inbox.push_back(std::move(seq));
+    cv.notify_all();
+    drv = driver;
+  }
+  if (drv) drv->wake();
   return res;
 }
 
@@ -214,12 +222,6 @@ bool Engine::Impl::iterate() {
     return false;
   }
 
-  // The whole step holds the runner's turn on shared compute (if any).
-  struct StepTurn {
-    ModelRunner& r;
-    explicit StepTurn(ModelRunner& m) : r(m) { r.step_begin(); }
-    ~StepTurn() { r.step_end(); }
-  } turn(runner);
   StepPlan plan = sched.schedule(events);
   // Reused: the logits keep the last step's size, so a runner's resize to the
   // same row count does not zero-fill them again (25 MB a step at 200 rows).
@@ -286,6 +288,22 @@ void Engine::Impl::shutdown_all() {
   deliver(events);
 }
 
+bool Engine::Impl::iterate_guarded() {
+  try {
+    return iterate();
+  } catch (const std::exception& e) {
+    // An internal error must not take the server down: end what is in
+    // flight with the error and carry on.
+    std::vector<Emission> events;
+    try {
+      sched.cancel_all(events, FinishReason::Error, std::string("internal error: ") + e.what());
+    } catch (...) {
+    }
+    deliver(events);
+    return true;
+  }
+}
+
 void Engine::Impl::loop() {
   while (true) {
     {
@@ -293,18 +311,7 @@ void Engine::Impl::loop() {
       cv.wait(lk, [&] { return stopping || !inbox.empty() || !cancels.empty() || sched.has_work(); });
       if (stopping) break;
     }
-    try {
-      iterate();
-    } catch (const std::exception& e) {
-      // An internal error must not take the server down: end what is in
-      // flight with the error and carry on.
-      std::vector<Emission> events;
-      try {
-        sched.cancel_all(events, FinishReason::Error, std::string("internal error: ") + e.what());
-      } catch (...) {
-      }
-      deliver(events);
-    }
+    iterate_guarded();
   }
   shutdown_all();
 }
@@ -316,24 +323,45 @@ Engine::~Engine() { stop(); }
 
 void Engine::start() {
   std::lock_guard<std::mutex> lk(impl_->mu);
-  if (impl_->thread_running || impl_->stopped) return;
+  if (impl_->thread_running || impl_->driver || impl_->stopped) return;
   if (impl_->stepping_on_caller) throw Error(ErrorKind::Internal, "Engine::start during run_to_completion");
   impl_->thread_running = true;
   impl_->thread = std::thread([this] { impl_->loop(); });
 }
 
+void Engine::start(StepDriver& driver) {
+  {
+    std::lock_guard<std::mutex> lk(impl_->mu);
+    if (impl_->thread_running || impl_->driver || impl_->stopped) return;
+    if (impl_->stepping_on_caller) throw Error(ErrorKind::Internal, "Engine::start during run_to_completion");
+    impl_->driver = &driver;
+  }
+  driver.attach(this);
+}
+
+bool Engine::drive_step() {
+  {
+    std::lock_guard<std::mutex> lk(impl_->mu);
+    if (impl_->stopping || impl_->stopped) return false;
+  }
+  return impl_->iterate_guarded();
+}
+
 void Engine::stop() {
   bool join = false;
+  StepDriver* drv = nullptr;
   {
     std::lock_guard<std::mutex> lk(impl_->mu);
     if (impl_->stopped) return;
     impl_->stopping = true;
     join = impl_->thread_running;
+    drv = impl_->driver;
     impl_->cv.notify_all();
   }
   if (join) {
     impl_->thread.join();
   } else {
+    if (drv) drv->detach(this);  // from here on this thread owns the scheduler
     impl_->shutdown_all();
   }
   std::lock_guard<std::mutex> lk(impl_->mu);
@@ -344,10 +372,15 @@ void Engine::stop() {
 SubmitResult Engine::submit(Request r) { return impl_->enqueue(std::move(r), true); }
 
 void Engine::cancel(uint64_t id) {
-  std::lock_guard<std::mutex> lk(impl_->mu);
-  if (impl_->stopped || impl_->stopping) return;
-  impl_->cancels.push_back(id);
-  impl_->cv.notify_all();
+  StepDriver* drv = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(impl_->mu);
+    if (impl_->stopped || impl_->stopping) return;
+    impl_->cancels.push_back(id);
+    impl_->cv.notify_all();
+    drv = impl_->driver;
+  }
+  if (drv) drv->wake();
 }
 
 EngineStats Engine::stats() const {
@@ -361,7 +394,8 @@ EngineStats Engine::stats() const {
 void Engine::run_to_completion(std::vector<Request> requests) {
   {
     std::lock_guard<std::mutex> lk(impl_->mu);
-    if (impl_->thread_running) throw Error(ErrorKind::Internal, "Engine::run_to_completion while the engine thread runs");
+    if (impl_->thread_running || impl_->driver)
+      throw Error(ErrorKind::Internal, "Engine::run_to_completion while the engine thread runs");
     impl_->stepping_on_caller = true;
   }
   struct Reset {

@@ -8,7 +8,8 @@
 // running request is preempted and later recomputed.
 //
 // Thread-safety: submit()/cancel()/stats() may be called from any thread.
-// Callbacks run on the engine thread and must not block.
+// Callbacks run on the engine thread (or the StepDriver's, for an engine
+// started on one) and must not block.
 // Request and event types: engine/request.h; the model and tokenizer
 // interfaces it drives: engine/model_runner.h.
 #pragma once
@@ -25,6 +26,8 @@
 #include "model/batch.h"
 
 namespace ms {
+
+class StepDriver;  // engine/step_driver.h
 
 struct EngineOptions {
   int32_t block_size = 16;
@@ -70,7 +73,10 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   void start();                  // launches the engine thread
-  void stop();                   // cancels everything, joins the thread
+  // No thread of its own: the steps run on `driver`'s thread, in turn with
+  // the other engines started on it (engine/step_driver.h).
+  void start(StepDriver& driver);
+  void stop();                   // cancels everything, joins the thread (or leaves the driver)
   SubmitResult submit(Request r);
   void cancel(uint64_t id);      // safe for unknown/finished ids
   EngineStats stats() const;
@@ -80,6 +86,11 @@ class Engine {
   void run_to_completion(std::vector<Request> requests);
 
  private:
+  friend class StepDriver;
+  // One round on the driver's thread (intake, cancels, at most one step);
+  // false when there was nothing to do.
+  bool drive_step();
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

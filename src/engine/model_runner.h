@@ -23,11 +23,6 @@ class ModelRunner {
   // `out` is reused across steps: out.logits holds the previous step's rows
   // (the runner sizes it to this step's rows and fills every one it returns).
   virtual void forward(const std::vector<SeqChunk>& chunks, ForwardOutput& out) = 0;
-  // Bracket one engine step (schedule, forward, sampling) on the engine
-  // thread. Runners sharing compute with other engines take turns here
-  // (tools/model_host.h); by default nothing happens.
-  virtual void step_begin() {}
-  virtual void step_end() {}
 };
 
 // Token id -> the bytes it stands for in text (SentencePiece "▁" -> ' ',

@@ -314,6 +314,15 @@ HttpResp health(const ApiContext& ctx) {
 HttpResp metrics(ApiContext& ctx) {
   HttpResp r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  if (ctx.opts.models) {  // several models: each one's series labelled model="NAME"
+    std::vector<ModelMetricsView> views;
+    if (ctx.ready())
+      for (const auto& sm : ctx.models().loaded())
+        views.push_back({sm->name(), sm->backend().engine->stats(), sm->backend().num_layers, sm->backend().num_experts});
+    r.body = ctx.metrics.render_models(views, ctx.ready() && !ctx.stopping());
+    if (ctx.opts.governance) r.body += ctx.opts.governance->render_metrics();
+    return r;
+  }
   std::shared_ptr<ServedModel> m = ctx.ready() ? ctx.models().any_loaded() : nullptr;
   if (m) {
     EngineStats st = m->backend().engine->stats();

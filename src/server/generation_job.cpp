@@ -25,6 +25,7 @@ GenerationJob::GenerationJob(ApiContext& ctx, std::shared_ptr<ServedModel> model
                }(),
                [tok = model_->backend().tokenizer](int32_t id) { return tok ? tok->token_bytes(id) : std::string(); }) {
   ctx_.metrics.jobs_in_flight.fetch_add(1);
+  if (ctx_.opts.models) model_latency_ = &ctx_.metrics.model_latency(model_->name());
   last_token_.resize(builder_.num_choices());
   if (model_->structured()) builder_.set_tool_calls_token(model_->structured()->tool_calls_token());
 }
@@ -159,8 +160,12 @@ std::string GenerationJob::drain() {
       if (!first_token_) {
         first_token_ = q.at;
         ctx_.metrics.ttft.observe(secs(q.at - arrival_));
+        if (model_latency_) model_latency_->ttft.observe(secs(q.at - arrival_));
       }
-      if (last_token_[q.choice]) ctx_.metrics.inter_token.observe(secs(q.at - *last_token_[q.choice]));
+      if (last_token_[q.choice]) {
+        ctx_.metrics.inter_token.observe(secs(q.at - *last_token_[q.choice]));
+        if (model_latency_) model_latency_->inter_token.observe(secs(q.at - *last_token_[q.choice]));
+      }
       last_token_[q.choice] = q.at;
     }
     const bool was_done = builder_.done();
@@ -170,7 +175,10 @@ std::string GenerationJob::drain() {
       ctx_.metrics.count_finish(fr);
       if (!finish_note_.empty()) finish_note_ += ",";
       finish_note_ += fr ? fr : "?";
-      if (!was_done && builder_.done()) ctx_.metrics.e2e.observe(secs(q.at - arrival_));
+      if (!was_done && builder_.done()) {
+        ctx_.metrics.e2e.observe(secs(q.at - arrival_));
+        if (model_latency_) model_latency_->e2e.observe(secs(q.at - arrival_));
+      }
     }
   }
   // One choice failed: stop the others, the request cannot succeed.

@@ -88,6 +88,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
 
   ApiContext& ctx_;
   std::shared_ptr<ServedModel> model_;
+  LatencyHistograms* model_latency_ = nullptr;  // the model's own (multi-model servers)
   GenerationSpec spec_;
   std::vector<std::vector<int32_t>> prompts_;
   std::vector<int32_t> max_tokens_;

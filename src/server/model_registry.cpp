@@ -177,6 +177,14 @@ std::shared_ptr<ServedModel> ModelRegistry::any_loaded() const {
   return nullptr;
 }
 
+std::vector<std::shared_ptr<ServedModel>> ModelRegistry::loaded() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<std::shared_ptr<ServedModel>> out;
+  for (const auto& e : entries_)
+    if (e->state == ModelState::Loaded && e->served) out.push_back(e->served);
+  return out;
+}
+
 int64_t ModelRegistry::footprint(const Entry* plus, const Entry* minus) const {
   std::set<std::string> keys;
   int64_t total = 0;

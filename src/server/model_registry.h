@@ -134,6 +134,8 @@ class ModelRegistry {
   Resolution acquire(const std::string& name);
   // Any loaded model (metrics), or null.
   std::shared_ptr<ServedModel> any_loaded() const;
+  // Every loaded model, in declaration order (metrics; not marked used).
+  std::vector<std::shared_ptr<ServedModel>> loaded() const;
 
   // Starts a load in the background; returns the state after starting it
   // (loaded if it already was). Unknown name: nullopt.

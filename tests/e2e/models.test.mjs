@@ -139,6 +139,35 @@ test('load, serve, unload: each name its own greedy output; RSS back within 5%',
   assert.ok(Math.abs(afterRss - before) / before <= 0.05, `RSS ${before} before load, ${afterRss} after unload`);
 });
 
+test('two models busy at once (one compute thread set, engines stepped in turn): each answers its own output', async () => {
+  const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => complete(srv.port, i % 2 ? 'kjv-q8' : 'kjv')));
+  rs.forEach((r, i) => {
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.ids, want[i % 2 ? 'kjv-q8' : 'kjv']);
+  });
+});
+
+test('/metrics labels each model\'s engine series and latency histograms with model="NAME"', async () => {
+  const r = await rawRequest(srv.port, { method: 'GET', path: '/metrics', headers: AUTH });
+  assert.equal(r.status, 200);
+  const v = (series) => {
+    const line = r.body.split('\n').find((l) => l.startsWith(series + ' '));
+    return line === undefined ? undefined : Number(line.slice(series.length + 1));
+  };
+  for (const m of ['kjv', 'kjv-q8']) {
+    assert.ok(v(`moeserve_generation_tokens_total{model="${m}"}`) >= N, `${m}: tokens generated`);
+    assert.equal(v(`moeserve_requests_running{model="${m}"}`), 0, m);
+    assert.equal(v(`moeserve_requests_waiting{model="${m}"}`), 0, m);
+    assert.ok(v(`moeserve_kv_cache_blocks_total{model="${m}"}`) > 0, m);
+    assert.ok(v(`moeserve_time_to_first_token_seconds_count{model="${m}"}`) >= 1, `${m}: TTFT histogram`);
+    assert.ok(v(`moeserve_class_generation_tokens_total{model="${m}",class="standard"}`) >= N, m);
+  }
+  // Not loaded: no engine series; and no unlabelled engine series beside the labelled ones.
+  assert.equal(v('moeserve_requests_running{model="random"}'), undefined);
+  assert.equal(v('moeserve_requests_running'), undefined);
+  assert.equal(v('moeserve_generation_tokens_total'), undefined);
+});
+
 test('fallback: the chosen model unloaded and not autoload -> the fallback answers', async () => {
   const r = await complete(srv.port, 'fb');
   assert.equal(r.status, 200, JSON.stringify(r.body));

@@ -96,5 +96,49 @@ TEST(ServerMetrics, LoadingHasNoEngineStats) {
     }
 }
 
+TEST(ServerMetrics, SeveralModelsAreLabelledPerModel) {
+  ServerMetrics m;
+  m.model_latency("a").ttft.observe(0.02);
+  m.model_latency("a").ttft.observe(0.03);
+  m.model_latency("b").ttft.observe(0.5);
+  m.model_latency("b").inter_token.observe(0.004);
+  m.model_latency("gone").e2e.observe(1.0);  // served, then unloaded: its histograms stay
+  ModelMetricsView a, b;
+  a.name = "a";
+  a.stats.running = 2;
+  a.stats.generation_tokens = 70;
+  a.stats.classes[static_cast<int>(Priority::Provisioned)].admitted = 4;
+  a.stats.expert_tokens = {1, 2, 3, 4};
+  a.num_layers = 2;
+  a.num_experts = 2;
+  b.name = "b\"x";  // quoted in the label
+  b.stats.waiting = 9;
+  b.stats.generation_tokens = 30;
+  const std::string text = m.render_models({a, b}, true);
+  auto s = samples(text);
+  EXPECT_EQ(s["moeserve_ready"], 1);
+  EXPECT_EQ(s["moeserve_requests_running{model=\"a\"}"], 2);
+  EXPECT_EQ(s["moeserve_requests_waiting{model=\"b\\\"x\"}"], 9);
+  EXPECT_EQ(s["moeserve_generation_tokens_total{model=\"a\"}"], 70);
+  EXPECT_EQ(s["moeserve_generation_tokens_total{model=\"b\\\"x\"}"], 30);
+  EXPECT_EQ(s["moeserve_class_admitted_total{model=\"a\",class=\"provisioned\"}"], 4);
+  EXPECT_EQ(s["moeserve_expert_tokens_total{model=\"a\",layer=\"1\",expert=\"1\"}"], 4);
+  EXPECT_EQ(s["moeserve_time_to_first_token_seconds_count{model=\"a\"}"], 2);
+  EXPECT_EQ(s["moeserve_time_to_first_token_seconds_bucket{model=\"a\",le=\"0.025\"}"], 1);
+  EXPECT_EQ(s["moeserve_time_to_first_token_seconds_count{model=\"b\"}"], 1);
+  EXPECT_EQ(s["moeserve_inter_token_latency_seconds_count{model=\"b\"}"], 1);
+  EXPECT_EQ(s["moeserve_e2e_request_latency_seconds_count{model=\"gone\"}"], 1);
+  // No unlabelled engine or latency series beside the labelled ones (a sum
+  // over `model` would count them twice); each family declared once.
+  EXPECT_EQ(s.count("moeserve_requests_running"), 0u);
+  EXPECT_EQ(s.count("moeserve_generation_tokens_total"), 0u);
+  EXPECT_EQ(s.count("moeserve_time_to_first_token_seconds_count"), 0u);
+  size_t types = 0;
+  for (size_t p = text.find("# TYPE moeserve_requests_running "); p != std::string::npos;
+       p = text.find("# TYPE moeserve_requests_running ", p + 1))
+    ++types;
+  EXPECT_EQ(types, 1u);
+}
+
 }  // namespace
 }  // namespace ms
