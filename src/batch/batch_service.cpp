@@ -113,16 +113,22 @@ FileRec BatchService::create_file(const std::string& owner, const std::string& p
   if (!bad.empty())
     fail(400, "invalid_file_format", "Invalid file format for Batch API: a JSONL file is expected (" + bad + ").",
          "file");
+  FileRec f = new_file(owner, purpose, filename, static_cast<int64_t>(content.size()));
+  write_atomic(f.path, content);
+  store_->put_file(f);
+  return f;
+}
+
+FileRec BatchService::new_file(const std::string& owner, const std::string& purpose, const std::string& filename,
+                               int64_t bytes) const {
   FileRec f;
   f.id = new_id("file-");
   f.owner = owner;
   f.purpose = purpose;
   f.filename = filename.empty() ? "upload.jsonl" : filename;
   f.path = opts_.files_dir + "/" + f.id + ".jsonl";
-  f.bytes = static_cast<int64_t>(content.size());
+  f.bytes = bytes;
   f.created_at = now_s();
-  write_atomic(f.path, content);
-  store_->put_file(f);
   return f;
 }
 
@@ -138,14 +144,7 @@ void BatchService::check_purpose(const std::string& purpose) const {
 FileRec BatchService::adopt_file(const std::string& owner, const std::string& purpose, const std::string& filename,
                                  const std::string& part_path, int64_t bytes) {
   check_purpose(purpose);
-  FileRec f;
-  f.id = new_id("file-");
-  f.owner = owner;
-  f.purpose = purpose;
-  f.filename = filename.empty() ? "upload.jsonl" : filename;
-  f.path = opts_.files_dir + "/" + f.id + ".jsonl";
-  f.bytes = bytes;
-  f.created_at = now_s();
+  FileRec f = new_file(owner, purpose, filename, bytes);
   if (::rename(part_path.c_str(), f.path.c_str()) != 0)
     throw Error(ErrorKind::Internal, "cannot rename " + part_path + ": " + std::strerror(errno));
   int dfd = ::open(opts_.files_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -111,6 +111,9 @@ class BatchService {
   BatchRec cancel_batch(const std::string& owner, const std::string& id);
 
  private:
+  // A new file's record (id, path in the files dir, time); not stored yet.
+  FileRec new_file(const std::string& owner, const std::string& purpose, const std::string& filename,
+                   int64_t bytes) const;
   void runner_loop();
   void run_batch(const std::string& id);
   bool validate(BatchRec& b, std::vector<InputLine>& lines);

@@ -51,6 +51,18 @@ std::string error_message_of(const std::string& body) {
   return "error=" + nlohmann::json(m).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// The request line and the headers the routes read (the body is set apart).
+template <class Req>
+HttpReq request_head(const std::string& method, const Req& req) {
+  HttpReq r;
+  r.method = method;
+  r.target = std::string(req.target());
+  r.authorization = std::string(req[http::field::authorization]);
+  r.if_none_match = std::string(req[http::field::if_none_match]);
+  r.content_type = std::string(req[http::field::content_type]);
+  return r;
+}
+
 }  // namespace
 
 HttpSession::HttpSession(tcp::socket sock, ApiContext& ctx, SessionRegistry& reg, uint64_t id)
@@ -250,12 +262,7 @@ void HttpSession::on_stream_request(bool complete) {
   keep_alive_ = complete && req.keep_alive() && req.version() >= 11 && !shutting_down_ && !ctx_.stopping();
   chunked_ = req.version() >= 11;
   head_only_ = false;
-  HttpReq r;
-  r.method = method_;
-  r.target = std::string(req.target());
-  r.authorization = std::string(req[http::field::authorization]);
-  r.if_none_match = std::string(req[http::field::if_none_match]);
-  r.content_type = std::string(req[http::field::content_type]);
+  HttpReq r = request_head(method_, req);
   r.body_stream = std::move(stream_);
   sparser_.reset();
   if (complete) r.body_stream->end();
@@ -301,12 +308,7 @@ void HttpSession::on_request() {
   keep_alive_ = req.keep_alive() && req.version() >= 11 && !shutting_down_ && !ctx_.stopping();
   chunked_ = req.version() >= 11;
   head_only_ = req.method() == http::verb::head;
-  HttpReq r;
-  r.method = method_;
-  r.target = std::string(req.target());
-  r.authorization = std::string(req[http::field::authorization]);
-  r.if_none_match = std::string(req[http::field::if_none_match]);
-  r.content_type = std::string(req[http::field::content_type]);
+  HttpReq r = request_head(method_, req);
   r.body = std::move(req.body());
   RouteResult rr = route_request(ctx_, r, arrival_);
   req_id_ = rr.id;
