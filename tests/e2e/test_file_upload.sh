@@ -16,16 +16,8 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status"; }
 
-"$BIN" serve --host 127.0.0.1 --port 0 --data-dir "$TMP/data" --max-body-mb 1 --max-file-mb 32 2>"$TMP/server.log" &
-SERVER_PID=$!
-PORT=""
-for _ in $(seq 1 600); do
-  PORT="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$TMP/server.log" | head -1 | sed 's/.*://')" || true
-  [ -n "$PORT" ] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.log" >&2; fail "server exited"; }
-  sleep 0.1
-done
-[ -n "$PORT" ] || fail "server did not start"
+. "$(dirname "$0")/lib/serve.sh"
+serve_start "$TMP/server.log" --data-dir "$TMP/data" --max-body-mb 1 --max-file-mb 32
 URL="http://127.0.0.1:$PORT/v1/files"
 
 # 24 MiB of JSONL lines (~250 bytes each).
