@@ -319,6 +319,15 @@ void register_all() {
             ->MinTime(0.3);
       }
   }
+  // A tiny model's lm_head (the bundled model: 32000 x 128, BF16) at decode
+  // batches up to 200 (ai_query_batch's 200 rows): compute-bound from ~16 rows.
+  for (int64_t n : {1, 16, 31, 32, 64, 200}) {
+    const std::string name = "LmHead/BF16/32000x128/" + std::to_string(n);
+    benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_matmul(s, DType::BF16, 32000, 128, n, true); })
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime()
+        ->MinTime(0.3);
+  }
   for (DType t : kTypes)
     for (auto [rows, cols] : shapes) {
       const int64_t n = 512;

@@ -49,7 +49,10 @@ void check_against_double(const FMat& W, const std::vector<float>& X, int64_t ld
 
 struct Shape { int64_t rows, cols, n; };
 const Shape kShapes[] = {{1, 1, 1},  {7, 15, 2},  {33, 16, 3},  {5, 17, 7},     {9, 100, 16},
-                         {4, 33, 33}, {6, 64, 100}, {37, 4096 + 40, 1}, {4097, 64, 2}, {13, 4096 + 7, 5}, {9, 4096 + 9, 40}};
+                         {4, 33, 33}, {6, 64, 100}, {37, 4096 + 40, 1}, {4097, 64, 2}, {13, 4096 + 7, 5}, {9, 4096 + 9, 40},
+                         // Many activation rows (decode batches of an lm_head): partial 4x4 tiles on both
+                         // sides, K not a multiple of 16, one or several blocks of widened rows.
+                         {4, 128, 32}, {38, 128, 200}, {70, 131, 33}, {5, 1, 81}, {11, 1024, 150}, {36, 17, 47}};
 
 class MatmulFIsa : public ::testing::TestWithParam<std::tuple<Isa, DType>> {};
 
@@ -84,7 +87,7 @@ INSTANTIATE_TEST_SUITE_P(All, MatmulFIsa,
 TEST(MatmulF, OpsAndReferenceWithinFloatRoundingAndEqual) {
   ThreadPool pool(2);
   for (DType t : {DType::F32, DType::F16, DType::BF16}) {
-    for (const Shape& s : {Shape{130, 300, 1}, Shape{64, 128, 40}}) {
+    for (const Shape& s : {Shape{130, 300, 1}, Shape{64, 128, 40}, Shape{1003, 128, 200}}) {
       const FMat W = float_matrix(t, s.rows, s.cols, 9);
       const auto X = gaussian(size_t(s.n * s.cols), 10);
       std::vector<float> Y(size_t(s.n * s.rows)), Yr(size_t(s.n * s.rows));
