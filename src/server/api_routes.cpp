@@ -122,6 +122,23 @@ HttpResp gov_error(const gov::Verdict& v) {
   return r;
 }
 
+// The caller's key (*key: its record under governance, else left null), or
+// the 401/403 that refuses it.
+std::optional<HttpResp> authenticate(const ApiContext& ctx, const std::string& authorization,
+                                     std::shared_ptr<const gov::KeyRecord>* key) {
+  if (gov::Governor* g = ctx.opts.governance) {
+    gov::Auth a = g->authenticate(authorization);
+    if (!a.verdict) return gov_error(a.verdict);
+    *key = a.key;
+    return std::nullopt;
+  }
+  if (authorized(ctx, authorization)) return std::nullopt;
+  return error_response({401,
+                         authorization.empty() ? "Missing API key: send 'Authorization: Bearer <key>'."
+                                               : "Incorrect API key provided.",
+                         "invalid_request_error", "", "invalid_api_key"});
+}
+
 // What generation() learned before it failed, for the usage row of a refusal.
 struct GenInfo {
   std::string id, model;
@@ -363,6 +380,15 @@ RouteResult batch_line_job(ApiContext& ctx, const std::string& url, const std::s
   return res;
 }
 
+std::optional<HttpResp> refuse_before_body(const ApiContext& ctx, const std::string& authorization) {
+  std::shared_ptr<const gov::KeyRecord> key;
+  try {
+    return authenticate(ctx, authorization, &key);
+  } catch (const std::exception&) {
+    return std::nullopt;  // the route answers (the store is unavailable: 503)
+  }
+}
+
 RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::steady_clock::time_point arrival) {
   RouteResult rr;
   const auto t_route = std::chrono::steady_clock::now();  // admission latency (generation routes)
@@ -396,18 +422,8 @@ RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::stea
     const bool open_route = (route == Route::Health || route == Route::Metrics) && !ctx.opts.metrics_require_key;
     std::shared_ptr<const gov::KeyRecord> key;
     if (!open_route) {
-      if (g) {
-        gov::Auth a = g->authenticate(req.authorization);
-        if (!a.verdict) {
-          rr.resp = gov_error(a.verdict);
-          return rr;
-        }
-        key = a.key;
-      } else if (!authorized(ctx, req.authorization)) {
-        rr.resp = error_response({401,
-                                  req.authorization.empty() ? "Missing API key: send 'Authorization: Bearer <key>'."
-                                                            : "Incorrect API key provided.",
-                                  "invalid_request_error", "", "invalid_api_key"});
+      if (auto refused = authenticate(ctx, req.authorization, &key)) {
+        rr.resp = std::move(*refused);
         return rr;
       }
     }

@@ -20,6 +20,7 @@
 #pragma once
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "server/api_context.h"
@@ -39,6 +40,11 @@ struct RouteResult {
 };
 
 RouteResult route_request(ApiContext& ctx, const HttpReq& req, std::chrono::steady_clock::time_point arrival);
+
+// For a body the route would stream to disk (a file upload): the answer
+// that refuses the caller's key before any of the body is read (401/403, as
+// route_request would give it), or nullopt.
+std::optional<HttpResp> refuse_before_body(const ApiContext& ctx, const std::string& authorization);
 
 // A Batch API line (server/batch_executor.h): POST `url` with `body` as
 // `key` (null: no governance), with no connection: the job (or, refused, the

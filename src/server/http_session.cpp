@@ -193,9 +193,9 @@ void HttpSession::on_header(error_code ec) {
   path_ = std::string(req.target());
   if (auto q = path_.find('?'); q != std::string::npos) path_.resize(q);
   // File uploads (the Batch API) have their own limit, --max-file-mb.
-  const size_t limit = ctx_.opts.batches && path_ == "/v1/files" && method_ == "POST"
-                           ? std::max(ctx_.opts.max_body_bytes, ctx_.opts.max_file_bytes + (64u << 10))
-                           : ctx_.opts.max_body_bytes;
+  const bool upload = ctx_.opts.batches && path_ == "/v1/files" && method_ == "POST";
+  const size_t limit = upload ? std::max(ctx_.opts.max_body_bytes, ctx_.opts.max_file_bytes + (64u << 10))
+                              : ctx_.opts.max_body_bytes;
   parser_->body_limit(limit);
   if (auto cl = parser_->content_length(); cl && *cl > limit) {
     send_error_and_close(413,
@@ -203,6 +203,17 @@ void HttpSession::on_header(error_code ec) {
                              std::to_string(limit) + ".",
                          true);
     return;
+  }
+  // An upload's key is checked before its body is read (and before 100
+  // Continue): a caller without a valid key gets its 401 at once and puts
+  // nothing on the disk.
+  if (upload) {
+    if (auto refused = refuse_before_body(ctx_, std::string(req[http::field::authorization]))) {
+      drain_on_close_ = !parser_->is_done();
+      parser_.reset();
+      send_response(*refused, true);
+      return;
+    }
   }
   auto expect = req[http::field::expect];
   if (!expect.empty() && beast::iequals(expect, "100-continue") && !parser_->is_done()) {

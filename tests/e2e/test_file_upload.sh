@@ -68,4 +68,25 @@ echo "ok: malformed multipart is 400"
 
 LEFT="$(find "$TMP/data" -name 'upload-*' | wc -l)"
 [ "$LEFT" = 0 ] || fail "$LEFT part files left in the files directory"
+
+# With a key: an upload's key is checked before its body is read. Headers
+# announcing 24 MiB with a wrong key get their 401 at once, without one byte
+# of the body sent (the body timeout is 30 s); with Expect: 100-continue the
+# client is never asked for the body; nothing reaches the files directory.
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+serve_start "$TMP/server2.log" --data-dir "$TMP/data2" --api-key sekrit --max-file-mb 32
+URL="http://127.0.0.1:$PORT/v1/files"
+exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer wrong\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: %d\r\n\r\n' $((24 << 20)) >&3
+STATUS="$(timeout 5 head -1 <&3 | tr -d '\r')" || true
+exec 3<&- 3>&-
+[ "$STATUS" = "HTTP/1.1 401 Unauthorized" ] || fail "headers of an upload with a wrong key: '$STATUS' (want a 401 before the body)"
+OUT="$(curl -s -w '\n%{http_code}' -H 'Expect: 100-continue' -H 'Authorization: Bearer wrong' -F purpose=batch -F "file=@$TMP/big.jsonl" "$URL")"
+[ "$(tail -1 <<<"$OUT")" = 401 ] || fail "upload with a wrong key: $OUT"
+OUT="$(curl -s -w '\n%{http_code}' -F purpose=batch -F "file=@$TMP/small.jsonl" "$URL")"
+[ "$(tail -1 <<<"$OUT")" = 401 ] || fail "upload without a key: $OUT"
+[ -z "$(find "$TMP/data2" -name 'upload-*' -o -name 'file-*' | head -1)" ] || fail "a refused upload left a file behind"
+OUT="$(curl -s -w '\n%{http_code}' -H 'Authorization: Bearer sekrit' -F purpose=batch -F "file=@$TMP/small.jsonl" "$URL")"
+[ "$(tail -1 <<<"$OUT")" = 200 ] || fail "upload with the key: $OUT"
+echo "ok: an upload's key is checked before its body"
 echo "PASS"
