@@ -1,11 +1,16 @@
 // batch_lines.cpp — Batch API JSONL formats (see batch_lines.h).
 #include "batch/batch_lines.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <random>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
+
+#include "core/error.h"
 
 namespace ms::batch {
 
@@ -62,50 +67,113 @@ std::string check_jsonl(const std::string& text) {
   return c.finish();
 }
 
+namespace {
+
+// One non-blank line (no newline, no trailing CR) checked; `seen`: the
+// custom_ids of the lines before it.
+InputLine parse_line(const std::string& s, int64_t no, const std::string& endpoint,
+                     std::unordered_set<std::string>& seen) {
+  InputLine l;
+  l.line_no = no;
+  auto bad = [&](const char* code, std::string msg) {
+    l.error_code = code;
+    l.error_message = std::move(msg);
+  };
+  json j = json::parse(s, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    bad("invalid_json_line", "This line is not a JSON object.");
+    return l;
+  }
+  auto cid = j.find("custom_id");
+  if (cid != j.end() && cid->is_string()) l.custom_id = cid->get<std::string>();
+  auto method = j.find("method");
+  auto url = j.find("url");
+  auto body = j.find("body");
+  if (cid == j.end() || !cid->is_string() || l.custom_id.empty())
+    bad("missing_required_parameter", "custom_id must be a non-empty string.");
+  else if (!seen.insert(l.custom_id).second)
+    bad("duplicate_custom_id", "The custom_id '" + l.custom_id + "' is used by an earlier line.");
+  else if (method == j.end() || !method->is_string() || *method != "POST")
+    bad("invalid_method", "method must be \"POST\".");
+  else if (url == j.end() || !url->is_string())
+    bad("missing_required_parameter", "url must be a string.");
+  else if (endpoint.empty() ? (*url != "/v1/chat/completions" && *url != "/v1/completions")
+                            : url->get<std::string>() != endpoint)
+    bad("mismatched_endpoint", endpoint.empty() ? "The url '" + url->get<std::string>() +
+                                                      "' is not /v1/chat/completions or /v1/completions."
+                                                : "The url '" + url->get<std::string>() +
+                                                      "' does not match the batch's endpoint '" + endpoint + "'.");
+  else if (body == j.end() || !body->is_object())
+    bad("missing_required_parameter", "body must be a JSON object.");
+  else {
+    l.url = url->get<std::string>();
+    l.body = body->dump();
+  }
+  return l;
+}
+
+}  // namespace
+
 std::vector<InputLine> parse_input(const std::string& text, const std::string& endpoint) {
   std::vector<InputLine> out;
   std::unordered_set<std::string> seen;
   int64_t no = 0;
-  for_each_line(text, [&](const std::string& s) {
-    InputLine l;
-    l.line_no = no++;
-    auto bad = [&](const char* code, std::string msg) {
-      l.error_code = code;
-      l.error_message = std::move(msg);
-    };
-    json j = json::parse(s, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      bad("invalid_json_line", "This line is not a JSON object.");
-    } else {
-      auto cid = j.find("custom_id");
-      if (cid != j.end() && cid->is_string()) l.custom_id = cid->get<std::string>();
-      auto method = j.find("method");
-      auto url = j.find("url");
-      auto body = j.find("body");
-      if (cid == j.end() || !cid->is_string() || l.custom_id.empty())
-        bad("missing_required_parameter", "custom_id must be a non-empty string.");
-      else if (!seen.insert(l.custom_id).second)
-        bad("duplicate_custom_id", "The custom_id '" + l.custom_id + "' is used by an earlier line.");
-      else if (method == j.end() || !method->is_string() || *method != "POST")
-        bad("invalid_method", "method must be \"POST\".");
-      else if (url == j.end() || !url->is_string())
-        bad("missing_required_parameter", "url must be a string.");
-      else if (endpoint.empty() ? (*url != "/v1/chat/completions" && *url != "/v1/completions")
-                                : url->get<std::string>() != endpoint)
-        bad("mismatched_endpoint", endpoint.empty() ? "The url '" + url->get<std::string>() +
-                                                          "' is not /v1/chat/completions or /v1/completions."
-                                                    : "The url '" + url->get<std::string>() +
-                                                          "' does not match the batch's endpoint '" + endpoint + "'.");
-      else if (body == j.end() || !body->is_object())
-        bad("missing_required_parameter", "body must be a JSON object.");
-      else {
-        l.url = url->get<std::string>();
-        l.body = body->dump();
-      }
-    }
-    out.push_back(std::move(l));
-  });
+  for_each_line(text, [&](const std::string& s) { out.push_back(parse_line(s, no++, endpoint, seen)); });
   return out;
+}
+
+std::vector<InputLine> parse_input_file(int fd, const std::string& endpoint) {
+  std::vector<InputLine> out;
+  std::unordered_set<std::string> seen;
+  std::string line;
+  int64_t line_start = 0, pos = 0;
+  std::vector<char> buf(64 << 10);
+  auto done = [&] {
+    std::string s = line;
+    if (!s.empty() && s.back() == '\r') s.pop_back();
+    if (s.find_first_not_of(" \t") != std::string::npos) {
+      InputLine l = parse_line(s, static_cast<int64_t>(out.size()), endpoint, seen);
+      l.offset = line_start;
+      l.length = static_cast<int64_t>(s.size());
+      l.body.clear();
+      l.body.shrink_to_fit();
+      out.push_back(std::move(l));
+    }
+    line.clear();
+  };
+  for (;;) {
+    const ssize_t n = ::pread(fd, buf.data(), buf.size(), pos);
+    if (n < 0) throw Error(ErrorKind::BadInput, std::string("cannot read the input file: ") + std::strerror(errno));
+    if (n == 0) break;
+    const char* p = buf.data();
+    const char* end = p + n;
+    while (p < end) {
+      const char* nl = static_cast<const char*>(std::memchr(p, '\n', size_t(end - p)));
+      line.append(p, nl ? nl : end);
+      if (!nl) break;
+      done();
+      line_start = pos + (nl + 1 - buf.data());
+      p = nl + 1;
+    }
+    pos += n;
+  }
+  if (!line.empty()) done();
+  return out;
+}
+
+std::string read_input_body(int fd, const InputLine& l) {
+  std::string s(static_cast<size_t>(l.length), '\0');
+  size_t got = 0;
+  while (got < s.size()) {
+    const ssize_t n = ::pread(fd, s.data() + got, s.size() - got, l.offset + static_cast<int64_t>(got));
+    if (n <= 0) throw Error(ErrorKind::BadInput, "the input file changed or cannot be read");
+    got += size_t(n);
+  }
+  json j = json::parse(s, nullptr, false);
+  auto body = j.is_object() ? j.find("body") : j.end();
+  if (j.is_discarded() || !j.is_object() || body == j.end() || !body->is_object())
+    throw Error(ErrorKind::BadInput, "the input file changed");
+  return body->dump();
 }
 
 std::string output_line(const std::string& custom_id, const Outcome& o, bool& ok) {

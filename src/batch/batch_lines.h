@@ -16,8 +16,9 @@ struct InputLine {
   int64_t line_no = 0;  // 0-based among the non-blank lines
   std::string custom_id;
   std::string url;
-  std::string body;  // the request body, JSON text
+  std::string body;  // the request body, JSON text ("" from parse_input_file: read_input_body)
   std::string error_code, error_message;
+  int64_t offset = 0, length = 0;  // parse_input_file: where the line is in the file
 };
 
 // Splits and checks the lines of `text` against `endpoint` (a line whose url
@@ -25,6 +26,13 @@ struct InputLine {
 // POST, a body that is not an object). Blank lines are skipped. An empty
 // `endpoint` accepts both /v1/chat/completions and /v1/completions.
 std::vector<InputLine> parse_input(const std::string& text, const std::string& endpoint);
+
+// parse_input over a file read in 64 KiB chunks, holding one line at a
+// time; the lines come back without their bodies (a batch of 200 MB holds
+// its ids and offsets, not its requests): read_input_body gets one when its
+// line runs. Throws Error(BadInput) when the file cannot be read.
+std::vector<InputLine> parse_input_file(int fd, const std::string& endpoint);
+std::string read_input_body(int fd, const InputLine& l);
 
 // Checks that `text` is JSONL: every non-blank line a JSON object. Returns ""
 // or what is wrong ("line 3: ...").

@@ -80,6 +80,10 @@ BatchService::BatchService(ServiceOptions o) : opts_(std::move(o)) {
 
 BatchService::~BatchService() { stop(); }
 
+BatchService::InputFile::~InputFile() {
+  if (fd >= 0) ::close(fd);
+}
+
 int64_t BatchService::now_s() const { return static_cast<int64_t>(std::time(nullptr)); }
 
 void BatchService::start(Executor* ex) {
@@ -283,21 +287,24 @@ void BatchService::runner_loop() {
   }
 }
 
-bool BatchService::validate(BatchRec& b, std::vector<InputLine>& lines) {
+bool BatchService::validate(BatchRec& b, std::vector<InputLine>& lines, InputFile& in) {
   auto f = store_->get_file(b.input_file_id);
-  std::string content;
   std::string code, message;
   if (!f) {
     code = "invalid_file", message = "The input file " + b.input_file_id + " was deleted.";
   } else {
+    // Read in chunks, one line at a time; the lines keep their offsets, and
+    // each body is read again when its line runs (read_input_body), from
+    // this descriptor: a file deleted during the run stays readable to it.
+    in.fd = ::open(f->path.c_str(), O_RDONLY | O_CLOEXEC);
     try {
-      content = read_file(f->path);
-    } catch (const Error& e) {
+      if (in.fd < 0) throw Error(ErrorKind::BadInput, "cannot open");
+      lines = parse_input_file(in.fd, b.endpoint);
+    } catch (const Error&) {
       code = "invalid_file", message = "The input file " + b.input_file_id + " cannot be read.";
     }
   }
   if (code.empty()) {
-    lines = parse_input(content, b.endpoint);
     if (lines.empty()) code = "empty_file", message = "The input file has no requests.";
     else if (static_cast<int64_t>(lines.size()) > opts_.max_lines)
       code = "too_many_requests", message = "The input file has " + std::to_string(lines.size()) +
@@ -323,8 +330,9 @@ void BatchService::run_batch(const std::string& id) {
   if (b.status == "finalizing") return finalize(b, "completed");
   if (b.status == "cancelling") return finalize(b, "cancelled");
   std::vector<InputLine> lines;
+  InputFile in;
   const int64_t old_total = b.total;
-  if (!validate(b, lines)) return;
+  if (!validate(b, lines, in)) return;
   if (b.status == "validating") {
     b.status = "in_progress";
     b.in_progress_at = now_s();
@@ -402,8 +410,19 @@ void BatchService::run_batch(const std::string& id) {
       while (inflight < allowed && !pending.empty() && std::chrono::steady_clock::now() >= retry_at) {
         size_t i = pending.front();
         pending.pop_front();
+        std::string body;
+        try {
+          body = read_input_body(in.fd, lines[i]);
+        } catch (const Error& e) {  // the file was changed in place: this line cannot run
+          Outcome o;
+          o.error_code = "invalid_file";
+          o.error_message = std::string("This request could not be read from the input file: ") + e.what() + ".";
+          bool ok = false;
+          store_->add_lines(id, {{lines[i].line_no, lines[i].custom_id, false, output_line(lines[i].custom_id, o, ok)}});
+          continue;
+        }
         ++inflight;
-        LineTask t{id, lines[i].line_no, b.owner, lines[i].url, lines[i].body};
+        LineTask t{id, lines[i].line_no, b.owner, lines[i].url, std::move(body)};
         std::weak_ptr<Inbox> wi = inbox;
         ex_->submit(std::move(t), [wi, i, this](Outcome o) {
           if (auto in = wi.lock()) {

@@ -116,7 +116,15 @@ class BatchService {
                    int64_t bytes) const;
   void runner_loop();
   void run_batch(const std::string& id);
-  bool validate(BatchRec& b, std::vector<InputLine>& lines);
+  // The input file, open while its batch runs.
+  struct InputFile {
+    int fd = -1;
+    InputFile() = default;
+    InputFile(const InputFile&) = delete;
+    InputFile& operator=(const InputFile&) = delete;
+    ~InputFile();
+  };
+  bool validate(BatchRec& b, std::vector<InputLine>& lines, InputFile& in);
   void finalize(BatchRec& b, const std::string& final_status);
   std::string write_result_file(const std::string& path, const std::vector<LineRow>& rows, bool ok);
   int64_t now_s() const;

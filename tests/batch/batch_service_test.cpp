@@ -1,6 +1,7 @@
 // The batch library without a model: JSONL checks, the store, and the
 // runner's status machine, window, cancel and resume-after-stop, driven by a
 // fake Executor.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +17,7 @@
 
 #include "batch/batch_lines.h"
 #include "batch/batch_service.h"
+#include "core/error.h"
 
 namespace ms::batch {
 namespace {
@@ -106,6 +108,50 @@ TEST(BatchLines, CheckJsonlAndParse) {
   EXPECT_FALSE(ok);
   EXPECT_EQ(err["response"]["status_code"], 400);
   EXPECT_TRUE(err["error"].is_null());
+}
+
+// The file parser (chunks of 64 KiB, offsets, bodies read back one at a
+// time) gives what parse_input gives on the same text: blank and CRLF lines,
+// bad lines, a line across a chunk boundary, no newline at the end.
+TEST(BatchLines, FileParseEqualsTextParseAndBodiesReadBack) {
+  const std::string big = json{{"custom_id", "big"}, {"method", "POST"}, {"url", "/v1/completions"},
+                               {"body", {{"prompt", std::string(100000, 'x')}}}}.dump();
+  std::string text = line("a") + "\n  \n" + line("b").insert(line("b").size() - 1, "\r") + "nope\n" + line("a") +
+                     std::string(65000, ' ') + "\n" + big + "\n" + line("c", "/v1/chat/completions") + line("z");
+  text.pop_back();  // the last line without its newline
+  const std::string path = temp_dir() + "/in.jsonl";
+  FILE* f = std::fopen(path.c_str(), "wb");
+  ASSERT_TRUE(f);
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  const auto want = parse_input(text, "/v1/completions");
+  const auto got = parse_input_file(fd, "/v1/completions");
+  ASSERT_EQ(got.size(), want.size());
+  ASSERT_EQ(got.size(), 7u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(got[i].line_no, want[i].line_no);
+    EXPECT_EQ(got[i].custom_id, want[i].custom_id);
+    EXPECT_EQ(got[i].url, want[i].url);
+    EXPECT_EQ(got[i].error_code, want[i].error_code);
+    EXPECT_TRUE(got[i].body.empty());
+    if (want[i].error_code.empty()) {
+      EXPECT_EQ(read_input_body(fd, got[i]), want[i].body);
+    }
+  }
+  EXPECT_EQ(got[2].error_code, "invalid_json_line");
+  EXPECT_EQ(got[3].error_code, "duplicate_custom_id");
+  EXPECT_EQ(got[4].custom_id, "big");
+  // A line changed in place is an error for that line, not a crash.
+  InputLine moved = got[0];
+  moved.offset += 1;
+  EXPECT_THROW(read_input_body(fd, moved), Error);
+  moved.offset = int64_t(text.size()) - 2;
+  EXPECT_THROW(read_input_body(fd, moved), Error);
+  ::close(fd);
+  EXPECT_THROW(parse_input_file(-1, ""), Error);
 }
 
 TEST(BatchService, RunsWithinTheWindowAndFinalizes) {
