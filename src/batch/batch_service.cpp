@@ -27,35 +27,61 @@ namespace {
   throw Failure(ApiFailure{status, code, message, param});
 }
 
-// Writes `data` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
-void write_atomic(const std::string& path, const std::string& data) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw Error(ErrorKind::Internal, "cannot write " + tmp + ": " + std::strerror(errno));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw Error(ErrorKind::Internal, "cannot write " + tmp + ": " + std::strerror(e));
+// A file written atomically: appended to a temporary file, which commit()
+// fsyncs and renames over `path` (then fsyncs the directory); dropped
+// without commit(), the temporary file is removed.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw Error(ErrorKind::Internal, "cannot write " + tmp_ + ": " + std::strerror(errno));
+  }
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(tmp_.c_str());
+  }
+  void append(const char* p, size_t n) {
+    size_t off = 0;
+    while (off < n) {
+      const ssize_t w = ::write(fd_, p + off, n - off);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw Error(ErrorKind::Internal, "cannot write " + tmp_ + ": " + std::strerror(errno));
+      }
+      off += static_cast<size_t>(w);
     }
-    off += static_cast<size_t>(n);
+    bytes_ += static_cast<int64_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw Error(ErrorKind::Internal, "cannot write " + tmp + ": " + std::strerror(errno));
+  int64_t bytes() const { return bytes_; }
+  void commit() {
+    const int fd = fd_;
+    fd_ = -1;
+    if (::fsync(fd) != 0 || ::close(fd) != 0)
+      throw Error(ErrorKind::Internal, "cannot write " + tmp_ + ": " + std::strerror(errno));
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+      throw Error(ErrorKind::Internal, "cannot rename " + tmp_ + ": " + std::strerror(errno));
+    committed_ = true;
+    const std::string dir = std::filesystem::path(path_).parent_path().string();
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    throw Error(ErrorKind::Internal, "cannot rename " + tmp + ": " + std::strerror(errno));
-  const std::string dir = std::filesystem::path(path).parent_path().string();
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  int64_t bytes_ = 0;
+  bool committed_ = false;
+};
+
+void write_atomic(const std::string& path, const std::string& data) {
+  AtomicFile f(path);
+  f.append(data.data(), data.size());
+  f.commit();
 }
 
 bool valid_endpoint(const std::string& e) { return e == "/v1/chat/completions" || e == "/v1/completions"; }
@@ -176,13 +202,19 @@ std::vector<FileRec> BatchService::list_files(const std::string& owner, const st
   return store_->list_files(owner, false, purpose, after, limit);
 }
 
-std::string BatchService::file_content(const std::string& owner, const std::string& id) {
+BatchService::Content::~Content() {
+  if (fd >= 0) ::close(fd);
+}
+
+std::shared_ptr<BatchService::Content> BatchService::open_content(const std::string& owner, const std::string& id) {
   FileRec f = get_file(owner, id);
-  try {
-    return read_file(f.path);
-  } catch (const Error&) {
+  auto c = std::make_shared<Content>();
+  c->fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st {};
+  if (c->fd < 0 || ::fstat(c->fd, &st) != 0)
     fail(404, "not_found", "The content of file " + id + " is no longer available.", "id");
-  }
+  c->size = static_cast<int64_t>(st.st_size);
+  return c;
 }
 
 void BatchService::delete_file(const std::string& owner, const std::string& id) {
@@ -468,32 +500,40 @@ void BatchService::run_batch(const std::string& id) {
   finalize(b, "completed");
 }
 
-std::string BatchService::write_result_file(const std::string& path, const std::vector<LineRow>& rows, bool ok) {
-  std::string data;
-  for (const LineRow& r : rows)
-    if (r.ok == ok) data += r.json + "\n";
-  if (data.empty()) return data;
-  write_atomic(path, data);
-  return data;
-}
-
 void BatchService::finalize(BatchRec& b, const std::string& final_status) {
-  std::vector<LineRow> rows = store_->lines(b.id);
+  // The output and error files, written from the line rows a page at a time
+  // (a batch's results are never all in memory at once).
   const std::string suffix = b.id.substr(b.id.find('_') + 1);
-  std::vector<FileRec> files;
-  for (bool ok : {true, false}) {
-    FileRec f;
-    f.id = std::string(ok ? "file-out-" : "file-err-") + suffix;
+  FileRec recs[2];  // output, error
+  std::unique_ptr<AtomicFile> out[2];
+  for (int k = 0; k < 2; ++k) {
+    FileRec& f = recs[k];
+    f.id = std::string(k == 0 ? "file-out-" : "file-err-") + suffix;
     f.owner = b.owner;
     f.purpose = "batch_output";
-    f.filename = b.id + (ok ? "_output.jsonl" : "_error.jsonl");
+    f.filename = b.id + (k == 0 ? "_output.jsonl" : "_error.jsonl");
     f.path = opts_.files_dir + "/" + f.id + ".jsonl";
     f.created_at = now_s();
-    std::string data = write_result_file(f.path, rows, ok);
-    if (data.empty()) continue;
-    f.bytes = static_cast<int64_t>(data.size());
-    (ok ? b.output_file_id : b.error_file_id) = f.id;
-    files.push_back(std::move(f));
+    out[k] = std::make_unique<AtomicFile>(f.path);
+  }
+  constexpr int64_t kPage = 1024;
+  for (int64_t after = -1;;) {
+    const std::vector<LineRow> rows = store_->lines_after(b.id, after, kPage);
+    for (const LineRow& r : rows) {
+      AtomicFile& f = *out[r.ok ? 0 : 1];
+      f.append(r.json.data(), r.json.size());
+      f.append("\n", 1);
+    }
+    if (static_cast<int64_t>(rows.size()) < kPage) break;
+    after = rows.back().line_no;
+  }
+  std::vector<FileRec> files;
+  for (int k = 0; k < 2; ++k) {
+    if (out[k]->bytes() == 0) continue;  // no such lines: no file (its temporary file is removed)
+    out[k]->commit();
+    recs[k].bytes = out[k]->bytes();
+    (k == 0 ? b.output_file_id : b.error_file_id) = recs[k].id;
+    files.push_back(recs[k]);
   }
   const int64_t t = now_s();
   if (final_status == "completed") b.completed_at = t;

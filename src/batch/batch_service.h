@@ -100,7 +100,17 @@ class BatchService {
   FileRec get_file(const std::string& owner, const std::string& id);
   std::vector<FileRec> list_files(const std::string& owner, const std::string& purpose, const std::string& after,
                                   int64_t limit);
-  std::string file_content(const std::string& owner, const std::string& id);
+  // A file's content, open for reading (the caller streams it): its
+  // descriptor and size. Failure 404 when the file is gone.
+  struct Content {
+    int fd = -1;
+    int64_t size = 0;
+    Content() = default;
+    Content(const Content&) = delete;
+    Content& operator=(const Content&) = delete;
+    ~Content();
+  };
+  std::shared_ptr<Content> open_content(const std::string& owner, const std::string& id);
   void delete_file(const std::string& owner, const std::string& id);
 
   // Batches.
@@ -126,7 +136,6 @@ class BatchService {
   };
   bool validate(BatchRec& b, std::vector<InputLine>& lines, InputFile& in);
   void finalize(BatchRec& b, const std::string& final_status);
-  std::string write_result_file(const std::string& path, const std::vector<LineRow>& rows, bool ok);
   int64_t now_s() const;
 
   ServiceOptions opts_;

@@ -260,10 +260,14 @@ std::vector<int64_t> BatchStore::done_lines(const std::string& batch_id) {
   return out;
 }
 
-std::vector<LineRow> BatchStore::lines(const std::string& batch_id) {
+std::vector<LineRow> BatchStore::lines_after(const std::string& batch_id, int64_t after, int64_t limit) {
   std::lock_guard<std::mutex> lk(mu_);
-  Stmt s(db_, "SELECT line_no, custom_id, ok, json FROM batch_lines WHERE batch_id = ?1 ORDER BY line_no");
+  Stmt s(db_,
+         "SELECT line_no, custom_id, ok, json FROM batch_lines WHERE batch_id = ?1 AND line_no > ?2 "
+         "ORDER BY line_no LIMIT ?3");
   s.bind(1, batch_id);
+  s.bind(2, after);
+  s.bind(3, limit);
   std::vector<LineRow> out;
   while (s.step()) out.push_back({s.i64(0), s.str(1), s.i64(2) != 0, s.str(3)});
   return out;

@@ -80,7 +80,8 @@ class BatchStore {
   // One transaction: the rows (a line already recorded is kept as it was).
   void add_lines(const std::string& batch_id, const std::vector<LineRow>& rows);
   std::vector<int64_t> done_lines(const std::string& batch_id);
-  std::vector<LineRow> lines(const std::string& batch_id);  // by line_no
+  // Up to `limit` rows with line_no > after, by line_no (finalize pages through them).
+  std::vector<LineRow> lines_after(const std::string& batch_id, int64_t after, int64_t limit);
   // One transaction: the result files' records and the batch's new state.
   void finalize(const BatchRec& b, const std::vector<FileRec>& files);
 

@@ -1,8 +1,11 @@
 // batch_routes.cpp — Files and Batch API endpoints (see batch_routes.h).
 #include "server/batch_routes.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
@@ -99,6 +102,25 @@ std::vector<std::string> split_path(const std::string& path) {
   return parts;
 }
 
+// A stored file sent as it is read, 256 KiB at a time.
+class FileBody : public BodySource {
+ public:
+  explicit FileBody(std::shared_ptr<batch::BatchService::Content> c) : c_(std::move(c)) {}
+  size_t size() const override { return static_cast<size_t>(c_->size); }
+  size_t read(char* p, size_t n) override {
+    const int64_t left = c_->size - pos_;
+    if (left <= 0) return 0;
+    const ssize_t got = ::pread(c_->fd, p, std::min<size_t>(n, static_cast<size_t>(left)), pos_);
+    if (got <= 0) throw std::runtime_error("the file could not be read");
+    pos_ += got;
+    return static_cast<size_t>(got);
+  }
+
+ private:
+  std::shared_ptr<batch::BatchService::Content> c_;
+  int64_t pos_ = 0;
+};
+
 void method_is(const HttpReq& req, const char* m) {
   if (req.method != m && !(std::string(m) == "GET" && req.method == "HEAD"))
     fail(405, "method_not_allowed", "Method " + req.method + " is not allowed here; use " + m + ".");
@@ -141,7 +163,7 @@ HttpResp files(batch::BatchService& svc, const HttpReq& req, const std::vector<s
     method_is(req, "GET");
     HttpResp r;
     r.content_type = "application/jsonl";
-    r.body = svc.file_content(owner, id);
+    r.body_source = std::make_shared<FileBody>(svc.open_content(owner, id));
     return r;
   }
   fail(404, "unknown_route", "Unknown route: " + req.method + " " + req.target + ".");

@@ -106,7 +106,7 @@ void HttpSession::shutdown() {
     self->keep_alive_ = false;
     if (self->job_) {
       self->job_->cancel(503);  // its cancelled events finish the response, then we close
-    } else if (!self->held_job_ && !self->writing_ && self->out_.empty()) {
+    } else if (!self->held_job_ && !self->writing_ && self->out_.empty() && !self->src_) {
       self->close();  // idle or reading a request
     }
   });
@@ -116,7 +116,7 @@ void HttpSession::drain() {
   asio::post(sock_.get_executor(), [self = shared_from_this()] {
     if (self->closed_) return;
     self->keep_alive_ = false;  // the server is stopping: the exchange in progress is the last
-    if (!self->job_ && !self->held_job_ && !self->writing_ && self->out_.empty() && self->method_.empty())
+    if (!self->job_ && !self->held_job_ && !self->writing_ && self->out_.empty() && !self->src_ && self->method_.empty())
       self->close();  // between requests
   });
 }
@@ -457,10 +457,12 @@ void HttpSession::send_response(const HttpResp& r, bool close_after) {
   }
   if (!keep_alive_) close_after_ = true;
   // A 304 has no body and no length of its own.
+  const size_t length = r.body_source ? r.body_source->size() : r.body.size();
   out_ += head(r.status, r.status == 304 ? "" : r.content_type,
-               r.status == 304 ? std::nullopt : std::optional<size_t>(r.body.size()), false, keep_alive_, r.headers);
+               r.status == 304 ? std::nullopt : std::optional<size_t>(length), false, keep_alive_, r.headers);
   if (!head_only_) out_ += r.body;
-  exchange_done_ = true;
+  if (!head_only_ && r.body_source && length > 0) src_ = r.body_source;  // sent by flush() as the socket takes it
+  exchange_done_ = !src_;
   ctx_.metrics.count_response(r.status);
   if (!logged_ && path_ != "/health" && path_ != "/livez" && !(r.status == 200 && path_ == "/metrics")) {
     RequestLog l{req_id_, method_, path_, r.status, -1, -1, -1,
@@ -493,9 +495,32 @@ void HttpSession::queue_chunk(const std::string& data) {
   out_ += "\r\n";
 }
 
+void HttpSession::refill() {
+  constexpr size_t kPiece = 256 << 10;
+  out_.resize(kPiece);
+  size_t n = 0;
+  try {
+    n = src_->read(out_.data(), kPiece);
+  } catch (const std::exception&) {
+    out_.clear();
+    src_.reset();
+    close();  // the client sees a body shorter than its Content-Length
+    return;
+  }
+  out_.resize(n);
+  if (n == 0) {  // the whole body is queued
+    src_.reset();
+    exchange_done_ = true;
+  }
+}
+
 void HttpSession::flush() {
   if (closed_) return;
   if (writing_) return;
+  if (out_.empty() && src_) {
+    refill();
+    if (closed_) return;
+  }
   if (out_.empty()) {
     advance();
     return;

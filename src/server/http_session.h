@@ -78,6 +78,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void send_response(const HttpResp& r, bool close_after = false);
   void send_error_and_close(int status, const std::string& message, bool drain);
   void queue_chunk(const std::string& data);
+  void refill();  // the next piece of src_ into out_
   void flush();
   void on_write(boost::system::error_code ec);
   void advance();
@@ -122,6 +123,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::shared_ptr<GenerationJob> held_job_;  // finished, waiting for its usage row to commit
 
   // Output.
+  std::shared_ptr<BodySource> src_;  // a streamed response body not yet all queued
   std::string out_;       // queued, not yet being written
   std::string wbuf_;      // being written
   bool writing_ = false;

@@ -20,6 +20,18 @@ class BodyStream {
   virtual void end() = 0;  // the whole body arrived (not called after write() returned false)
 };
 
+// A response body read as it is sent instead of held in memory (a file's
+// content, GET /v1/files/{id}/content). size() is the Content-Length; the
+// session calls read() for the next piece whenever the socket has taken the
+// last one; read() returns 0 at the end, or throws when the source fails
+// (the connection is then closed: the client sees a short body).
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  virtual size_t size() const = 0;
+  virtual size_t read(char* p, size_t n) = 0;
+};
+
 struct HttpReq {
   std::string method;         // "GET", "POST", ...
   std::string target;         // path and query
@@ -35,6 +47,7 @@ struct HttpResp {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra (Retry-After, Allow, ...)
+  std::shared_ptr<BodySource> body_source;  // set instead of `body` for a streamed body
 };
 
 // "OK", "Not Found", ... for a status line.

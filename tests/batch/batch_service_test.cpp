@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -27,6 +28,14 @@ using json = nlohmann::json;
 std::string temp_dir() {
   char tmpl[] = "/tmp/ms-batch-test-XXXXXX";
   return mkdtemp(tmpl);
+}
+
+// A stored file's content, read whole through open_content().
+std::string content(BatchService& s, const std::string& id) {
+  auto c = s.open_content("", id);
+  std::string out(static_cast<size_t>(c->size), '\0');
+  EXPECT_EQ(::pread(c->fd, out.data(), out.size(), 0), static_cast<ssize_t>(out.size()));
+  return out;
 }
 
 std::string line(const std::string& id, const std::string& url = "/v1/completions") {
@@ -172,14 +181,57 @@ TEST(BatchService, RunsWithinTheWindowAndFinalizes) {
   EXPECT_EQ(d.completed, 10);
   EXPECT_EQ(d.failed, 1);
   EXPECT_LE(ex.peak, 3) << "never more than the window in flight";
-  std::string out = s.file_content("", d.output_file_id);
+  std::string out = content(s, d.output_file_id);
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 10);
   EXPECT_NE(out.find("\"custom_id\":\"L0\""), std::string::npos);
-  EXPECT_NE(s.file_content("", d.error_file_id).find("invalid_method"), std::string::npos);
+  EXPECT_NE(content(s, d.error_file_id).find("invalid_method"), std::string::npos);
   // Another owner sees nothing; a deleted input file fails a new batch's creation.
   EXPECT_THROW(s.get_batch("key_other", b.id), Failure);
   s.delete_file("", f.id);
   EXPECT_THROW(s.create_batch("", f.id, "/v1/completions", "24h", ""), Failure);
+  s.stop();
+  std::filesystem::remove_all(dir);
+}
+
+// The result files are written from the line rows a page (1024) at a time:
+// over several pages every line lands once, in input order, in the right file.
+TEST(BatchService, ResultFilesOverSeveralPagesKeepEveryLineInOrder) {
+  std::string dir = temp_dir();
+  ServiceOptions o{dir + "/b.db", dir + "/files", 8 << 20, 5000, 512};
+  BatchService s(o);
+  FakeExecutor ex;
+  s.start(&ex);
+  std::string text;
+  const int n = 2500;
+  for (int i = 0; i < n; ++i)
+    text += i % 10 == 3 ? "{\"custom_id\":\"L" + std::to_string(i) + "\",\"method\":\"GET\",\"url\":\"/v1/completions\",\"body\":{}}\n"
+                        : line("L" + std::to_string(i));
+  FileRec f = s.create_file("", "batch", "in.jsonl", text);
+  BatchRec b = s.create_batch("", f.id, "/v1/completions", "24h", "");
+  BatchRec d = wait_status(s, b.id, {"completed", "failed"}, &ex);
+  ASSERT_EQ(d.status, "completed");
+  EXPECT_EQ(d.completed, n - n / 10);
+  EXPECT_EQ(d.failed, n / 10);
+  auto ids = [](const std::string& file) {
+    std::vector<int> v;
+    size_t start = 0;
+    for (size_t nl; (nl = file.find('\n', start)) != std::string::npos; start = nl + 1)
+      v.push_back(std::stoi(json::parse(file.substr(start, nl - start))["custom_id"].get<std::string>().substr(1)));
+    return v;
+  };
+  const std::vector<int> ok = ids(content(s, d.output_file_id)), bad = ids(content(s, d.error_file_id));
+  ASSERT_EQ(ok.size(), size_t(n - n / 10));
+  ASSERT_EQ(bad.size(), size_t(n / 10));
+  EXPECT_TRUE(std::is_sorted(ok.begin(), ok.end()));
+  EXPECT_TRUE(std::is_sorted(bad.begin(), bad.end()));
+  for (int i : bad) EXPECT_EQ(i % 10, 3);
+  std::set<int> all(ok.begin(), ok.end());
+  all.insert(bad.begin(), bad.end());
+  EXPECT_EQ(all.size(), size_t(n));
+  EXPECT_EQ(*all.rbegin(), n - 1);
+  // No temporary files left beside the results.
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/files"))
+    EXPECT_EQ(e.path().extension(), ".jsonl") << e.path();
   s.stop();
   std::filesystem::remove_all(dir);
 }
@@ -213,7 +265,7 @@ TEST(BatchService, ResumesAfterStopWithoutRedoingLines) {
   BatchRec d = wait_status(s2, id, {"completed"}, &ex2);
   ASSERT_EQ(d.status, "completed");
   EXPECT_EQ(ex2.submitted.load(), 14) << "the 6 committed lines are not run again";
-  std::string out = s2.file_content("", d.output_file_id);
+  std::string out = content(s2, d.output_file_id);
   for (int i = 0; i < 20; ++i) {
     std::string key = "\"custom_id\":\"L" + std::to_string(i) + "\"";
     size_t at = out.find(key);

@@ -38,8 +38,15 @@ grep -q "\"bytes\": *$SIZE" <<<"$OUT" || fail "big upload bytes: $OUT"
 GROWTH=$(( $(hwm_kb) - BEFORE ))
 echo "24 MiB upload: peak RSS grew by ${GROWTH} KiB"
 [ "$GROWTH" -lt $((SIZE / 1024 / 4)) ] || fail "peak RSS grew by ${GROWTH} KiB for a $((SIZE / 1024)) KiB upload"
-curl -sf "$URL/$ID/content" | cmp - "$TMP/big.jsonl" || fail "the stored file differs from the upload"
 echo "ok: a 24 MiB upload streamed to disk"
+# And back: the content is sent as it is read from the file (a slow reader,
+# 8 MiB/s, keeps the server writing for a while), not held in memory.
+BEFORE=$(hwm_kb)
+curl -sf --limit-rate 8M "$URL/$ID/content" | cmp - "$TMP/big.jsonl" || fail "the stored file differs from the upload"
+GROWTH=$(( $(hwm_kb) - BEFORE ))
+echo "24 MiB download: peak RSS grew by ${GROWTH} KiB"
+[ "$GROWTH" -lt $((SIZE / 1024 / 4)) ] || fail "peak RSS grew by ${GROWTH} KiB for a $((SIZE / 1024)) KiB download"
+echo "ok: a 24 MiB download streamed from disk"
 
 # Over --max-file-mb without a Content-Length (chunked): cut off mid-stream.
 head -c $((36 << 20)) /dev/zero | tr '\0' '\n' >"$TMP/huge.jsonl"
