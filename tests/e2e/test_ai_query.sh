@@ -65,12 +65,12 @@ echo "ok: failOnError true, bad options, wrong key"
 # keep one, and it takes under half the time. 24 tokens a row, so a row costs decode steps,
 # which concurrent rows share, not only a round trip and a short prefill.
 P="${P200:-{\"modelParameters\":{\"max_tokens\":24,\"temperature\":0,\"ignore_eos\":true}}}"
-peak_in_server() {  # samples until $TMP/stop-sampling exists; prints the largest running + waiting
+peak_in_server() {  # samples (every 50 ms: a curl a time, kept light so as not to slow what it watches) until $TMP/stop-sampling exists; prints the largest running + waiting
   local peak=0 n
   while [ ! -e "$TMP/stop-sampling" ]; do
     n="$(curl -sf "$MOESERVE_URL/metrics" | awk '/^moeserve_requests_(running|waiting) /{s += $2} END {print s + 0}')"
     [ "${n%.*}" -gt "$peak" ] 2>/dev/null && peak="${n%.*}"
-    sleep 0.01
+    sleep 0.05
   done
   echo "$peak"
 }
