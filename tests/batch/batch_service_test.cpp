@@ -42,6 +42,11 @@ std::string line(const std::string& id, const std::string& url = "/v1/completion
   return json{{"custom_id", id}, {"method", "POST"}, {"url", url}, {"body", {{"prompt", id}}}}.dump() + "\n";
 }
 
+// A line that cannot run (method GET): it goes to the error file.
+std::string get_line(const std::string& id) {
+  return json{{"custom_id", id}, {"method", "GET"}, {"url", "/v1/completions"}, {"body", json::object()}}.dump() + "\n";
+}
+
 // Answers each line with {"echo": custom body}, after `hold` is released;
 // records the peak number in flight.
 class FakeExecutor : public Executor {
@@ -171,7 +176,7 @@ TEST(BatchService, RunsWithinTheWindowAndFinalizes) {
   s.start(&ex);
   std::string text;
   for (int i = 0; i < 10; ++i) text += line("L" + std::to_string(i));
-  text += "{\"custom_id\":\"bad\",\"method\":\"GET\",\"url\":\"/v1/completions\",\"body\":{}}\n";
+  text += get_line("bad");
   FileRec f = s.create_file("", "batch", "in.jsonl", text);
   BatchRec b = s.create_batch("", f.id, "/v1/completions", "24h", "");
   EXPECT_EQ(b.status, "validating");
@@ -203,12 +208,9 @@ TEST(BatchService, ResultFilesOverSeveralPagesKeepEveryLineInOrder) {
   s.start(&ex);
   std::string text;
   const int n = 2500;
-  for (int i = 0; i < n; ++i)
-    text += i % 10 == 3 ? "{\"custom_id\":\"L" + std::to_string(i) + "\",\"method\":\"GET\",\"url\":\"/v1/completions\",\"body\":{}}\n"
-                        : line("L" + std::to_string(i));
-  FileRec f = s.create_file("", "batch", "in.jsonl", text);
-  BatchRec b = s.create_batch("", f.id, "/v1/completions", "24h", "");
-  BatchRec d = wait_status(s, b.id, {"completed", "failed"}, &ex);
+  for (int i = 0; i < n; ++i) text += i % 10 == 3 ? get_line("L" + std::to_string(i)) : line("L" + std::to_string(i));
+  const BatchRec d = wait_status(s, s.create_batch("", s.create_file("", "batch", "in.jsonl", text).id, "/v1/completions", "24h", "").id,
+                                 {"completed", "failed"}, &ex);
   ASSERT_EQ(d.status, "completed");
   EXPECT_EQ(d.completed, n - n / 10);
   EXPECT_EQ(d.failed, n / 10);
