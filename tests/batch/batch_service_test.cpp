@@ -101,6 +101,22 @@ BatchRec wait_status(BatchService& s, const std::string& id, const std::set<std:
   return s.get_batch("", id);
 }
 
+// A started service over a fresh directory and a FakeExecutor; stopped and
+// removed at the end of the scope.
+struct Running {
+  std::string dir = temp_dir();
+  BatchService s;
+  FakeExecutor ex;
+  Running(int64_t max_file_bytes, int64_t max_lines, int window)
+      : s(ServiceOptions{dir + "/b.db", dir + "/files", max_file_bytes, max_lines, window}) {
+    s.start(&ex);
+  }
+  ~Running() {
+    s.stop();
+    std::filesystem::remove_all(dir);
+  }
+};
+
 TEST(BatchLines, CheckJsonlAndParse) {
   EXPECT_EQ(check_jsonl("{\"a\":1}\n\n{\"b\":2}\r\n"), "");
   EXPECT_EQ(check_jsonl(""), "the file has no lines");
@@ -169,11 +185,9 @@ TEST(BatchLines, FileParseEqualsTextParseAndBodiesReadBack) {
 }
 
 TEST(BatchService, RunsWithinTheWindowAndFinalizes) {
-  std::string dir = temp_dir();
-  ServiceOptions o{dir + "/b.db", dir + "/files", 1 << 20, 100, 3};
-  BatchService s(o);
-  FakeExecutor ex;
-  s.start(&ex);
+  Running r(1 << 20, 100, 3);
+  BatchService& s = r.s;
+  FakeExecutor& ex = r.ex;
   std::string text;
   for (int i = 0; i < 10; ++i) text += line("L" + std::to_string(i));
   text += get_line("bad");
@@ -194,23 +208,18 @@ TEST(BatchService, RunsWithinTheWindowAndFinalizes) {
   EXPECT_THROW(s.get_batch("key_other", b.id), Failure);
   s.delete_file("", f.id);
   EXPECT_THROW(s.create_batch("", f.id, "/v1/completions", "24h", ""), Failure);
-  s.stop();
-  std::filesystem::remove_all(dir);
 }
 
 // The result files are written from the line rows a page (1024) at a time:
 // over several pages every line lands once, in input order, in the right file.
 TEST(BatchService, ResultFilesOverSeveralPagesKeepEveryLineInOrder) {
-  std::string dir = temp_dir();
-  ServiceOptions o{dir + "/b.db", dir + "/files", 8 << 20, 5000, 512};
-  BatchService s(o);
-  FakeExecutor ex;
-  s.start(&ex);
+  Running r(8 << 20, 5000, 512);
+  BatchService& s = r.s;
   std::string text;
   const int n = 2500;
   for (int i = 0; i < n; ++i) text += i % 10 == 3 ? get_line("L" + std::to_string(i)) : line("L" + std::to_string(i));
   const BatchRec d = wait_status(s, s.create_batch("", s.create_file("", "batch", "in.jsonl", text).id, "/v1/completions", "24h", "").id,
-                                 {"completed", "failed"}, &ex);
+                                 {"completed", "failed"}, &r.ex);
   ASSERT_EQ(d.status, "completed");
   EXPECT_EQ(d.completed, n - n / 10);
   EXPECT_EQ(d.failed, n / 10);
@@ -232,10 +241,8 @@ TEST(BatchService, ResultFilesOverSeveralPagesKeepEveryLineInOrder) {
   EXPECT_EQ(all.size(), size_t(n));
   EXPECT_EQ(*all.rbegin(), n - 1);
   // No temporary files left beside the results.
-  for (const auto& e : std::filesystem::directory_iterator(dir + "/files"))
+  for (const auto& e : std::filesystem::directory_iterator(r.dir + "/files"))
     EXPECT_EQ(e.path().extension(), ".jsonl") << e.path();
-  s.stop();
-  std::filesystem::remove_all(dir);
 }
 
 TEST(BatchService, ResumesAfterStopWithoutRedoingLines) {
