@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <mutex>
@@ -62,22 +63,35 @@ class ResultFile {
     if (exists && !resume) bad_input(path + " exists and is not empty: pass --resume to continue it, or remove it");
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) bad_input("cannot open " + path + " for writing");
-    if (exists) {
-      std::string text = read_file(path);
-      size_t keep = text.rfind('\n');
-      keep = keep == std::string::npos ? 0 : keep + 1;
-      if (keep < text.size() && ::ftruncate(fd_, static_cast<off_t>(keep)) != 0) bad_input("cannot truncate " + path);
-      size_t start = 0;
-      while (start < keep) {
-        size_t nl = text.find('\n', start);
-        json j = json::parse(text.begin() + static_cast<std::ptrdiff_t>(start),
-                             text.begin() + static_cast<std::ptrdiff_t>(nl), nullptr, false);
+    if (exists) {  // read in chunks, one line at a time
+      auto note = [&](const std::string& line) {
+        json j = json::parse(line, nullptr, false);
         if (j.is_object() && j.contains("custom_id")) {
           if (j["custom_id"].is_string()) done.insert(j["custom_id"].get<std::string>());
           else ++null_ids;
         }
-        start = nl + 1;
+      };
+      std::vector<char> buf(64 << 10);
+      std::string line;
+      off_t pos = 0, keep = 0;  // keep: the end of the last whole line
+      for (;;) {
+        const ssize_t n = ::pread(fd_, buf.data(), buf.size(), pos);
+        if (n < 0) bad_input("cannot read " + path);
+        if (n == 0) break;
+        const char* p = buf.data();
+        const char* end = p + n;
+        while (p < end) {
+          const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+          line.append(p, nl ? nl : end);
+          if (!nl) break;
+          note(line);
+          line.clear();
+          keep = pos + (nl + 1 - buf.data());
+          p = nl + 1;
+        }
+        pos += n;
       }
+      if (keep < st.st_size && ::ftruncate(fd_, keep) != 0) bad_input("cannot truncate " + path);
     }
     ::lseek(fd_, 0, SEEK_END);
   }
@@ -113,9 +127,28 @@ void run_batch(const BatchArgs& a) {
   if (a.in.empty() || a.out.empty()) bad_input("batch: -i IN.jsonl and -o OUT.jsonl are required");
   if (a.max_batch < 1) bad_input("--max-batch: expected >= 1");
   if (a.window < 0) bad_input("--window: expected >= 0");
-  const std::string text = read_file(a.in);
-  if (std::string bad = batch::check_jsonl(text); !bad.empty()) bad_input(a.in + ": not a JSONL file (" + bad + ")");
-  std::vector<batch::InputLine> lines = batch::parse_input(text, "");
+  // The input is read in chunks, twice (checked as JSONL, then parsed into
+  // ids and offsets); a line's body is read back when it is submitted, so
+  // memory does not grow with the file.
+  const int in_fd = ::open(a.in.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in_fd < 0) bad_input(a.in + ": cannot open");
+  struct CloseFd {
+    int fd;
+    ~CloseFd() { ::close(fd); }
+  } close_in{in_fd};
+  {
+    batch::JsonlChecker check;
+    std::vector<char> buf(64 << 10);
+    for (off_t pos = 0;;) {
+      const ssize_t n = ::pread(in_fd, buf.data(), buf.size(), pos);
+      if (n < 0) bad_input(a.in + ": cannot read");
+      if (n == 0) break;
+      check.feed(buf.data(), static_cast<size_t>(n));
+      pos += n;
+    }
+    if (std::string bad = check.finish(); !bad.empty()) bad_input(a.in + ": not a JSONL file (" + bad + ")");
+  }
+  std::vector<batch::InputLine> lines = batch::parse_input_file(in_fd, "");
 
   std::unordered_set<std::string> done;
   int64_t null_done = 0;
@@ -198,8 +231,20 @@ void run_batch(const BatchArgs& a) {
     while (inflight < window && !pending.empty()) {
       size_t i = pending.front();
       pending.pop_front();
+      std::string body;
+      try {
+        body = batch::read_input_body(in_fd, lines[i]);
+      } catch (const Error& e) {  // the file changed under us: this line cannot run
+        batch::Outcome o;
+        o.error_code = "invalid_file";
+        o.error_message = std::string("This request could not be read from the input file: ") + e.what() + ".";
+        bool ok = false;
+        write(batch::output_line(lines[i].custom_id, o, ok), false);
+        ++fail_n;
+        continue;
+      }
       ++inflight;
-      batch::LineTask t{"offline", lines[i].line_no, "", lines[i].url, lines[i].body};
+      batch::LineTask t{"offline", lines[i].line_no, "", lines[i].url, std::move(body)};
       ex.submit(std::move(t), [&inbox, i](batch::Outcome o) {
         std::lock_guard<std::mutex> lk(inbox.mu);
         inbox.q.emplace_back(i, std::move(o));
