@@ -230,6 +230,10 @@ bool Engine::Impl::iterate() {
   out.expert_tokens.clear();
   out.want_routing = std::any_of(plan.items.begin(), plan.items.end(),
                                  [](const ScheduledChunk& c) { return c.seq->routing != nullptr; });
+  // The greedy tokens come with the logits when some row samples plainly greedy.
+  out.want_argmax = std::any_of(plan.items.begin(), plan.items.end(), [](const ScheduledChunk& c) {
+    return c.logits && c.seq->sampler.plain_greedy() && !c.seq->constraint;
+  });
   bool ran = false;
   if (!plan.empty()) {
     out.vocab_size = limits.vocab_size;

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <limits>
 
+#include "core/argmax.h"
+
 namespace ms {
 
 namespace {
@@ -55,28 +57,6 @@ float max_of(const float* x, int64_t n) {
   return m;
 }
 
-// The lowest id of the largest value, NaN never chosen; 0 when every value is
-// NaN or -inf (as argmax() over the NaN-cleaned copy). Block maxima first (a
-// loop the compiler vectorises), then a scan of the first block holding the
-// overall maximum: ~20x faster than one branchy pass over a copy.
-int32_t argmax_of(const float* x, int64_t n) {
-  constexpr int64_t kBlock = 512;
-  float best = kNegInf;
-  int64_t best_block = -1;
-  for (int64_t b = 0; b < n; b += kBlock) {
-    const float m = max_of(x + b, std::min(kBlock, n - b));
-    if (m > best) {
-      best = m;
-      best_block = b;
-    }
-  }
-  if (best_block < 0) return 0;
-  const int64_t end = std::min(n, best_block + kBlock);
-  for (int64_t i = best_block; i < end; ++i)
-    if (x[i] == best) return static_cast<int32_t>(i);
-  return 0;  // unreachable
-}
-
 uint64_t random_seed() {
   std::random_device rd;
   return (static_cast<uint64_t>(rd()) << 32) ^ rd();
@@ -88,6 +68,8 @@ Sampler::Sampler(const SamplingParams& params, const std::vector<int32_t>& promp
     : p_(params),
       vocab_(vocab_size),
       greedy_(params.temperature < kGreedyTemperature),
+      plain_(params.logit_bias.empty() && params.repetition_penalty == 1.0f && params.presence_penalty == 0.0f &&
+             params.frequency_penalty == 0.0f),
       rng_(params.has_seed ? params.seed : random_seed()) {
   if (p_.repetition_penalty != 1.0f) {
     prompt_set_ = prompt;
@@ -288,12 +270,11 @@ void Sampler::compute_logprobs(const float* logits, int32_t chosen, SampleResult
   for (const auto& [v, id] : top) r.top.push_back({id, v - lse});
 }
 
-SampleResult Sampler::sample(const float* logits, const uint64_t* allowed) {
-  const bool plain = p_.logit_bias.empty() && p_.repetition_penalty == 1.0f && p_.presence_penalty == 0.0f &&
-                     p_.frequency_penalty == 0.0f;
+SampleResult Sampler::sample(const float* logits, const uint64_t* allowed, int32_t greedy_token) {
+  const bool plain = plain_;
   if (greedy_ && plain && !allowed) {  // the common greedy case: no copy of the row
     SampleResult r;
-    r.token = argmax_of(logits, vocab_);
+    r.token = greedy_token >= 0 && greedy_token < vocab_ ? greedy_token : greedy_argmax(logits, vocab_);
     record(r.token);
     if (p_.logprobs >= 0) compute_logprobs(logits, r.token, r);
     return r;

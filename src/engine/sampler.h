@@ -35,11 +35,17 @@ class Sampler {
   // Samples from `logits` (vocab_size floats) and records the token as output.
   // With `allowed` (a bit per token, see TokenConstraint) every other token's
   // logit is -inf before anything else; logprobs stay those of the raw logits.
-  SampleResult sample(const float* logits, const uint64_t* allowed = nullptr);
+  // `greedy_token` (>= 0): the row's greedy_argmax (core/argmax.h), computed
+  // with the logits (ForwardOutput::argmax); a plain greedy sample takes it
+  // instead of reading the row again.
+  SampleResult sample(const float* logits, const uint64_t* allowed = nullptr, int32_t greedy_token = -1);
   // Records an output token without sampling (not normally needed).
   void record(int32_t token);
 
   bool greedy() const { return greedy_; }
+  // Greedy with no bias or penalties: the token is the row's greedy_argmax
+  // (when no mask applies either).
+  bool plain_greedy() const { return greedy_ && plain_; }
   // The processed logits of the last sample() call (after bias/penalties, before
   // temperature); not filled by plain greedy calls (no bias, penalties or mask).
   const std::vector<float>& last_processed() const { return work_; }
@@ -54,6 +60,7 @@ class Sampler {
   SamplingParams p_;
   int64_t vocab_;
   bool greedy_;
+  bool plain_;  // no logit_bias, no penalties
   std::vector<int32_t> prompt_set_;                 // sorted unique prompt token ids
   std::unordered_map<int32_t, int32_t> out_counts_; // output token -> count
   std::mt19937_64 rng_;

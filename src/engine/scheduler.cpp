@@ -310,7 +310,8 @@ void Scheduler::update(const StepPlan& plan, const ForwardOutput& out, std::vect
       s->mask_ready = false;
       allowed = s->mask.data();
     }
-    const SampleResult r = s->sampler.sample(out.row(out.first_row[k]), allowed);
+    const int32_t greedy = out.argmax.empty() ? -1 : out.argmax[size_t(out.first_row[k])];
+    const SampleResult r = s->sampler.sample(out.row(out.first_row[k]), allowed, greedy);
     if (s->constraint) s->constraint->advance(r.token);
     ++counters_.generation_tokens;
     ++counters_.class_generation_tokens[cls(s)];

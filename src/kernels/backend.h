@@ -137,6 +137,10 @@ class Backend {
   // logits[r] = (rmsnorm(x[rows[r]]) * norm)·Wout for r < n_rows.
   virtual void logits(RunState& rs, const int64_t* rows, int64_t n_rows, const float* norm, const MatView& wout,
                       float* logits) = 0;
+  // Per row of `logits` ([n_rows][vocab] on the host, as logits() left them):
+  // its greedy token, core/argmax.h's greedy_argmax. The CPU backend splits
+  // the rows over its threads; this default runs them on the caller's.
+  virtual void argmax_rows(const float* logits, int64_t n_rows, int64_t vocab, int32_t* out);
 };
 
 // The backend called `name` ("cpu": the kernels of kernels/ops.h on `pool`).

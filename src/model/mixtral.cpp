@@ -103,8 +103,13 @@ void Mixtral::forward(const std::vector<SeqChunk>& chunks, KvCache& kv, ForwardO
   }
   out.vocab_size = V;
   out.logits.resize(rows.size() * size_t(V));
+  out.argmax.clear();
   if (rows.empty()) return;
   be_.logits(rs, rows.data(), int64_t(rows.size()), w_.output_norm, w_.output, out.logits.data());
+  if (out.want_argmax) {
+    out.argmax.resize(rows.size());
+    be_.argmax_rows(out.logits.data(), int64_t(rows.size()), V, out.argmax.data());
+  }
 }
 
 }  // namespace ms

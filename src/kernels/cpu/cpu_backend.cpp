@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "core/argmax.h"
 #include "kernels/attention.h"
 
 namespace ms::cpu {
@@ -297,6 +298,15 @@ void CpuBackend::logits(RunState& rs, const int64_t* rows, int64_t n_rows, const
   s.h.resize(size_t(n_rows * H));
   for (int64_t r = 0; r < n_rows; ++r) ops::rmsnorm(s.x.data() + rows[r] * H, norm, H, s.sh.rms_eps, s.h.data() + r * H);
   ops::matmul(wout, s.h.data(), H, n_rows, logits, wout.rows, pool_);
+}
+
+void CpuBackend::argmax_rows(const float* logits, int64_t n_rows, int64_t vocab, int32_t* out) {
+  // A row is one pass over vocab floats: split by rows, enough of them for
+  // the threads to share (a few rows run here, on the caller's thread).
+  if (n_rows < 2 * pool_.size()) return Backend::argmax_rows(logits, n_rows, vocab, out);
+  pool_.parallel_for(n_rows, 1, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) out[r] = greedy_argmax(logits + r * vocab, vocab);
+  });
 }
 
 }  // namespace ms::cpu

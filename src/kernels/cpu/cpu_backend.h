@@ -37,6 +37,7 @@ class CpuBackend : public Backend {  // not final: tests wrap its weight hooks
   void experts_add(RunState& rs, const MatView* w1, const MatView* w3, const MatView* w2) override;
   void logits(RunState& rs, const int64_t* rows, int64_t n_rows, const float* norm, const MatView& wout,
               float* logits) override;
+  void argmax_rows(const float* logits, int64_t n_rows, int64_t vocab, int32_t* out) override;
 
   struct State;  // the run state (cpu_backend.cpp)
   // A weight and where its product goes (add_shared_input).

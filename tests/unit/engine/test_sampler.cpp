@@ -68,6 +68,32 @@ TEST(Sampler, PlainGreedyMatchesTheGeneralPathOnALargeVocabulary) {
   }
 }
 
+// The greedy token computed with the logits (ForwardOutput::argmax) is taken
+// by a plain greedy sample, and ignored when a bias, a penalty or a mask
+// decides the token.
+TEST(Sampler, PlainGreedyTakesTheTokenComputedWithTheLogits) {
+  SamplingParams p;
+  p.temperature = 0.0f;
+  const std::vector<float> l = {0.1f, 2.0f, -1.0f, 1.5f, 1.0f};
+  Sampler plain(p, {}, 5);
+  EXPECT_TRUE(plain.plain_greedy());
+  EXPECT_EQ(plain.sample(l.data(), nullptr, 1).token, 1);
+  EXPECT_EQ(plain.sample(l.data(), nullptr, 3).token, 3) << "taken as given: the backend computed it";
+  EXPECT_EQ(plain.sample(l.data(), nullptr, 99).token, 1) << "out of range: computed here";
+  EXPECT_EQ(plain.sample(l.data(), nullptr, -1).token, 1);
+  const std::vector<uint64_t> only4 = {uint64_t{1} << 4};
+  EXPECT_EQ(plain.sample(l.data(), only4.data(), 1).token, 4) << "a mask decides";
+  SamplingParams b = p;
+  b.logit_bias = {{2, 10.0f}};
+  Sampler biased(b, {}, 5);
+  EXPECT_FALSE(biased.plain_greedy());
+  EXPECT_EQ(biased.sample(l.data(), nullptr, 1).token, 2) << "a bias decides";
+  SamplingParams r = p;
+  r.repetition_penalty = 1.3f;
+  EXPECT_FALSE(Sampler(r, {1}, 5).plain_greedy());
+  EXPECT_FALSE(Sampler(sampled(), {}, 5).plain_greedy());
+}
+
 TEST(Sampler, TopK1EqualsGreedy) {
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 3.0f);
