@@ -7,11 +7,11 @@
 namespace ms {
 
 namespace {
-
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+}  // namespace
 
-// The largest value (NaN skipped: a comparison with NaN is false), -inf if none.
-float max_of(const float* x, int64_t n) {
+// Eight independent maxima (a loop the compiler vectorises), then their maximum.
+float max_value(const float* x, int64_t n) {
   float a[8] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -22,14 +22,12 @@ float max_of(const float* x, int64_t n) {
   return m;
 }
 
-}  // namespace
-
 int32_t greedy_argmax(const float* x, int64_t n) {
   constexpr int64_t kBlock = 512;
   float best = kNegInf;
   int64_t best_block = -1;
   for (int64_t b = 0; b < n; b += kBlock) {
-    const float m = max_of(x + b, std::min(kBlock, n - b));
+    const float m = max_value(x + b, std::min(kBlock, n - b));
     if (m > best) {
       best = m;
       best_block = b;

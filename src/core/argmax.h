@@ -12,4 +12,7 @@ namespace ms {
 // element.
 int32_t greedy_argmax(const float* x, int64_t n);
 
+// The largest value of x[0, n), NaN skipped; -inf when there is none.
+float max_value(const float* x, int64_t n);
+
 }  // namespace ms

@@ -36,7 +36,7 @@ inline float exp_nonpos(float x) {
   return x < -87.0f ? 0.0f : p * scale;
 }
 
-// Sum and max with independent partial results (no long dependency chain).
+// A sum with independent partial results (no long dependency chain).
 double sum_of(const float* x, int64_t n) {
   double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
@@ -46,16 +46,6 @@ double sum_of(const float* x, int64_t n) {
   return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
-float max_of(const float* x, int64_t n) {
-  float a[8] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) a[j] = x[i + j] > a[j] ? x[i + j] : a[j];
-  for (; i < n; ++i) a[0] = x[i] > a[0] ? x[i] : a[0];
-  float m = a[0];
-  for (int j = 1; j < 8; ++j) m = a[j] > m ? a[j] : m;
-  return m;
-}
 
 uint64_t random_seed() {
   std::random_device rd;
@@ -163,7 +153,7 @@ void Sampler::apply_top_p() {
 int32_t Sampler::draw() {
   const float inv_t = 1.0f / p_.temperature;
   const float* w = work_.data();
-  const float m = max_of(w, vocab_);
+  const float m = max_value(w, vocab_);
   if (m == kNegInf) return argmax();
 
   // Candidates: all tokens (implicitly), or an explicit list in idx_.
