@@ -10,17 +10,9 @@ BIN="$(realpath "${1:?usage: $0 /path/to/moeserve}")"
 EXT="$(dirname "$BIN")/libmoeserve_sqlite.so"
 command -v sqlite3 >/dev/null || { echo "the sqlite3 shell is required (scripts/install-deps.sh)" >&2; exit 1; }
 [ -f "$EXT" ] || { echo "missing $EXT (built with the moeserve target)" >&2; exit 1; }
-TMP="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/lib/serve.sh"
 ms() { date +%s%3N; }
 
-. "$(dirname "$0")/lib/serve.sh"
 serve_start "$TMP/server.log" --api-key sekrit --max-batch 256
 export MOESERVE_URL="http://127.0.0.1:$PORT" MOESERVE_API_KEY=sekrit
 DB="$TMP/t.db"

@@ -8,17 +8,9 @@
 # 401 before its body. Usage: test_file_upload.sh /path/to/moeserve
 set -euo pipefail
 BIN="$(realpath "${1:?usage: $0 /path/to/moeserve}")"
-TMP="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/lib/serve.sh"
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status"; }
 
-. "$(dirname "$0")/lib/serve.sh"
 serve_start "$TMP/server.log" --data-dir "$TMP/data" --max-body-mb 1 --max-file-mb 32 --batch-window 4
 URL="http://127.0.0.1:$PORT/v1/files"
 

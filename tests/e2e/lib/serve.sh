@@ -1,7 +1,18 @@
-# Sourced by e2e shell tests: start `moeserve serve` on a free loopback port.
+# Sourced by e2e shell tests: a temp dir, a server on a free loopback port,
+# and the cleanup of both.
+#   sourcing it sets TMP (removed at exit, with SERVER_PID killed if set) and fail()
 #   serve_start LOG ARGS...   runs "$BIN" serve --host 127.0.0.1 --port 0 ARGS... (stderr to LOG)
 # and waits (bounded: 60 s) until /health answers. Sets SERVER_PID and PORT;
-# on failure prints the log and exits 1. The caller's trap kills SERVER_PID.
+# on failure prints the log and exits 1.
+TMP="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
 serve_start() {
   local log="$1"; shift
   "$BIN" serve --host 127.0.0.1 --port 0 "$@" 2>"$log" &
