@@ -16,7 +16,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <mutex>
@@ -28,6 +27,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "server/api_context.h"
 #include "server/batch_executor.h"
 
@@ -71,26 +71,12 @@ class ResultFile {
           else ++null_ids;
         }
       };
-      std::vector<char> buf(64 << 10);
-      std::string line;
-      off_t pos = 0, keep = 0;  // keep: the end of the last whole line
-      for (;;) {
-        const ssize_t n = ::pread(fd_, buf.data(), buf.size(), pos);
-        if (n < 0) bad_input("cannot read " + path);
-        if (n == 0) break;
-        const char* p = buf.data();
-        const char* end = p + n;
-        while (p < end) {
-          const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
-          line.append(p, nl ? nl : end);
-          if (!nl) break;
-          note(line);
-          line.clear();
-          keep = pos + (nl + 1 - buf.data());
-          p = nl + 1;
-        }
-        pos += n;
-      }
+      off_t keep = 0;  // the end of the last whole line
+      batch::for_each_file_line(fd_, [&](const std::string& line, int64_t offset, bool terminated) {
+        if (!terminated) return;  // torn by a crash: cut below
+        note(line);
+        keep = static_cast<off_t>(offset + static_cast<int64_t>(line.size()) + 1);
+      });
       if (keep < st.st_size && ::ftruncate(fd_, keep) != 0) bad_input("cannot truncate " + path);
     }
     ::lseek(fd_, 0, SEEK_END);
@@ -130,24 +116,12 @@ void run_batch(const BatchArgs& a) {
   // The input is read in chunks, twice (checked as JSONL, then parsed into
   // ids and offsets); a line's body is read back when it is submitted, so
   // memory does not grow with the file.
-  const int in_fd = ::open(a.in.c_str(), O_RDONLY | O_CLOEXEC);
+  const UniqueFd in_file(::open(a.in.c_str(), O_RDONLY | O_CLOEXEC));
+  const int in_fd = in_file.get();
   if (in_fd < 0) bad_input(a.in + ": cannot open");
-  struct CloseFd {
-    int fd;
-    ~CloseFd() { ::close(fd); }
-  } close_in{in_fd};
-  {
-    batch::JsonlChecker check;
-    std::vector<char> buf(64 << 10);
-    for (off_t pos = 0;;) {
-      const ssize_t n = ::pread(in_fd, buf.data(), buf.size(), pos);
-      if (n < 0) bad_input(a.in + ": cannot read");
-      if (n == 0) break;
-      check.feed(buf.data(), static_cast<size_t>(n));
-      pos += n;
-    }
-    if (std::string bad = check.finish(); !bad.empty()) bad_input(a.in + ": not a JSONL file (" + bad + ")");
-  }
+  batch::JsonlChecker check;
+  batch::read_chunks(in_fd, [&](const char* p, size_t n) { check.feed(p, n); });
+  if (std::string bad = check.finish(); !bad.empty()) bad_input(a.in + ": not a JSONL file (" + bad + ")");
   std::vector<batch::InputLine> lines = batch::parse_input_file(in_fd, "");
 
   std::unordered_set<std::string> done;

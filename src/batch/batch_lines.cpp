@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <unordered_set>
 
@@ -70,9 +71,10 @@ std::string check_jsonl(const std::string& text) {
 namespace {
 
 // One non-blank line (no newline, no trailing CR) checked; `seen`: the
-// custom_ids of the lines before it.
+// custom_ids of the lines before it. The body is kept as JSON text, or not
+// (read back later by read_input_body).
 InputLine parse_line(const std::string& s, int64_t no, const std::string& endpoint,
-                     std::unordered_set<std::string>& seen) {
+                     std::unordered_set<std::string>& seen, bool keep_body) {
   InputLine l;
   l.line_no = no;
   auto bad = [&](const char* code, std::string msg) {
@@ -107,7 +109,7 @@ InputLine parse_line(const std::string& s, int64_t no, const std::string& endpoi
     bad("missing_required_parameter", "body must be a JSON object.");
   else {
     l.url = url->get<std::string>();
-    l.body = body->dump();
+    if (keep_body) l.body = body->dump();
   }
   return l;
 }
@@ -118,46 +120,53 @@ std::vector<InputLine> parse_input(const std::string& text, const std::string& e
   std::vector<InputLine> out;
   std::unordered_set<std::string> seen;
   int64_t no = 0;
-  for_each_line(text, [&](const std::string& s) { out.push_back(parse_line(s, no++, endpoint, seen)); });
+  for_each_line(text, [&](const std::string& s) { out.push_back(parse_line(s, no++, endpoint, seen, true)); });
   return out;
+}
+
+void read_chunks(int fd, const std::function<void(const char*, size_t)>& fn) {
+  std::vector<char> buf(64 << 10);
+  for (off_t pos = 0;;) {
+    const ssize_t n = ::pread(fd, buf.data(), buf.size(), pos);
+    if (n < 0) throw Error(ErrorKind::BadInput, std::string("cannot read the file: ") + std::strerror(errno));
+    if (n == 0) return;
+    fn(buf.data(), static_cast<size_t>(n));
+    pos += n;
+  }
+}
+
+void for_each_file_line(int fd, const std::function<void(const std::string&, int64_t, bool)>& fn) {
+  std::string line;
+  int64_t start = 0, pos = 0;  // the line's first byte; the chunk's
+  read_chunks(fd, [&](const char* p, size_t n) {
+    const char* const base = p;
+    const char* const end = p + n;
+    while (p < end) {
+      const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+      line.append(p, nl ? nl : end);
+      if (!nl) break;
+      fn(line, start, true);
+      line.clear();
+      start = pos + (nl + 1 - base);
+      p = nl + 1;
+    }
+    pos += static_cast<int64_t>(n);
+  });
+  if (!line.empty()) fn(line, start, false);
 }
 
 std::vector<InputLine> parse_input_file(int fd, const std::string& endpoint) {
   std::vector<InputLine> out;
   std::unordered_set<std::string> seen;
-  std::string line;
-  int64_t line_start = 0, pos = 0;
-  std::vector<char> buf(64 << 10);
-  auto done = [&] {
-    std::string s = line;
-    if (!s.empty() && s.back() == '\r') s.pop_back();
-    if (s.find_first_not_of(" \t") != std::string::npos) {
-      InputLine l = parse_line(s, static_cast<int64_t>(out.size()), endpoint, seen);
-      l.offset = line_start;
-      l.length = static_cast<int64_t>(s.size());
-      l.body.clear();
-      l.body.shrink_to_fit();
-      out.push_back(std::move(l));
-    }
-    line.clear();
-  };
-  for (;;) {
-    const ssize_t n = ::pread(fd, buf.data(), buf.size(), pos);
-    if (n < 0) throw Error(ErrorKind::BadInput, std::string("cannot read the input file: ") + std::strerror(errno));
-    if (n == 0) break;
-    const char* p = buf.data();
-    const char* end = p + n;
-    while (p < end) {
-      const char* nl = static_cast<const char*>(std::memchr(p, '\n', size_t(end - p)));
-      line.append(p, nl ? nl : end);
-      if (!nl) break;
-      done();
-      line_start = pos + (nl + 1 - buf.data());
-      p = nl + 1;
-    }
-    pos += n;
-  }
-  if (!line.empty()) done();
+  for_each_file_line(fd, [&](const std::string& raw, int64_t offset, bool) {
+    const size_t len = !raw.empty() && raw.back() == '\r' ? raw.size() - 1 : raw.size();
+    const std::string s = raw.substr(0, len);
+    if (s.find_first_not_of(" \t") == std::string::npos) return;
+    InputLine l = parse_line(s, static_cast<int64_t>(out.size()), endpoint, seen, false);
+    l.offset = offset;
+    l.length = static_cast<int64_t>(len);
+    out.push_back(std::move(l));
+  });
   return out;
 }
 

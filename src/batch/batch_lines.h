@@ -5,6 +5,7 @@
 // Batch API and `moeserve batch`.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,14 @@ struct InputLine {
 // POST, a body that is not an object). Blank lines are skipped. An empty
 // `endpoint` accepts both /v1/chat/completions and /v1/completions.
 std::vector<InputLine> parse_input(const std::string& text, const std::string& endpoint);
+
+// A file read front to back in 64 KiB pieces: fn(p, n) for each. Throws
+// Error(BadInput) when a read fails.
+void read_chunks(int fd, const std::function<void(const char*, size_t)>& fn);
+// Its lines, holding one at a time: fn(line, offset, terminated) for each
+// (the line without its '\n'; offset where it starts; terminated false for
+// a last line that has no '\n').
+void for_each_file_line(int fd, const std::function<void(const std::string&, int64_t, bool)>& fn);
 
 // parse_input over a file read in 64 KiB chunks, holding one line at a
 // time; the lines come back without their bodies (a batch of 200 MB holds

@@ -106,10 +106,6 @@ BatchService::BatchService(ServiceOptions o) : opts_(std::move(o)) {
 
 BatchService::~BatchService() { stop(); }
 
-BatchService::InputFile::~InputFile() {
-  if (fd >= 0) ::close(fd);
-}
-
 int64_t BatchService::now_s() const { return static_cast<int64_t>(std::time(nullptr)); }
 
 void BatchService::start(Executor* ex) {
@@ -202,16 +198,12 @@ std::vector<FileRec> BatchService::list_files(const std::string& owner, const st
   return store_->list_files(owner, false, purpose, after, limit);
 }
 
-BatchService::Content::~Content() {
-  if (fd >= 0) ::close(fd);
-}
-
 std::shared_ptr<BatchService::Content> BatchService::open_content(const std::string& owner, const std::string& id) {
   FileRec f = get_file(owner, id);
   auto c = std::make_shared<Content>();
-  c->fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+  c->fd.reset(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC));
   struct stat st {};
-  if (c->fd < 0 || ::fstat(c->fd, &st) != 0)
+  if (c->fd.get() < 0 || ::fstat(c->fd.get(), &st) != 0)
     fail(404, "not_found", "The content of file " + id + " is no longer available.", "id");
   c->size = static_cast<int64_t>(st.st_size);
   return c;
@@ -319,7 +311,7 @@ void BatchService::runner_loop() {
   }
 }
 
-bool BatchService::validate(BatchRec& b, std::vector<InputLine>& lines, InputFile& in) {
+bool BatchService::validate(BatchRec& b, std::vector<InputLine>& lines, UniqueFd& in) {
   auto f = store_->get_file(b.input_file_id);
   std::string code, message;
   if (!f) {
@@ -328,10 +320,10 @@ bool BatchService::validate(BatchRec& b, std::vector<InputLine>& lines, InputFil
     // Read in chunks, one line at a time; the lines keep their offsets, and
     // each body is read again when its line runs (read_input_body), from
     // this descriptor: a file deleted during the run stays readable to it.
-    in.fd = ::open(f->path.c_str(), O_RDONLY | O_CLOEXEC);
+    in.reset(::open(f->path.c_str(), O_RDONLY | O_CLOEXEC));
     try {
-      if (in.fd < 0) throw Error(ErrorKind::BadInput, "cannot open");
-      lines = parse_input_file(in.fd, b.endpoint);
+      if (in.get() < 0) throw Error(ErrorKind::BadInput, "cannot open");
+      lines = parse_input_file(in.get(), b.endpoint);
     } catch (const Error&) {
       code = "invalid_file", message = "The input file " + b.input_file_id + " cannot be read.";
     }
@@ -362,7 +354,7 @@ void BatchService::run_batch(const std::string& id) {
   if (b.status == "finalizing") return finalize(b, "completed");
   if (b.status == "cancelling") return finalize(b, "cancelled");
   std::vector<InputLine> lines;
-  InputFile in;
+  UniqueFd in;
   const int64_t old_total = b.total;
   if (!validate(b, lines, in)) return;
   if (b.status == "validating") {
@@ -444,7 +436,7 @@ void BatchService::run_batch(const std::string& id) {
         pending.pop_front();
         std::string body;
         try {
-          body = read_input_body(in.fd, lines[i]);
+          body = read_input_body(in.get(), lines[i]);
         } catch (const Error& e) {  // the file was changed in place: this line cannot run
           Outcome o;
           o.error_code = "invalid_file";

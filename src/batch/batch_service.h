@@ -29,6 +29,7 @@
 
 #include "batch/batch_lines.h"
 #include "batch/batch_store.h"
+#include "core/file_util.h"
 
 namespace ms::batch {
 
@@ -103,12 +104,8 @@ class BatchService {
   // A file's content, open for reading (the caller streams it): its
   // descriptor and size. Failure 404 when the file is gone.
   struct Content {
-    int fd = -1;
+    UniqueFd fd;
     int64_t size = 0;
-    Content() = default;
-    Content(const Content&) = delete;
-    Content& operator=(const Content&) = delete;
-    ~Content();
   };
   std::shared_ptr<Content> open_content(const std::string& owner, const std::string& id);
   void delete_file(const std::string& owner, const std::string& id);
@@ -126,15 +123,8 @@ class BatchService {
                    int64_t bytes) const;
   void runner_loop();
   void run_batch(const std::string& id);
-  // The input file, open while its batch runs.
-  struct InputFile {
-    int fd = -1;
-    InputFile() = default;
-    InputFile(const InputFile&) = delete;
-    InputFile& operator=(const InputFile&) = delete;
-    ~InputFile();
-  };
-  bool validate(BatchRec& b, std::vector<InputLine>& lines, InputFile& in);
+  // `in`: the input file, open while its batch runs.
+  bool validate(BatchRec& b, std::vector<InputLine>& lines, UniqueFd& in);
   void finalize(BatchRec& b, const std::string& final_status);
   int64_t now_s() const;
 

@@ -1,5 +1,7 @@
 #include "core/file_util.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -13,6 +15,15 @@ std::string read_file(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void UniqueFd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
 }
 
 }  // namespace ms

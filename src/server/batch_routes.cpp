@@ -110,7 +110,7 @@ class FileBody : public BodySource {
   size_t read(char* p, size_t n) override {
     const int64_t left = c_->size - pos_;
     if (left <= 0) return 0;
-    const ssize_t got = ::pread(c_->fd, p, std::min<size_t>(n, static_cast<size_t>(left)), pos_);
+    const ssize_t got = ::pread(c_->fd.get(), p, std::min<size_t>(n, static_cast<size_t>(left)), pos_);
     if (got <= 0) throw std::runtime_error("the file could not be read");
     pos_ += got;
     return static_cast<size_t>(got);

@@ -34,7 +34,7 @@ std::string temp_dir() {
 std::string content(BatchService& s, const std::string& id) {
   auto c = s.open_content("", id);
   std::string out(static_cast<size_t>(c->size), '\0');
-  EXPECT_EQ(::pread(c->fd, out.data(), out.size(), 0), static_cast<ssize_t>(out.size()));
+  EXPECT_EQ(::pread(c->fd.get(), out.data(), out.size(), 0), static_cast<ssize_t>(out.size()));
   return out;
 }
 
