@@ -15,6 +15,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "runtime.h"
 #include "serve_multi.h"
 #include "batch/batch_service.h"
@@ -59,6 +60,7 @@ struct ServeArgs {
   double max_file_mb = 200;
   int batch_window = 0;              // batch lines in flight (0: --max-batch)
   double batch_expiry_s = 24 * 3600;  // a batch's completion window ("24h"); shorter only for tests
+  double batch_lease_s = 30;          // a replica's hold on a running batch (PostgreSQL state)
 };
 
 // "models/tiny-mixtral-kjv/" -> "tiny-mixtral-kjv"; "x/model.Q8_0.gguf" -> "model.Q8_0".
@@ -120,23 +122,34 @@ void run_serve(const ServeArgs& a) {
     std::fprintf(stderr, "moeserve: governance on (%s state)\n", governor->store().kind().c_str());
   }
 
-  // The Batch API: on with --data-dir or a --state file (then in STATE.files/).
+  // The Batch API: on with --data-dir or a --state file (then in STATE.files/),
+  // or in the database with a postgresql:// --state (the files too; a spool
+  // for uploads under --data-dir, or a private temporary directory).
+  TempDir spool;  // (declared first: it outlives the service)
   std::unique_ptr<batch::BatchService> batches;
   if (!(a.max_file_mb > 0) || a.max_file_mb > 65536) throw Error(ErrorKind::BadInput, "--max-file-mb: expected (0, 65536]");
   if (a.batch_window < 0 || a.batch_window > 65536) throw Error(ErrorKind::BadInput, "--batch-window: expected 0..65536");
   if (!(a.batch_expiry_s >= 1) || a.batch_expiry_s > 24 * 3600)
     throw Error(ErrorKind::BadInput, "--batch-expiry-s: expected [1, 86400]");
+  if (!(a.batch_lease_s >= 1) || a.batch_lease_s > 3600)
+    throw Error(ErrorKind::BadInput, "--batch-lease-s: expected [1, 3600]");
   {
-    const bool state_file = !a.state.empty() && !gov::is_postgres_url(a.state);
-    if (!a.data_dir.empty() || state_file) {
+    const bool pg_state = !a.state.empty() && gov::is_postgres_url(a.state);
+    if (!a.data_dir.empty() || !a.state.empty()) {
       batch::ServiceOptions bo;
-      const std::string dir = !a.data_dir.empty() ? a.data_dir : a.state + ".files";
-      bo.files_dir = dir + "/files";
-      bo.db_path = dir + "/batch.db";  // beside the governance state, in a file of its own
+      if (pg_state) {
+        bo.state = a.state;  // shared by the replicas
+        bo.files_dir = !a.data_dir.empty() ? a.data_dir + "/spool" : spool.create("moeserve-spool");
+      } else {
+        const std::string dir = !a.data_dir.empty() ? a.data_dir : a.state + ".files";
+        bo.files_dir = dir + "/files";
+        bo.state = dir + "/batch.db";  // beside the governance state, in a file of its own
+      }
       if (!a.data_dir.empty()) std::filesystem::create_directories(a.data_dir);
       bo.max_file_bytes = static_cast<int64_t>(a.max_file_mb * 1024 * 1024);
       bo.window = a.batch_window > 0 ? a.batch_window : a.max_batch;
       bo.expiry_s = static_cast<int64_t>(a.batch_expiry_s);
+      bo.lease_ms = static_cast<int64_t>(a.batch_lease_s * 1000);
       batches = std::make_unique<batch::BatchService>(bo);
     }
   }
@@ -292,12 +305,17 @@ void add_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--data-dir", a->data_dir,
                   "Batch API storage: batch.db and the uploaded and result files; "
-                  "default with a --state file: STATE.files/");
+                  "default with a --state file: STATE.files/ (with a postgresql:// --state: the database, "
+                  "and this directory only spools uploads)");
   cmd->add_option("--max-file-mb", a->max_file_mb, "Largest file upload (POST /v1/files) in MiB")->capture_default_str();
   cmd->add_option("--batch-window", a->batch_window, "Batch API lines in flight at most (0: --max-batch)")->capture_default_str();
   // For tests of expiry (docs/BATCH.md): the API's "24h" window lasts this many seconds instead.
   cmd->add_option("--batch-expiry-s", a->batch_expiry_s, "Seconds a batch's '24h' completion window lasts (testing)")
       ->group("");
+  cmd->add_option("--batch-lease-s", a->batch_lease_s,
+                  "With a postgresql:// --state: seconds a replica holds a running batch without renewing it "
+                  "(a killed replica's batch moves to another after this)")
+      ->capture_default_str();
   cmd->callback([a, cmd] {
     if (!a->config.empty()) {  // the file's settings, for every flag not given on the command line
       a->cfg = load_serve_config(a->config);

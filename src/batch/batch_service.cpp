@@ -94,13 +94,17 @@ BatchService::BatchService(ServiceOptions o) : opts_(std::move(o)) {
   if (ec || !std::filesystem::is_directory(opts_.files_dir))
     throw Error(ErrorKind::BadInput, "cannot create the files directory " + opts_.files_dir + ": " + ec.message());
   ::chmod(opts_.files_dir.c_str(), 0700);
-  // Uploads cut off by a crash (upload_path()): never a file of the API.
+  store_ = open_batch_store(opts_.state);  // (first: a second server on a SQLite store stops here)
+  // Uploads cut off by a crash (upload_path()) and result files a crash cut
+  // off mid-write: never files of the API.
+  auto ends = [](const std::string& n, const char* suf) {
+    const size_t k = std::strlen(suf);
+    return n.size() >= k && n.compare(n.size() - k, k, suf) == 0;
+  };
   for (const auto& e : std::filesystem::directory_iterator(opts_.files_dir, ec)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind("upload-", 0) == 0 && n.size() > 5 && n.compare(n.size() - 5, 5, ".part") == 0)
-      std::filesystem::remove(e.path(), ec);
+    if ((n.rfind("upload-", 0) == 0 && ends(n, ".part")) || ends(n, ".jsonl.tmp")) std::filesystem::remove(e.path(), ec);
   }
-  store_ = std::make_unique<BatchStore>(opts_.db_path);
   if (opts_.window < 1) opts_.window = 1;
 }
 
@@ -141,7 +145,13 @@ FileRec BatchService::create_file(const std::string& owner, const std::string& p
          "file");
   FileRec f = new_file(owner, purpose, filename, static_cast<int64_t>(content.size()));
   write_atomic(f.path, content);
-  store_->put_file(f);
+  try {
+    store_->put_file(f);
+  } catch (...) {
+    ::unlink(f.path.c_str());
+    throw;
+  }
+  drop_local_copy(f.path);
   return f;
 }
 
@@ -184,7 +194,12 @@ FileRec BatchService::adopt_file(const std::string& owner, const std::string& pu
     ::unlink(f.path.c_str());
     throw;
   }
+  drop_local_copy(f.path);
   return f;
+}
+
+void BatchService::drop_local_copy(const std::string& path) const {
+  if (store_->keeps_content()) ::unlink(path.c_str());
 }
 
 FileRec BatchService::get_file(const std::string& owner, const std::string& id) {
@@ -201,7 +216,7 @@ std::vector<FileRec> BatchService::list_files(const std::string& owner, const st
 std::shared_ptr<BatchService::Content> BatchService::open_content(const std::string& owner, const std::string& id) {
   FileRec f = get_file(owner, id);
   auto c = std::make_shared<Content>();
-  c->fd.reset(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC));
+  c->fd = store_->open_content(f, opts_.files_dir);
   struct stat st {};
   if (c->fd.get() < 0 || ::fstat(c->fd.get(), &st) != 0)
     fail(404, "not_found", "The content of file " + id + " is no longer available.", "id");
@@ -212,7 +227,7 @@ std::shared_ptr<BatchService::Content> BatchService::open_content(const std::str
 void BatchService::delete_file(const std::string& owner, const std::string& id) {
   FileRec f = get_file(owner, id);
   store_->delete_file(id);
-  ::unlink(f.path.c_str());
+  if (!store_->keeps_content()) ::unlink(f.path.c_str());
 }
 
 // ---- batches ---------------------------------------------------------------
@@ -264,13 +279,16 @@ std::vector<BatchRec> BatchService::list_batches(const std::string& owner, const
 }
 
 BatchRec BatchService::cancel_batch(const std::string& owner, const std::string& id) {
-  BatchRec b = get_batch(owner, id);
-  if (b.status == "cancelling" || b.status == "cancelled") return b;
-  if (b.status != "validating" && b.status != "in_progress")
-    fail(409, "invalid_state", "Cannot cancel batch " + id + ": its status is '" + b.status + "'.", "batch_id");
-  b.status = "cancelling";
-  b.cancelling_at = now_s();
-  store_->update_batch(b);
+  for (;;) {  // compare-and-set: the runner (here or on another replica) may move it meanwhile
+    BatchRec b = get_batch(owner, id);
+    if (b.status == "cancelling" || b.status == "cancelled") return b;
+    if (b.status != "validating" && b.status != "in_progress")
+      fail(409, "invalid_state", "Cannot cancel batch " + id + ": its status is '" + b.status + "'.", "batch_id");
+    const std::string from = b.status;
+    b.status = "cancelling";
+    b.cancelling_at = now_s();
+    if (store_->update_batch(b, from)) break;
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     cancel_requested_.insert(id);
@@ -320,8 +338,8 @@ bool BatchService::validate(BatchRec& b, std::vector<InputLine>& lines, UniqueFd
     // Read in chunks, one line at a time; the lines keep their offsets, and
     // each body is read again when its line runs (read_input_body), from
     // this descriptor: a file deleted during the run stays readable to it.
-    in.reset(::open(f->path.c_str(), O_RDONLY | O_CLOEXEC));
     try {
+      in = store_->open_content(*f, opts_.files_dir);
       if (in.get() < 0) throw Error(ErrorKind::BadInput, "cannot open");
       lines = parse_input_file(in.get(), b.endpoint);
     } catch (const Error&) {
@@ -338,9 +356,10 @@ bool BatchService::validate(BatchRec& b, std::vector<InputLine>& lines, UniqueFd
     b.errors = json{{"object", "list"}, {"data", json::array({json{{"code", code}, {"message", message},
                                                                    {"param", "input_file_id"}, {"line", nullptr}}})}}
                    .dump();
+    const std::string from = b.status;
     b.status = "failed";
     b.failed_at = now_s();
-    store_->update_batch(b);
+    store_->update_batch(b, from);  // (a cancel that came first wins: the next pass finalizes it)
     return false;
   }
   b.total = static_cast<int64_t>(lines.size());
@@ -348,6 +367,21 @@ bool BatchService::validate(BatchRec& b, std::vector<InputLine>& lines, UniqueFd
 }
 
 void BatchService::run_batch(const std::string& id) {
+  // Only the lease holder runs a batch; the lease goes back at a clean stop.
+  if (store_->claim(id, runner_id_, opts_.lease_ms).empty()) return;
+  bool lost = false;
+  struct Release {
+    BatchService* s;
+    const std::string& id;
+    bool& lost;
+    ~Release() {
+      if (lost) return;
+      try {
+        s->store_->release(id, s->runner_id_);
+      } catch (const std::exception&) {  // (it expires)
+      }
+    }
+  } release{this, id, lost};
   auto rec = store_->get_batch(id);
   if (!rec) return;
   BatchRec b = *rec;
@@ -360,11 +394,15 @@ void BatchService::run_batch(const std::string& id) {
   if (b.status == "validating") {
     b.status = "in_progress";
     b.in_progress_at = now_s();
-    store_->update_batch(b);
+    if (!store_->update_batch(b, "validating")) return;  // cancelled meanwhile: the next pass
   } else if (b.total != old_total) {
-    store_->update_batch(b);
+    if (!store_->update_batch(b, b.status)) return;
   }
+  run_lines(b, lines, in, lost);
+}
 
+void BatchService::run_lines(BatchRec& b, std::vector<InputLine>& lines, UniqueFd& in, bool& lost) {
+  const std::string& id = b.id;
   std::unordered_set<int64_t> done;
   for (int64_t n : store_->done_lines(id)) done.insert(n);
   std::vector<LineRow> invalid;
@@ -393,6 +431,8 @@ void BatchService::run_batch(const std::string& id) {
   int inflight = 0;
   bool cancelled = false, expired = false, cancel_sent = false;
   auto retry_at = std::chrono::steady_clock::now();
+  const auto renew_every = std::chrono::milliseconds(std::max<int64_t>(100, opts_.lease_ms / 3));
+  auto renew_at = std::chrono::steady_clock::now() + renew_every;
   for (;;) {
     std::deque<std::pair<size_t, Outcome>> got;
     {
@@ -419,9 +459,17 @@ void BatchService::run_batch(const std::string& id) {
       stopping = stop_;
       if (!stopping && cancel_requested_.erase(id)) cancelled = true;
     }
-    if (stopping) {  // (the executor may answer from inside cancel_batch: not under mu_)
+    if (!stopping && !cancelled && std::chrono::steady_clock::now() >= renew_at) {
+      // Renew the lease; the status it returns carries a cancel sent to another replica.
+      renew_at = std::chrono::steady_clock::now() + renew_every;
+      const std::string st = store_->claim(id, runner_id_, opts_.lease_ms);
+      if (st.empty()) lost = true;
+      else if (st == "cancelling") cancelled = true;
+    }
+    if (stopping || lost) {  // (the executor may answer from inside cancel_batch: not under mu_)
       if (inflight > 0) ex_->cancel_batch(id);
-      return;  // in-flight lines run again after a restart
+      if (lost) std::fprintf(stderr, "moeserve: batch %s: another replica holds it now; stopped here\n", id.c_str());
+      return;  // in-flight lines run again after a restart (or on the replica that took it)
     }
     if (!cancelled && !expired && now_s() >= b.expires_at) expired = true;
     if ((cancelled || expired) && !cancel_sent) {
@@ -488,7 +536,7 @@ void BatchService::run_batch(const std::string& id) {
   }
   b.status = "finalizing";
   b.finalizing_at = now_s();
-  store_->update_batch(b);
+  if (!store_->update_batch(b, "in_progress")) return;  // cancelled meanwhile: the next pass finalizes that
   finalize(b, "completed");
 }
 
@@ -531,8 +579,10 @@ void BatchService::finalize(BatchRec& b, const std::string& final_status) {
   if (final_status == "completed") b.completed_at = t;
   else if (final_status == "cancelled") b.cancelled_at = t;
   else if (final_status == "expired") b.expired_at = t;
+  const std::string from = b.status;
   b.status = final_status;
-  store_->finalize(b, files);
+  store_->finalize(b, files, from);  // (false: its status changed meanwhile; the next pass finalizes that)
+  for (const FileRec& f : files) drop_local_copy(f.path);
 }
 
 }  // namespace ms::batch

@@ -14,6 +14,14 @@
 // (to a temporary name, fsync, rename) under ids derived from the batch id,
 // so after kill -9 the runner resumes unfinished batches without redoing
 // committed lines and a repeated finalize rewrites the same files.
+//
+// Replicas (a PostgreSQL store): every replica runs a runner, and a batch
+// runs on the one that holds its lease (BatchStore::claim), renewed every
+// lease/3 while it runs and released at a clean stop. A replica killed
+// mid-batch leaves its lease to expire; another then takes the batch over
+// from its committed lines (a line finished twice in that window is
+// recorded once). The runner reads the batch's status with each renewal,
+// so a cancel sent to any replica reaches it.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -64,12 +72,13 @@ struct Failure : std::exception {
 };
 
 struct ServiceOptions {
-  std::string db_path;     // SQLite file (the --state file, or DATA_DIR/batch.db)
-  std::string files_dir;   // where uploaded and result files live
+  std::string state;       // the store: a SQLite file (DATA_DIR/batch.db) or a postgresql:// URL
+  std::string files_dir;   // the files (SQLite store), or the spool for uploads and copies (PostgreSQL)
   int64_t max_file_bytes = 200ll << 20;
   int64_t max_lines = 50000;
   int window = 64;         // batch lines in flight at most
   int64_t expiry_s = 24 * 3600;  // how long the "24h" completion window lasts (shorter: tests)
+  int64_t lease_ms = 30000;      // a runner's hold on a batch (PostgreSQL): how long a dead replica's batch waits
 };
 
 class BatchService {
@@ -123,13 +132,20 @@ class BatchService {
                    int64_t bytes) const;
   void runner_loop();
   void run_batch(const std::string& id);
+  // The lines' loop; `lost`: set when another runner took the batch's lease.
+  void run_lines(BatchRec& b, std::vector<InputLine>& lines, UniqueFd& in, bool& lost);
   // `in`: the input file, open while its batch runs.
   bool validate(BatchRec& b, std::vector<InputLine>& lines, UniqueFd& in);
+  // From b.status, which the stored batch must still have (compare-and-set):
+  // a batch whose status changed meanwhile is left for the next pass.
   void finalize(BatchRec& b, const std::string& final_status);
+  // The local copy of a file the store keeps (PostgreSQL) is not needed once stored.
+  void drop_local_copy(const std::string& path) const;
   int64_t now_s() const;
 
   ServiceOptions opts_;
   std::unique_ptr<BatchStore> store_;
+  const std::string runner_id_ = new_id("runner-");  // this process, in the store's leases
   Executor* ex_ = nullptr;
 
   std::mutex mu_;

@@ -1,21 +1,26 @@
-// batch_store.h — durable state of the Files and Batch APIs: file records,
-// batch records and one row per finished batch line, in SQLite (WAL,
-// synchronous=NORMAL; every statement prepared with bound parameters).
-//
-// The file is batch.db under --data-dir (default with a --state file:
-// STATE.files/), beside the governance state, not inside it. A line's result is committed in the same
-// transaction that marks it done, and the output/error files are written
-// from these rows at finalize — so a crash can neither lose a committed
-// line nor write one twice. Thread-safe (one connection, a mutex).
+// batch_store.h — durable state of the Files and Batch APIs: file records
+// (and, in a shared store, the files' bytes), batch records and one row per
+// finished batch line. Two implementations behind one interface:
+//   - SQLite (batch_store_sqlite.cpp): DATA_DIR/batch.db, the files' bytes in
+//     the files directory; servers on one machine may share it, and one of
+//     them (a flock) runs the batches.
+//   - PostgreSQL (batch_store_pg.cpp): the governance database of replicas,
+//     the files' bytes in it too (1 MiB chunks), so every replica sees every
+//     file and batch; a batch runs on the replica that holds its lease.
+// A line's result is committed in the same transaction that marks it done,
+// and the output/error files are written from these rows at finalize — so a
+// crash can neither lose a committed line nor write one twice. Status
+// changes are compare-and-set on the stored status, so a cancel from one
+// replica is never overwritten by the runner on another. Every statement is
+// prepared with bound parameters. Thread-safe (one connection, a mutex).
 #pragma once
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
-struct sqlite3;
+#include "core/file_util.h"
 
 namespace ms::batch {
 
@@ -24,7 +29,7 @@ struct FileRec {
   std::string owner;     // governance key id ("" when governance is off)
   std::string purpose;   // "batch" | "batch_output"
   std::string filename;
-  std::string path;      // on disk, under the files directory
+  std::string path;      // the bytes on disk (SQLite store); where they were written before put_file (PostgreSQL)
   int64_t bytes = 0;
   int64_t created_at = 0;  // unix seconds
 };
@@ -57,39 +62,53 @@ struct LineRow {
 
 class BatchStore {
  public:
-  explicit BatchStore(const std::string& db_path);  // creates (0600) and migrates; Error(BadInput) when unusable
-  ~BatchStore();
-  BatchStore(const BatchStore&) = delete;
-  BatchStore& operator=(const BatchStore&) = delete;
+  virtual ~BatchStore() = default;
+  virtual std::string kind() const = 0;  // "sqlite" | "postgresql"
 
-  void put_file(const FileRec& f);
-  std::optional<FileRec> get_file(const std::string& id);
+  // Files. put_file records `f`; a store that keeps_content() also copies
+  // the bytes at f.path into itself in the same transaction (the caller then
+  // removes f.path), otherwise the bytes stay at f.path.
+  virtual bool keeps_content() const = 0;
+  virtual void put_file(const FileRec& f) = 0;
+  virtual std::optional<FileRec> get_file(const std::string& id) = 0;
   // Newest first; owner "" with all_owners: every file. `after`: the id to continue after.
-  std::vector<FileRec> list_files(const std::string& owner, bool all_owners, const std::string& purpose,
-                                  const std::string& after, int64_t limit);
-  bool delete_file(const std::string& id);
+  virtual std::vector<FileRec> list_files(const std::string& owner, bool all_owners, const std::string& purpose,
+                                          const std::string& after, int64_t limit) = 0;
+  virtual bool delete_file(const std::string& id) = 0;  // the record (and the bytes the store keeps)
+  // The file's bytes open for reading from offset 0: f.path itself, or an
+  // unlinked copy the store writes under `spool_dir` a chunk at a time.
+  // An invalid descriptor when they are gone.
+  virtual UniqueFd open_content(const FileRec& f, const std::string& spool_dir) = 0;
 
-  void put_batch(const BatchRec& b);     // insert
-  void update_batch(const BatchRec& b);  // every column but id, owner, counts
-  std::optional<BatchRec> get_batch(const std::string& id);
-  std::vector<BatchRec> list_batches(const std::string& owner, bool all_owners, const std::string& after,
-                                     int64_t limit);
+  virtual void put_batch(const BatchRec& b) = 0;  // insert
+  // Every column but id, owner and the counts, when the stored status is
+  // `from_status` (compare-and-set); false when it is not (someone else
+  // changed it: read it again).
+  virtual bool update_batch(const BatchRec& b, const std::string& from_status) = 0;
+  virtual std::optional<BatchRec> get_batch(const std::string& id) = 0;
+  virtual std::vector<BatchRec> list_batches(const std::string& owner, bool all_owners, const std::string& after,
+                                             int64_t limit) = 0;
   // Batches with work left (validating, in_progress, cancelling, finalizing), oldest first.
-  std::vector<std::string> unfinished();
+  virtual std::vector<std::string> unfinished() = 0;
+  // Takes or renews `runner`'s lease on the batch for lease_ms: the batch's
+  // status when `runner` holds it now, "" when another runner's lease is
+  // live (or the batch is gone). In the SQLite store one process holds every
+  // batch, for as long as it lives.
+  virtual std::string claim(const std::string& id, const std::string& runner, int64_t lease_ms) = 0;
+  virtual void release(const std::string& id, const std::string& runner) = 0;  // a clean stop: no wait for expiry
 
   // One transaction: the rows (a line already recorded is kept as it was).
-  void add_lines(const std::string& batch_id, const std::vector<LineRow>& rows);
-  std::vector<int64_t> done_lines(const std::string& batch_id);
+  virtual void add_lines(const std::string& batch_id, const std::vector<LineRow>& rows) = 0;
+  virtual std::vector<int64_t> done_lines(const std::string& batch_id) = 0;
   // Up to `limit` rows with line_no > after, by line_no (finalize pages through them).
-  std::vector<LineRow> lines_after(const std::string& batch_id, int64_t after, int64_t limit);
-  // One transaction: the result files' records and the batch's new state.
-  void finalize(const BatchRec& b, const std::vector<FileRec>& files);
-
- private:
-  void exec(const std::string& sql);
-  std::mutex mu_;
-  sqlite3* db_ = nullptr;
-  std::string path_;
+  virtual std::vector<LineRow> lines_after(const std::string& batch_id, int64_t after, int64_t limit) = 0;
+  // One transaction: the result files' records (and bytes, as put_file) and
+  // the batch's new state, when its stored status is `from_status`.
+  virtual bool finalize(const BatchRec& b, const std::vector<FileRec>& files, const std::string& from_status) = 0;
 };
+
+// LOCATION: a postgresql:// URL, or the path of the SQLite file (created
+// 0600). Error(BadInput) when it cannot be opened, migrated or locked.
+std::unique_ptr<BatchStore> open_batch_store(const std::string& location);
 
 }  // namespace ms::batch

@@ -1,5 +1,6 @@
 // file_util.h — whole-file reads for small text files (configs, prompts),
-// and an owned file descriptor for the files read piece by piece.
+// an owned file descriptor for the files read piece by piece, and a private
+// temporary directory.
 #pragma once
 #include <string>
 
@@ -14,12 +15,34 @@ class UniqueFd {
   explicit UniqueFd(int fd = -1) : fd_(fd) {}
   UniqueFd(const UniqueFd&) = delete;
   UniqueFd& operator=(const UniqueFd&) = delete;
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      reset(o.fd_);
+      o.fd_ = -1;
+    }
+    return *this;
+  }
   ~UniqueFd();
   void reset(int fd);  // closes the one held
   int get() const { return fd_; }
 
  private:
   int fd_;
+};
+
+// A directory of its own (0700) under $TMPDIR (or /tmp), made by create()
+// and removed with everything in it when its owner goes.
+class TempDir {
+ public:
+  TempDir() = default;
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir();
+  std::string create(const std::string& prefix);  // the path; Error(BadInput) when it cannot be made
+
+ private:
+  std::string path_;
 };
 
 }  // namespace ms

@@ -1,15 +1,14 @@
 // open_store.cpp — LOCATION -> the store that keeps it (see store.h).
 #include "core/error.h"
 #include "governance/store.h"
+#include "pgsql/pg_conn.h"
 
 namespace ms::gov {
 
 std::unique_ptr<Store> make_sqlite_store(const std::string& path);
 std::unique_ptr<Store> make_pg_store(const std::string& url);
 
-bool is_postgres_url(const std::string& l) {
-  return l.rfind("postgresql://", 0) == 0 || l.rfind("postgres://", 0) == 0;
-}
+bool is_postgres_url(const std::string& l) { return pg::is_url(l); }
 
 std::unique_ptr<Store> open_store(const std::string& location) {
   if (location.empty()) bad_input("--state: expected a file path or a postgresql:// URL");

@@ -1,65 +1,24 @@
-// pg_store.cpp — the shared store: PostgreSQL through libpq, every statement
-// sent with PQexecParams (parameters bound, never spliced). A lost connection
-// is retried (PQreset) on the next call; until it comes back calls throw
-// Error(Internal), which the server turns into 503 (fail closed).
-#include <libpq-fe.h>
-
+// pg_store.cpp — the shared store: PostgreSQL through pgsql/pg_conn.h, every
+// statement with its parameters bound, never spliced. A lost connection is
+// reset on the next call; until it comes back calls throw Error(Internal),
+// which the server turns into 503 (fail closed).
 #include <limits>
 #include <mutex>
 
 #include "core/error.h"
 #include "governance/schema.h"
 #include "governance/store.h"
+#include "pgsql/pg_conn.h"
 
 namespace ms::gov {
 
 namespace {
 
-// The URL without its password, for messages.
-std::string redact(const std::string& url) {
-  size_t scheme = url.find("://");
-  if (scheme == std::string::npos) return url;
-  size_t at = url.find('@', scheme + 3);
-  if (at == std::string::npos) return url;
-  size_t colon = url.find(':', scheme + 3);
-  if (colon == std::string::npos || colon > at) return url;
-  return url.substr(0, colon) + ":***" + url.substr(at);
-}
-
-class Result {
- public:
-  explicit Result(PGresult* r) : r_(r) {}
-  ~Result() { PQclear(r_); }
-  Result(const Result&) = delete;
-  int rows() const { return PQntuples(r_); }
-  std::string str(int row, int c) const { return PQgetvalue(r_, row, c); }
-  int64_t i64(int row, int c) const { return std::stoll(str(row, c)); }
-  double f64(int row, int c) const { return std::stod(str(row, c)); }
-  bool null(int row, int c) const { return PQgetisnull(r_, row, c); }
-
- private:
-  PGresult* r_;
-};
+using pg::Result;
 
 class PgStore final : public Store {
  public:
-  explicit PgStore(const std::string& url) : shown_(redact(url)) {
-    conn_ = PQconnectdb(url.c_str());
-    if (!conn_ || PQstatus(conn_) != CONNECTION_OK) {
-      std::string m = conn_ ? PQerrorMessage(conn_) : "out of memory";
-      while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
-      for (char& c : m)
-        if (c == '\n') c = ' ';
-      PQfinish(conn_);
-      conn_ = nullptr;
-      bad_input("cannot connect to PostgreSQL at " + shown_ + ": " + m);
-    }
-    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
-    migrate();
-  }
-  ~PgStore() override {
-    if (conn_) PQfinish(conn_);
-  }
+  explicit PgStore(const std::string& url) : db_(url) { migrate(); }
 
   std::string kind() const override { return "postgresql"; }
 
@@ -151,7 +110,7 @@ class PgStore final : public Store {
            n(r.truncated)});
       q("COMMIT", {});
     } catch (...) {
-      if (conn_ && PQstatus(conn_) == CONNECTION_OK) PQclear(PQexec(conn_, "ROLLBACK"));
+      db_.rollback_quietly();
       throw;
     }
   }
@@ -257,28 +216,7 @@ class PgStore final : public Store {
     return b;
   }
 
-  // Runs one parameterized statement; reconnects first if the connection dropped.
-  Result q(const std::string& sql, const std::vector<std::string>& params) {
-    if (PQstatus(conn_) != CONNECTION_OK) {
-      PQreset(conn_);
-      if (PQstatus(conn_) != CONNECTION_OK)
-        throw Error(ErrorKind::Internal, "PostgreSQL at " + shown_ + " is unreachable");
-    }
-    std::vector<const char*> vals;
-    for (const auto& p : params) vals.push_back(p.c_str());
-    PGresult* res = PQexecParams(conn_, sql.c_str(), static_cast<int>(vals.size()), nullptr,
-                                 vals.empty() ? nullptr : vals.data(), nullptr, nullptr, 0);
-    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-      std::string m = res ? PQresultErrorMessage(res) : PQerrorMessage(conn_);
-      PQclear(res);
-      while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
-      for (char& c : m)
-        if (c == '\n') c = ' ';
-      throw Error(ErrorKind::Internal, "PostgreSQL: " + m);
-    }
-    return Result(res);
-  }
+  Result q(const std::string& sql, const std::vector<pg::Param>& params) { return db_.q(sql, params); }
 
   void migrate() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -289,7 +227,7 @@ class PgStore final : public Store {
       const int have = static_cast<int>(q("SELECT COALESCE(MAX(version), 0) FROM schema_version", {}).i64(0, 0));
       const int supported = static_cast<int>(migrations().size());
       if (have > supported)
-        bad_input("the PostgreSQL state at " + shown_ + " has schema version " + std::to_string(have) +
+        bad_input("the PostgreSQL state at " + db_.shown() + " has schema version " + std::to_string(have) +
                   ", newer than this moeserve supports (" + std::to_string(supported) + "); use a newer moeserve");
       for (int v = have + 1; v <= supported; ++v) {
         for (const std::string& sql : migrations()[v - 1]) q(sql.rfind("pg:", 0) == 0 ? sql.substr(3) : sql, {});
@@ -298,13 +236,12 @@ class PgStore final : public Store {
       }
       q("COMMIT", {});
     } catch (...) {
-      if (PQstatus(conn_) == CONNECTION_OK) PQclear(PQexec(conn_, "ROLLBACK"));
+      db_.rollback_quietly();
       throw;
     }
   }
 
-  std::string shown_;
-  PGconn* conn_ = nullptr;
+  pg::Conn db_;
   std::mutex mu_;
 };
 

@@ -1,6 +1,9 @@
-// The batch library without a model: JSONL checks, the store, and the
+// The batch library without a model: JSONL checks, the stores, and the
 // runner's status machine, window, cancel and resume-after-stop, driven by a
-// fake Executor.
+// fake Executor — on SQLite, and on PostgreSQL when MOESERVE_TEST_PG_URL is
+// set (tests/e2e/lib/with_pg.sh starts one), where two services on one
+// database also play two replicas: shared files, lease hand-over, a cancel
+// sent to the replica that does not run the batch.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -19,6 +22,7 @@
 #include "batch/batch_lines.h"
 #include "batch/batch_service.h"
 #include "core/error.h"
+#include "pgsql/pg_conn.h"
 
 namespace ms::batch {
 namespace {
@@ -101,14 +105,46 @@ BatchRec wait_status(BatchService& s, const std::string& id, const std::set<std:
   return s.get_batch("", id);
 }
 
+// The store the test runs on: "sqlite" (a file in `dir`) or "postgresql"
+// (MOESERVE_TEST_PG_URL, its batch tables dropped first: each test starts
+// empty). Skips the test when PostgreSQL is wanted but not given.
+class StoreParam : public ::testing::TestWithParam<std::string> {
+ public:
+  ServiceOptions opts_for(const std::string& dir, int64_t max_file_bytes, int64_t max_lines, int window) const {
+    return opts(dir, max_file_bytes, max_lines, window);
+  }
+
+ protected:
+  bool pg() const { return GetParam() == "postgresql"; }
+  void SetUp() override {
+    if (!pg()) return;
+    const char* url = std::getenv("MOESERVE_TEST_PG_URL");
+    if (!url || !*url) GTEST_SKIP() << "MOESERVE_TEST_PG_URL not set";
+    url_ = url;
+    pg::Conn c(url_);
+    c.q("DROP TABLE IF EXISTS batch_lines, batch_file_chunks, batch_files, batch_batches");
+  }
+  std::string state(const std::string& dir) const { return pg() ? url_ : dir + "/b.db"; }
+  ServiceOptions opts(const std::string& dir, int64_t max_file_bytes, int64_t max_lines, int window,
+                      const std::string& files = "/files") const {
+    ServiceOptions o{state(dir), dir + files, max_file_bytes, max_lines, window};
+    o.lease_ms = 300;
+    return o;
+  }
+  std::string url_;
+};
+std::string param_name(const ::testing::TestParamInfo<std::string>& i) { return i.param; }
+
 // A started service over a fresh directory and a FakeExecutor; stopped and
 // removed at the end of the scope.
+class BatchServiceTest : public StoreParam {};
+
 struct Running {
   std::string dir = temp_dir();
   BatchService s;
   FakeExecutor ex;
-  Running(int64_t max_file_bytes, int64_t max_lines, int window)
-      : s(ServiceOptions{dir + "/b.db", dir + "/files", max_file_bytes, max_lines, window}) {
+  Running(const StoreParam& p, int64_t max_file_bytes, int64_t max_lines, int window)
+      : s(p.opts_for(dir, max_file_bytes, max_lines, window)) {
     s.start(&ex);
   }
   ~Running() {
@@ -184,8 +220,8 @@ TEST(BatchLines, FileParseEqualsTextParseAndBodiesReadBack) {
   EXPECT_THROW(parse_input_file(-1, ""), Error);
 }
 
-TEST(BatchService, RunsWithinTheWindowAndFinalizes) {
-  Running r(1 << 20, 100, 3);
+TEST_P(BatchServiceTest, RunsWithinTheWindowAndFinalizes) {
+  Running r(*this, 1 << 20, 100, 3);
   BatchService& s = r.s;
   FakeExecutor& ex = r.ex;
   std::string text;
@@ -212,8 +248,8 @@ TEST(BatchService, RunsWithinTheWindowAndFinalizes) {
 
 // The result files are written from the line rows a page (1024) at a time:
 // over several pages every line lands once, in input order, in the right file.
-TEST(BatchService, ResultFilesOverSeveralPagesKeepEveryLineInOrder) {
-  Running r(8 << 20, 5000, 512);
+TEST_P(BatchServiceTest, ResultFilesOverSeveralPagesKeepEveryLineInOrder) {
+  Running r(*this, 8 << 20, 5000, 512);
   BatchService& s = r.s;
   std::string text;
   const int n = 2500;
@@ -240,14 +276,17 @@ TEST(BatchService, ResultFilesOverSeveralPagesKeepEveryLineInOrder) {
   all.insert(bad.begin(), bad.end());
   EXPECT_EQ(all.size(), size_t(n));
   EXPECT_EQ(*all.rbegin(), n - 1);
-  // No temporary files left beside the results.
-  for (const auto& e : std::filesystem::directory_iterator(r.dir + "/files"))
+  // No temporary files left beside the results (and, with the bytes in
+  // PostgreSQL, no local copies either).
+  for (const auto& e : std::filesystem::directory_iterator(r.dir + "/files")) {
+    EXPECT_FALSE(pg()) << e.path();
     EXPECT_EQ(e.path().extension(), ".jsonl") << e.path();
+  }
 }
 
-TEST(BatchService, ResumesAfterStopWithoutRedoingLines) {
+TEST_P(BatchServiceTest, ResumesAfterStopWithoutRedoingLines) {
   std::string dir = temp_dir();
-  ServiceOptions o{dir + "/b.db", dir + "/files", 1 << 20, 100, 4};
+  ServiceOptions o = opts(dir, 1 << 20, 100, 4);
   std::string id;
   int first_run = 0;
   {
@@ -285,9 +324,9 @@ TEST(BatchService, ResumesAfterStopWithoutRedoingLines) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(BatchService, CancelKeepsFinishedLines) {
+TEST_P(BatchServiceTest, CancelKeepsFinishedLines) {
   std::string dir = temp_dir();
-  ServiceOptions o{dir + "/b.db", dir + "/files", 1 << 20, 100, 2};
+  ServiceOptions o = opts(dir, 1 << 20, 100, 2);
   BatchService s(o);
   FakeExecutor ex;
   s.start(&ex);
@@ -313,6 +352,171 @@ TEST(BatchService, CancelKeepsFinishedLines) {
   s.stop();
   std::filesystem::remove_all(dir);
 }
+
+// Files over several of PostgreSQL's 1 MiB chunks (and on SQLite, as a
+// control) come back byte for byte; a deleted one is gone.
+TEST_P(BatchServiceTest, FilesComeBackByteForByteAndDeletedOnesAreGone) {
+  Running r(*this, 8 << 20, 100000, 4);
+  std::string text;
+  for (int i = 0; text.size() < (5u << 20) / 2; ++i)  // 2.5 MiB: chunks 0, 1 and half of 2
+    text += json{{"custom_id", "L" + std::to_string(i)}, {"method", "POST"}, {"url", "/v1/completions"},
+                 {"body", {{"prompt", std::string(static_cast<size_t>(97 + i % 500), 'a' + i % 26)}}}}
+                .dump() +
+            "\n";
+  FileRec f = r.s.create_file("", "batch", "big.jsonl", text);
+  EXPECT_EQ(f.bytes, static_cast<int64_t>(text.size()));
+  EXPECT_EQ(content(r.s, f.id), text);
+  if (pg())  // the bytes are in the database, not left in the spool
+    EXPECT_TRUE(std::filesystem::is_empty(r.dir + "/files"));
+  r.s.delete_file("", f.id);
+  EXPECT_THROW(r.s.get_file("", f.id), Failure);
+  EXPECT_THROW(r.s.open_content("", f.id), Failure);
+}
+
+// A status change is a compare-and-set on the stored status.
+TEST_P(BatchServiceTest, StatusChangesAreCompareAndSet) {
+  Running r(*this, 1 << 20, 100, 4);
+  BatchStore& st = r.s.store();
+  BatchRec b;
+  b.id = "batch_cas", b.endpoint = "/v1/completions", b.input_file_id = "file-x", b.completion_window = "24h";
+  b.status = "in_progress";
+  st.put_batch(b);
+  b.status = "finalizing";
+  EXPECT_FALSE(st.update_batch(b, "validating"));
+  EXPECT_EQ(st.get_batch(b.id)->status, "in_progress");
+  EXPECT_TRUE(st.update_batch(b, "in_progress"));
+  b.status = "completed";
+  EXPECT_FALSE(st.finalize(b, {}, "in_progress"));
+  EXPECT_EQ(st.get_batch(b.id)->status, "finalizing");
+  EXPECT_TRUE(st.finalize(b, {}, "finalizing"));
+  EXPECT_EQ(st.get_batch(b.id)->status, "completed");
+  // A line is recorded once: the first result stays.
+  st.add_lines(b.id, {{0, "a", true, "first"}});
+  st.add_lines(b.id, {{0, "a", false, "second"}, {1, "b", false, "other"}});
+  auto rows = st.lines_after(b.id, -1, 10);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].json, "first");
+  EXPECT_TRUE(rows[0].ok);
+}
+
+// Servers sharing a SQLite file: one runs the batches (it holds a flock);
+// when it goes, the next one to claim takes over.
+TEST(BatchStore, OneRunnerPerSqliteFileAndTheNextTakesOver) {
+  std::string dir = temp_dir();
+  auto a = open_batch_store(dir + "/b.db");
+  auto b = open_batch_store(dir + "/b.db");
+  BatchRec r;
+  r.id = "batch_x", r.endpoint = "/v1/completions", r.input_file_id = "file-x", r.completion_window = "24h";
+  r.status = "in_progress";
+  a->put_batch(r);
+  EXPECT_EQ(a->claim(r.id, "A", 1000), "in_progress");
+  EXPECT_EQ(b->claim(r.id, "B", 1000), "") << "a runs the batches";
+  EXPECT_EQ(b->get_batch(r.id)->status, "in_progress") << "b still serves the API";
+  a.reset();  // (a process that dies drops its flock the same way)
+  EXPECT_EQ(b->claim(r.id, "B", 1000), "in_progress");
+  std::filesystem::remove_all(dir);
+}
+
+// Leases (PostgreSQL): a live one keeps other runners off; its holder renews
+// it; an expired one goes to whoever claims next, and the old holder's
+// renewal then fails; a released one is free at once.
+TEST_P(BatchServiceTest, LeasesKeepOtherRunnersOffUntilTheyExpire) {
+  if (!pg()) GTEST_SKIP() << "one server per SQLite file: no leases";
+  Running r(*this, 1 << 20, 100, 4);
+  r.s.stop();
+  BatchStore& st = r.s.store();
+  BatchRec b;
+  b.id = "batch_lease", b.endpoint = "/v1/completions", b.input_file_id = "file-x", b.completion_window = "24h";
+  b.status = "in_progress";
+  st.put_batch(b);
+  EXPECT_EQ(st.claim(b.id, "A", 400), "in_progress");
+  EXPECT_EQ(st.claim(b.id, "B", 400), "");
+  EXPECT_EQ(st.claim(b.id, "A", 400), "in_progress") << "the holder renews";
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(st.claim(b.id, "B", 60000), "in_progress") << "an expired lease goes to the next claim";
+  EXPECT_EQ(st.claim(b.id, "A", 400), "") << "the old holder has lost it";
+  st.release(b.id, "A");  // (not A's any more: changes nothing)
+  EXPECT_EQ(st.claim(b.id, "A", 400), "");
+  st.release(b.id, "B");
+  EXPECT_EQ(st.claim(b.id, "A", 400), "in_progress") << "a released lease is free at once";
+  EXPECT_EQ(st.claim("batch_none", "A", 400), "");
+}
+
+// Two services on one store play two servers (replicas on PostgreSQL, or
+// servers sharing a SQLite file on one machine): a batch created through one
+// runs on the other; when that one goes, the first takes the batch over from
+// its committed lines (each line once); results are readable through either.
+TEST_P(BatchServiceTest, ReplicasShareBatchesAndHandOverTheRun) {
+  std::string dir = temp_dir();
+  auto a_ptr = std::make_unique<BatchService>(opts(dir, 1 << 20, 100, 4, "/a"));
+  BatchService& a = *a_ptr;
+  BatchService b(opts(dir, 1 << 20, 100, 4, "/b"));
+  FakeExecutor ex_a, ex_b;
+  std::string text;
+  for (int i = 0; i < 20; ++i) text += line("L" + std::to_string(i));
+  FileRec f = b.create_file("", "batch", "in.jsonl", text);
+  EXPECT_EQ(a.get_file("", f.id).bytes, f.bytes) << "a file uploaded to one replica is on the other";
+  const std::string id = b.create_batch("", f.id, "/v1/completions", "24h", "").id;
+  a.start(&ex_a);  // only `a` runs batches
+  int answered = 0;
+  for (int i = 0; i < 500 && answered < 6; ++i) {
+    answered += ex_a.answer(6 - answered);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (int i = 0; i < 200 && b.get_batch("", id).completed < 6; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(b.get_batch("", id).completed, 6);
+  b.start(&ex_b);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // b's runner scans, a holds the lease
+  EXPECT_EQ(ex_b.submitted.load(), 0) << "a batch runs on one replica at a time";
+  a.stop();  // a clean stop releases the lease (PostgreSQL): b takes over without waiting for it to expire
+  const BatchRec stopped = b.get_batch("", id);
+  EXPECT_EQ(stopped.status, "in_progress");
+  EXPECT_EQ(stopped.completed, 6);
+  a_ptr.reset();  // (and the runner's flock goes with the service: SQLite)
+  BatchRec d = wait_status(b, id, {"completed"}, &ex_b);
+  ASSERT_EQ(d.status, "completed");
+  EXPECT_EQ(ex_b.submitted.load(), 14) << "the committed lines are not run again";
+  const std::string out = content(b, d.output_file_id);
+  BatchService again(opts(dir, 1 << 20, 100, 4, "/a"));  // (another server: the same results)
+  EXPECT_EQ(out, content(again, d.output_file_id));
+  for (int i = 0; i < 20; ++i) {
+    std::string key = "\"custom_id\":\"L" + std::to_string(i) + "\"";
+    size_t at = out.find(key);
+    ASSERT_NE(at, std::string::npos) << key;
+    EXPECT_EQ(out.find(key, at + 1), std::string::npos) << key << " twice";
+  }
+  b.stop();
+  std::filesystem::remove_all(dir);
+}
+
+// A cancel sent to the server that does not run the batch reaches the
+// runner on the other one (with its next lease renewal, which reads the status).
+TEST_P(BatchServiceTest, CancelOnOneReplicaStopsTheRunOnAnother) {
+  std::string dir = temp_dir();
+  BatchService a(opts(dir, 1 << 20, 100, 2, "/a")), b(opts(dir, 1 << 20, 100, 2, "/b"));
+  FakeExecutor ex_a;
+  a.start(&ex_a);
+  std::string text;
+  for (int i = 0; i < 10; ++i) text += line("L" + std::to_string(i));
+  const std::string id = b.create_batch("", b.create_file("", "batch", "in.jsonl", text).id, "/v1/completions", "24h", "").id;
+  int answered = 0;
+  for (int i = 0; i < 500 && answered < 3; ++i) {
+    answered += ex_a.answer(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (int i = 0; i < 200 && b.get_batch("", id).completed < 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(b.cancel_batch("", id).status, "cancelling");
+  BatchRec d = wait_status(b, id, {"cancelled"});
+  ASSERT_EQ(d.status, "cancelled");
+  EXPECT_EQ(d.completed, 3);
+  EXPECT_LE(ex_a.submitted.load(), 5) << "no new lines after the cancel";
+  a.stop();
+  std::filesystem::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, BatchServiceTest, ::testing::Values("sqlite", "postgresql"), param_name);
 
 }  // namespace
 }  // namespace ms::batch

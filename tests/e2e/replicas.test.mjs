@@ -5,6 +5,10 @@
 // new requests 503, which nginx retries on the other replica);
 // nothing is lost: every request is answered and the usage rows in
 // PostgreSQL equal the requests made, token for token.
+// Batches on PostgreSQL: a file uploaded to one replica and a batch created
+// on the other are seen by both; kill -9 of the replica running the batch,
+// and the other takes it over when its lease expires: completed, every
+// custom_id exactly once, results readable on the survivor.
 // Run by test_replicas.sh, which starts PostgreSQL (lib/pg.sh): PG_URL.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +18,8 @@ import net from 'node:net';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+
+import OpenAI, { toFile } from 'openai';
 
 import { BIN, startServer, postJson, rawRequest, sleep } from './lib/server.mjs';
 
@@ -215,4 +221,68 @@ test('two replicas behind nginx on one PostgreSQL: spread, drain mid-stream, not
   assert.equal(u.completion_tokens, completionTokens, 'token for token');
   console.log(`replicas: spread a=${spread.a} b=${spread.b}; ${onA}/${N} streams drained from a; ` +
     `${made} requests, ${u.requests} usage rows; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+});
+
+// The counter of batch-class admissions on a replica's /metrics.
+async function batchAdmitted(port) {
+  const r = await rawRequest(port, { method: 'GET', path: '/metrics', timeoutMs: 5000 }).catch(() => null);
+  const m = r && /^moeserve_class_admitted_total\{class="batch"\} (\d+)/m.exec(r.body);
+  return m ? Number(m[1]) : 0;
+}
+
+test('batches on PostgreSQL: shared by the replicas, taken over after kill -9 of the one running it', async () => {
+  const t0 = Date.now();
+  const key = cliJson(['keys', 'create', '--state', PG, '--name', 'batcher', '--models', '*']);
+  for (const r of replicas) await r.stop();  // (the first test's: a replica left on PG would take the batch over too)
+  replicas = [];
+  const pair = await Promise.all([0, 1].map(() =>
+    startServer(['--state', PG, '--batch-lease-s', '2', '--batch-window', '4', '--max-batch', '8'])));
+  replicas.push(...pair);
+  const client = (r) => new OpenAI({ baseURL: `${r.base}/v1`, apiKey: key.key, maxRetries: 0, timeout: 60_000 });
+  const [ca, cb] = pair.map(client);
+  const n = 60;
+  const input = Array.from({ length: n }, (_, i) => ({ custom_id: `line-${i}`, method: 'POST', url: '/v1/completions',
+    body: { prompt: `And God said ${i}`, max_tokens: 24, temperature: 0, ignore_eos: true } }));
+  input.push({ custom_id: 'broken', method: 'POST', url: '/v1/completions', body: {} });
+  const text = input.map((l) => JSON.stringify(l)).join('\n') + '\n';
+  const f = await ca.files.create({ file: await toFile(Buffer.from(text), 'in.jsonl'), purpose: 'batch' });
+  assert.equal((await cb.files.retrieve(f.id)).bytes, Buffer.byteLength(text), 'the upload is on the other replica');
+  assert.equal(await (await cb.files.content(f.id)).text(), text, 'byte for byte');
+  const b = await cb.batches.create({ input_file_id: f.id, endpoint: '/v1/completions', completion_window: '24h' });
+  assert.equal((await ca.batches.retrieve(b.id)).id, b.id, 'the batch is on the other replica');
+
+  // Find the replica that runs it (its batch-class admissions grow) once some lines are done.
+  const deadline = Date.now() + 60_000;
+  let cur, runner = -1;
+  do {
+    await sleep(20);
+    cur = await ca.batches.retrieve(b.id);
+    const counts = [await batchAdmitted(pair[0].port), await batchAdmitted(pair[1].port)];
+    if (counts[0] > 0 !== counts[1] > 0) runner = counts[0] > 0 ? 0 : 1;
+  } while ((cur.request_counts.completed < 8 || runner < 0) && Date.now() < deadline);
+  assert.ok(runner >= 0, 'one replica runs the batch');
+  assert.equal(cur.status, 'in_progress', 'killed mid-run');
+  const killedAt = Date.now();
+  pair[runner].proc.kill('SIGKILL');
+  await new Promise((r) => (pair[runner].proc.exitCode !== null ? r() : pair[runner].proc.once('exit', r)));
+  const survivor = pair[1 - runner], cs = client(survivor);
+
+  let d;
+  for (;;) {
+    d = await cs.batches.retrieve(b.id);
+    if (['completed', 'failed', 'cancelled', 'expired'].includes(d.status)) break;
+    assert.ok(Date.now() < killedAt + 90_000, `batch still ${d.status} 90 s after the kill`);
+    await sleep(50);
+  }
+  const tookMs = Date.now() - killedAt;
+  assert.equal(d.status, 'completed');
+  assert.deepEqual(d.request_counts, { total: n + 1, completed: n, failed: 1 });
+  assert.ok(await batchAdmitted(survivor.port) > 0, 'the survivor ran the rest');
+  const lines = async (id) => (await (await cs.files.content(id)).text()).split('\n').filter((l) => l).map((l) => JSON.parse(l));
+  const out = await lines(d.output_file_id), errs = await lines(d.error_file_id);
+  assert.deepEqual([...out, ...errs].map((l) => l.custom_id).sort(), input.map((l) => l.custom_id).sort(),
+    'every custom_id exactly once');
+  assert.ok(out.every((l) => l.response.status_code === 200 && l.response.body.usage.completion_tokens === 24));
+  console.log(`replicas: batch completed by the survivor ${(tookMs / 1000).toFixed(1)} s after kill -9 of its runner (lease 2 s); ` +
+    `${out.length} + ${errs.length} lines; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 });

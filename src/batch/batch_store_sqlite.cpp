@@ -1,14 +1,23 @@
-// batch_store.cpp — the Batch/Files state in SQLite (see batch_store.h).
-#include "batch/batch_store.h"
-
+// batch_store_sqlite.cpp — the Batch/Files state in a SQLite file (WAL,
+// synchronous=NORMAL), the files' bytes in the files directory (see
+// batch_store.h). Servers on one machine may share the file (as they share a
+// SQLite governance state); one of them runs batches: the one holding an
+// exclusive flock on FILE.runner, which the kernel drops when that process
+// dies, so another takes over at its next scan.
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <mutex>
+
+#include "batch/batch_store.h"
 
 #include <cerrno>
 #include <cstring>
 
 #include "core/error.h"
+#include "pgsql/pg_conn.h"
 
 namespace ms::batch {
 
@@ -102,19 +111,56 @@ void insert_file(sqlite3* db, const FileRec& f) {
   s.bind(7, f.created_at).run();
 }
 
-void update_batch_row(sqlite3* db, const BatchRec& b) {
+bool update_batch_row(sqlite3* db, const BatchRec& b, const std::string& from_status) {
   Stmt s(db,
          "UPDATE batch_batches SET status = ?2, output_file_id = ?3, error_file_id = ?4, in_progress_at = ?5, "
          "finalizing_at = ?6, completed_at = ?7, failed_at = ?8, expired_at = ?9, cancelling_at = ?10, "
-         "cancelled_at = ?11, total = ?12, errors = ?13 WHERE id = ?1");
+         "cancelled_at = ?11, total = ?12, errors = ?13 WHERE id = ?1 AND status = ?14");
   s.bind(1, b.id).bind(2, b.status).bind(3, b.output_file_id).bind(4, b.error_file_id).bind(5, b.in_progress_at);
   s.bind(6, b.finalizing_at).bind(7, b.completed_at).bind(8, b.failed_at).bind(9, b.expired_at);
-  s.bind(10, b.cancelling_at).bind(11, b.cancelled_at).bind(12, b.total).bind(13, b.errors).run();
+  s.bind(10, b.cancelling_at).bind(11, b.cancelled_at).bind(12, b.total).bind(13, b.errors).bind(14, from_status);
+  s.run();
+  return sqlite3_changes(db) > 0;
 }
+
+class SqliteBatchStore final : public BatchStore {
+ public:
+  explicit SqliteBatchStore(const std::string& db_path);
+  ~SqliteBatchStore() override;
+  std::string kind() const override { return "sqlite"; }
+  bool keeps_content() const override { return false; }
+  void put_file(const FileRec& f) override;
+  std::optional<FileRec> get_file(const std::string& id) override;
+  std::vector<FileRec> list_files(const std::string& owner, bool all_owners, const std::string& purpose,
+                                  const std::string& after, int64_t limit) override;
+  bool delete_file(const std::string& id) override;
+  UniqueFd open_content(const FileRec& f, const std::string&) override {
+    return UniqueFd(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC));
+  }
+  void put_batch(const BatchRec& b) override;
+  bool update_batch(const BatchRec& b, const std::string& from_status) override;
+  std::optional<BatchRec> get_batch(const std::string& id) override;
+  std::vector<BatchRec> list_batches(const std::string& owner, bool all_owners, const std::string& after,
+                                     int64_t limit) override;
+  std::vector<std::string> unfinished() override;
+  std::string claim(const std::string& id, const std::string& runner, int64_t lease_ms) override;
+  void release(const std::string&, const std::string&) override {}
+  void add_lines(const std::string& batch_id, const std::vector<LineRow>& rows) override;
+  std::vector<int64_t> done_lines(const std::string& batch_id) override;
+  std::vector<LineRow> lines_after(const std::string& batch_id, int64_t after, int64_t limit) override;
+  bool finalize(const BatchRec& b, const std::vector<FileRec>& files, const std::string& from_status) override;
+
+ private:
+  void exec(const std::string& sql);
+  std::mutex mu_;
+  sqlite3* db_ = nullptr;
+  std::string path_;
+  int runner_fd_ = -1;  // FILE.runner, flock(LOCK_EX) once this store's runner has claimed a batch
+};
 
 }  // namespace
 
-BatchStore::BatchStore(const std::string& path) : path_(path) {
+SqliteBatchStore::SqliteBatchStore(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) throw Error(ErrorKind::BadInput, "cannot open batch state " + path + ": " + std::strerror(errno));
   ::close(fd);
@@ -138,11 +184,12 @@ BatchStore::BatchStore(const std::string& path) : path_(path) {
   }
 }
 
-BatchStore::~BatchStore() {
+SqliteBatchStore::~SqliteBatchStore() {
   if (db_) sqlite3_close(db_);
+  if (runner_fd_ >= 0) ::close(runner_fd_);  // (drops the flock: another server's runner takes over)
 }
 
-void BatchStore::exec(const std::string& sql) {
+void SqliteBatchStore::exec(const std::string& sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     std::string m = err ? err : "error";
@@ -151,12 +198,12 @@ void BatchStore::exec(const std::string& sql) {
   }
 }
 
-void BatchStore::put_file(const FileRec& f) {
+void SqliteBatchStore::put_file(const FileRec& f) {
   std::lock_guard<std::mutex> lk(mu_);
   insert_file(db_, f);
 }
 
-std::optional<FileRec> BatchStore::get_file(const std::string& id) {
+std::optional<FileRec> SqliteBatchStore::get_file(const std::string& id) {
   std::lock_guard<std::mutex> lk(mu_);
   Stmt s(db_, "SELECT id, owner, purpose, filename, path, bytes, created_at FROM batch_files WHERE id = ?1");
   s.bind(1, id);
@@ -164,7 +211,7 @@ std::optional<FileRec> BatchStore::get_file(const std::string& id) {
   return read_file_row(s);
 }
 
-std::vector<FileRec> BatchStore::list_files(const std::string& owner, bool all_owners, const std::string& purpose,
+std::vector<FileRec> SqliteBatchStore::list_files(const std::string& owner, bool all_owners, const std::string& purpose,
                                             const std::string& after, int64_t limit) {
   std::lock_guard<std::mutex> lk(mu_);
   Stmt s(db_,
@@ -178,14 +225,14 @@ std::vector<FileRec> BatchStore::list_files(const std::string& owner, bool all_o
   return out;
 }
 
-bool BatchStore::delete_file(const std::string& id) {
+bool SqliteBatchStore::delete_file(const std::string& id) {
   std::lock_guard<std::mutex> lk(mu_);
   Stmt s(db_, "DELETE FROM batch_files WHERE id = ?1");
   s.bind(1, id).run();
   return sqlite3_changes(db_) > 0;
 }
 
-void BatchStore::put_batch(const BatchRec& b) {
+void SqliteBatchStore::put_batch(const BatchRec& b) {
   std::lock_guard<std::mutex> lk(mu_);
   Stmt s(db_,
          "INSERT INTO batch_batches (id, owner, endpoint, input_file_id, completion_window, status, output_file_id, "
@@ -197,12 +244,12 @@ void BatchStore::put_batch(const BatchRec& b) {
   s.bind(10, b.expires_at).bind(11, b.metadata).bind(12, b.errors).run();
 }
 
-void BatchStore::update_batch(const BatchRec& b) {
+bool SqliteBatchStore::update_batch(const BatchRec& b, const std::string& from_status) {
   std::lock_guard<std::mutex> lk(mu_);
-  update_batch_row(db_, b);
+  return update_batch_row(db_, b, from_status);
 }
 
-std::optional<BatchRec> BatchStore::get_batch(const std::string& id) {
+std::optional<BatchRec> SqliteBatchStore::get_batch(const std::string& id) {
   std::lock_guard<std::mutex> lk(mu_);
   std::string sql = std::string("SELECT ") + kBatchCols + " FROM batch_batches b WHERE b.id = ?1";
   Stmt s(db_, sql.c_str());
@@ -211,7 +258,7 @@ std::optional<BatchRec> BatchStore::get_batch(const std::string& id) {
   return read_batch(s);
 }
 
-std::vector<BatchRec> BatchStore::list_batches(const std::string& owner, bool all_owners, const std::string& after,
+std::vector<BatchRec> SqliteBatchStore::list_batches(const std::string& owner, bool all_owners, const std::string& after,
                                                int64_t limit) {
   std::lock_guard<std::mutex> lk(mu_);
   std::string sql = std::string("SELECT ") + kBatchCols +
@@ -224,7 +271,7 @@ std::vector<BatchRec> BatchStore::list_batches(const std::string& owner, bool al
   return out;
 }
 
-std::vector<std::string> BatchStore::unfinished() {
+std::vector<std::string> SqliteBatchStore::unfinished() {
   std::lock_guard<std::mutex> lk(mu_);
   Stmt s(db_,
          "SELECT id FROM batch_batches WHERE status IN ('validating', 'in_progress', 'cancelling', 'finalizing') "
@@ -234,7 +281,7 @@ std::vector<std::string> BatchStore::unfinished() {
   return out;
 }
 
-void BatchStore::add_lines(const std::string& batch_id, const std::vector<LineRow>& rows) {
+void SqliteBatchStore::add_lines(const std::string& batch_id, const std::vector<LineRow>& rows) {
   if (rows.empty()) return;
   std::lock_guard<std::mutex> lk(mu_);
   exec("BEGIN IMMEDIATE");
@@ -251,7 +298,23 @@ void BatchStore::add_lines(const std::string& batch_id, const std::vector<LineRo
   }
 }
 
-std::vector<int64_t> BatchStore::done_lines(const std::string& batch_id) {
+std::string SqliteBatchStore::claim(const std::string& id, const std::string&, int64_t) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (runner_fd_ < 0) {  // not the runner yet: try to become it
+    int fd = ::open((path_ + ".runner").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) throw Error(ErrorKind::Internal, "batch state: cannot open " + path_ + ".runner: " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      return "";  // another server on this file runs the batches
+    }
+    runner_fd_ = fd;
+  }
+  Stmt s(db_, "SELECT status FROM batch_batches WHERE id = ?1");
+  s.bind(1, id);
+  return s.step() ? s.str(0) : std::string();
+}
+
+std::vector<int64_t> SqliteBatchStore::done_lines(const std::string& batch_id) {
   std::lock_guard<std::mutex> lk(mu_);
   Stmt s(db_, "SELECT line_no FROM batch_lines WHERE batch_id = ?1 ORDER BY line_no");
   s.bind(1, batch_id);
@@ -260,7 +323,7 @@ std::vector<int64_t> BatchStore::done_lines(const std::string& batch_id) {
   return out;
 }
 
-std::vector<LineRow> BatchStore::lines_after(const std::string& batch_id, int64_t after, int64_t limit) {
+std::vector<LineRow> SqliteBatchStore::lines_after(const std::string& batch_id, int64_t after, int64_t limit) {
   std::lock_guard<std::mutex> lk(mu_);
   Stmt s(db_,
          "SELECT line_no, custom_id, ok, json FROM batch_lines WHERE batch_id = ?1 AND line_no > ?2 "
@@ -273,17 +336,28 @@ std::vector<LineRow> BatchStore::lines_after(const std::string& batch_id, int64_
   return out;
 }
 
-void BatchStore::finalize(const BatchRec& b, const std::vector<FileRec>& files) {
+bool SqliteBatchStore::finalize(const BatchRec& b, const std::vector<FileRec>& files, const std::string& from_status) {
   std::lock_guard<std::mutex> lk(mu_);
   exec("BEGIN IMMEDIATE");
   try {
+    if (!update_batch_row(db_, b, from_status)) {
+      exec("ROLLBACK");
+      return false;
+    }
     for (const FileRec& f : files) insert_file(db_, f);
-    update_batch_row(db_, b);
     exec("COMMIT");
+    return true;
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
   }
+}
+
+std::unique_ptr<BatchStore> make_pg_batch_store(const std::string& url);  // batch_store_pg.cpp
+
+std::unique_ptr<BatchStore> open_batch_store(const std::string& location) {
+  if (pg::is_url(location)) return make_pg_batch_store(location);
+  return std::make_unique<SqliteBatchStore>(location);
 }
 
 }  // namespace ms::batch
