@@ -7,9 +7,10 @@
 //   -> then either greedy (temperature < 1e-5: argmax, ties to the lowest id)
 //   or temperature -> top_k -> top_p -> min_p (relative to the top
 //   probability) -> one draw from the request's own RNG.
-// The RNG (std::mt19937_64) is seeded from `seed` when has_seed, otherwise from
-// std::random_device, and is only advanced by this request's draws, so a seed
-// gives the same tokens whatever else is in the batch.
+// The RNG (std::mt19937_64) is seeded from `seed` when has_seed, otherwise
+// with a fresh seed (std::random_device once per process, then splitmix64),
+// and is only advanced by this request's draws, so a seed gives the same
+// tokens whatever else is in the batch.
 // Logprobs are the log-softmax of the RAW model logits (before bias, penalties
 // and temperature), as vLLM's default: the chosen token's plus the top k.
 #pragma once

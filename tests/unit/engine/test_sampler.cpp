@@ -31,6 +31,23 @@ SamplingParams sampled() {
   return p;
 }
 
+// Without a seed each request gets its own (one random_device draw per
+// process, then splitmix64 over a counter): two samplers over a flat
+// distribution of 1000 tokens draw different sequences.
+TEST(Sampler, UnseededRequestsDrawIndependently) {
+  const std::vector<float> flat(1000, 0.0f);
+  std::vector<std::vector<int32_t>> seqs;
+  for (int k = 0; k < 3; ++k) {
+    Sampler s(sampled(), {}, 1000);
+    std::vector<int32_t> v;
+    for (int i = 0; i < 16; ++i) v.push_back(s.sample(flat.data()).token);
+    seqs.push_back(v);
+  }
+  EXPECT_NE(seqs[0], seqs[1]);
+  EXPECT_NE(seqs[1], seqs[2]);
+  EXPECT_NE(seqs[0], seqs[2]);
+}
+
 TEST(Sampler, GreedyTakesArgmaxAndLowestIdOnTies) {
   SamplingParams p;
   p.temperature = 0.0f;
