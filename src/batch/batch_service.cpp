@@ -145,14 +145,7 @@ FileRec BatchService::create_file(const std::string& owner, const std::string& p
          "file");
   FileRec f = new_file(owner, purpose, filename, static_cast<int64_t>(content.size()));
   write_atomic(f.path, content);
-  try {
-    store_->put_file(f);
-  } catch (...) {
-    ::unlink(f.path.c_str());
-    throw;
-  }
-  drop_local_copy(f.path);
-  return f;
+  return record_file(f);
 }
 
 FileRec BatchService::new_file(const std::string& owner, const std::string& purpose, const std::string& filename,
@@ -188,6 +181,10 @@ FileRec BatchService::adopt_file(const std::string& owner, const std::string& pu
     ::fsync(dfd);
     ::close(dfd);
   }
+  return record_file(f);
+}
+
+FileRec BatchService::record_file(const FileRec& f) {
   try {
     store_->put_file(f);
   } catch (...) {

@@ -139,6 +139,8 @@ class BatchService {
   // From b.status, which the stored batch must still have (compare-and-set):
   // a batch whose status changed meanwhile is left for the next pass.
   void finalize(BatchRec& b, const std::string& final_status);
+  // Records a file written at f.path (removed if that fails); returns it.
+  FileRec record_file(const FileRec& f);
   // The local copy of a file the store keeps (PostgreSQL) is not needed once stored.
   void drop_local_copy(const std::string& path) const;
   int64_t now_s() const;
