@@ -94,7 +94,7 @@ BatchService::BatchService(ServiceOptions o) : opts_(std::move(o)) {
   if (ec || !std::filesystem::is_directory(opts_.files_dir))
     throw Error(ErrorKind::BadInput, "cannot create the files directory " + opts_.files_dir + ": " + ec.message());
   ::chmod(opts_.files_dir.c_str(), 0700);
-  store_ = open_batch_store(opts_.state);  // (first: a second server on a SQLite store stops here)
+  store_ = open_batch_store(opts_.state);  // (first: an unusable store stops the start before any file is touched)
   // Uploads cut off by a crash (upload_path()) and result files a crash cut
   // off mid-write: never files of the API.
   auto ends = [](const std::string& n, const char* suf) {

@@ -9,13 +9,11 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 
 #include "batch/batch_store.h"
-
-#include <cerrno>
-#include <cstring>
-
 #include "core/error.h"
 #include "pgsql/pg_conn.h"
 

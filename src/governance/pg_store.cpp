@@ -98,9 +98,7 @@ class PgStore final : public Store {
     q("BEGIN", {});
     try {
       for (const UsageRow& r : rows)
-        q("INSERT INTO usage_log (request_id, ts_ms, key_id, model, prompt_tokens, cached_tokens, completion_tokens, "
-          "status, stream, ttft_ms, duration_ms, finish_reason, cost, usage_context) VALUES ($1, $2::bigint, $3, $4, "
-          "$5::bigint, $6::bigint, $7::bigint, $8::int, $9::int, $10::float8, $11::float8, $12, $13::float8, $14)",
+        q(usage_insert_sql(Dialect::Postgres),
           {r.request_id, n(r.ts_ms), r.key_id, r.model, n(r.prompt_tokens), n(r.cached_tokens), n(r.completion_tokens),
            n(r.status), n(r.stream), d(r.ttft_ms), d(r.duration_ms), r.finish_reason, d(r.cost), r.usage_context});
       for (const PayloadRow& r : payloads)

@@ -48,8 +48,27 @@ const std::vector<std::vector<std::string>>& migrations() {
       {"ALTER TABLE limits ADD COLUMN provisioned_tps BIGINT NOT NULL DEFAULT -1"},
       // 4: where a usage row came from: "" online, "batch" (Batch API, moeserve batch).
       {"ALTER TABLE usage_log ADD COLUMN usage_context TEXT NOT NULL DEFAULT ''"},
+      // 5: one usage row per batch line (its request id names the batch and
+      // the line): a line run again after a crash is not billed twice
+      // (kUsageUpsert in schema.h).
+      {"CREATE UNIQUE INDEX usage_log_batch_line ON usage_log (request_id) WHERE usage_context = 'batch'"},
   };
   return m;
+}
+
+std::string usage_insert_sql(Dialect d) {
+  const bool pg = d == Dialect::Postgres;
+  return std::string("INSERT INTO usage_log (request_id, ts_ms, key_id, model, prompt_tokens, cached_tokens, "
+                     "completion_tokens, status, stream, ttft_ms, duration_ms, finish_reason, cost, usage_context) ") +
+         (pg ? "VALUES ($1, $2::bigint, $3, $4, $5::bigint, $6::bigint, $7::bigint, $8::int, $9::int, $10::float8, "
+               "$11::float8, $12, $13::float8, $14) "
+             : "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ") +
+         "ON CONFLICT (request_id) WHERE usage_context = 'batch' DO UPDATE SET ts_ms = excluded.ts_ms, "
+         "key_id = excluded.key_id, model = excluded.model, prompt_tokens = excluded.prompt_tokens, "
+         "cached_tokens = excluded.cached_tokens, completion_tokens = excluded.completion_tokens, "
+         "status = excluded.status, stream = excluded.stream, ttft_ms = excluded.ttft_ms, "
+         "duration_ms = excluded.duration_ms, finish_reason = excluded.finish_reason, cost = excluded.cost "
+         "WHERE usage_log.status <> 200 AND excluded.status = 200";
 }
 
 std::string join_models(const std::vector<std::string>& m) {

@@ -24,5 +24,11 @@ enum class Dialect { Sqlite, Postgres };
 std::string usage_sql(const UsageQuery& q, Dialect d);
 // SELECT of list_usage, same parameters; columns in UsageRow's order.
 std::string usage_rows_sql(Dialect d);
+// INSERT of one usage row, parameters in UsageRow's order. A batch line's
+// row (usage_context "batch") is one per request id, which names the batch
+// and the line: a later row for it replaces a refused attempt's (status not
+// 200) with a success, and is otherwise dropped, so a line run again after
+// a crash is billed once.
+std::string usage_insert_sql(Dialect d);
 
 }  // namespace ms::gov

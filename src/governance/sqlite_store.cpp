@@ -194,11 +194,8 @@ class SqliteStore final : public Store {
     std::lock_guard<std::mutex> lk(mu_);
     exec_simple("BEGIN IMMEDIATE");
     try {
-      Stmt s(db_,
-             "INSERT INTO usage_log (request_id, ts_ms, key_id, model, prompt_tokens, cached_tokens, "
-             "completion_tokens, status, stream, ttft_ms, duration_ms, finish_reason, cost, usage_context) VALUES (?1, "
-             "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-             where("write usage"));
+      const std::string sql = usage_insert_sql(Dialect::Sqlite);
+      Stmt s(db_, sql, where("write usage"));
       for (const UsageRow& r : rows) {
         s.bind(1, r.request_id).bind(2, r.ts_ms).bind(3, r.key_id).bind(4, r.model).bind(5, r.prompt_tokens);
         s.bind(6, r.cached_tokens).bind(7, r.completion_tokens).bind(8, int64_t{r.status});

@@ -17,7 +17,7 @@
 
 namespace ms::gov {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 class Store {
  public:

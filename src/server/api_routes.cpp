@@ -354,7 +354,7 @@ HttpResp metrics(ApiContext& ctx) {
 }  // namespace
 
 RouteResult batch_line_job(ApiContext& ctx, const std::string& url, const std::string& body,
-                           const gov::KeyRecord* key) {
+                           const gov::KeyRecord* key, const std::string& line_ref) {
   const auto arrival = std::chrono::steady_clock::now();
   const bool chat = url == "/v1/chat/completions";
   HttpReq req;
@@ -362,7 +362,7 @@ RouteResult batch_line_job(ApiContext& ctx, const std::string& url, const std::s
   req.target = url;
   req.body = body;
   GenInfo info;
-  info.id = new_request_id(chat ? "chatcmpl-" : "cmpl-");
+  info.id = line_ref.empty() ? new_request_id(chat ? "chatcmpl-" : "cmpl-") : (chat ? "chatcmpl-" : "cmpl-") + line_ref;
   RouteResult res = generation_guarded(ctx, req, chat, arrival, key, info, true);
   res.id = info.id;
   gov::Governor* g = ctx.opts.governance;

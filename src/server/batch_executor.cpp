@@ -108,7 +108,10 @@ void BatchExecutor::begin(Pending p) {
     o.body = dump_json(error_json({401, key_err, "invalid_request_error", "", "invalid_api_key"}));
     return p.done(std::move(o));
   }
-  RouteResult rr = batch_line_job(ctx_, p.task.url, p.task.body, key.get());
+  // The request id names the batch and the line: one usage row per line,
+  // however often it runs (governance/schema.h, usage_insert_sql).
+  RouteResult rr =
+      batch_line_job(ctx_, p.task.url, p.task.body, key.get(), p.task.batch_id + "-" + std::to_string(p.task.line_no));
   o.request_id = rr.id;
   if (!rr.job) {
     o.status_code = rr.resp.status;

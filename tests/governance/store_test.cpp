@@ -13,6 +13,8 @@
 #include <fstream>
 #include <thread>
 
+#include <map>
+
 #include <gtest/gtest.h>
 
 #include "core/error.h"
@@ -355,6 +357,38 @@ TEST_P(StoreTest, UsageGroupedAndFiltered) {
   EXPECT_EQ(ex[0].request, R"({"a":1})");
   EXPECT_GE(store_->prune_payloads(t0 + 6), 1);
   EXPECT_TRUE(store_->export_payloads(t0, pl.model).empty());
+}
+
+// A batch line has one usage row however often it runs (its request id
+// names the line): a success replaces a refused attempt's row, a second
+// success (the line run again after a crash) is dropped. Online rows are
+// never merged.
+TEST_P(StoreTest, BatchLineUsageIsOneRowPerLine) {
+  const std::string key = uniq("key_b"), line = uniq("chatcmpl-batch_x-");
+  auto row = [&](const std::string& id, const std::string& context, int status, int64_t completion) {
+    UsageRow r;
+    r.request_id = id, r.ts_ms = 1'700'000'000'000, r.key_id = key, r.model = "m", r.status = status;
+    r.prompt_tokens = 5, r.completion_tokens = completion, r.usage_context = context;
+    return r;
+  };
+  store_->insert_usage({row(line + "7", "batch", 429, 0)}, {});
+  store_->insert_usage({row(line + "7", "batch", 200, 24), row(line + "8", "batch", 200, 3)}, {});
+  store_->insert_usage({row(line + "7", "batch", 200, 30)}, {});  // run again after a crash
+  store_->insert_usage({row(line + "7", "batch", 503, 0)}, {});   // a late refusal changes nothing
+  const std::string online = uniq("cmpl-");
+  store_->insert_usage({row(online, "", 200, 1), row(online, "", 200, 1)}, {});
+  UsageQuery q;
+  q.key_id = key;
+  q.context = "batch";
+  auto rows = store_->list_usage(q);
+  ASSERT_EQ(rows.size(), 2u);
+  std::map<std::string, UsageRow> by_id;
+  for (const UsageRow& r : rows) by_id[r.request_id] = r;
+  EXPECT_EQ(by_id[line + "7"].status, 200);
+  EXPECT_EQ(by_id[line + "7"].completion_tokens, 24) << "the first success is billed, once";
+  EXPECT_EQ(by_id[line + "8"].completion_tokens, 3);
+  q.context = "online";
+  EXPECT_EQ(store_->list_usage(q).size(), 2u) << "online rows are never merged";
 }
 
 TEST_P(StoreTest, GovernorAuthAndPermissions) {
