@@ -32,7 +32,10 @@ class UniqueFd {
 };
 
 // A directory of its own (0700) under $TMPDIR (or /tmp), made by create()
-// and removed with everything in it when its owner goes.
+// and removed with everything in it when its owner goes. Its name carries
+// the process id (PREFIX-PID-XXXXXX), so that the directories of processes
+// killed before they could remove theirs are removed by the next create()
+// with the same prefix (those whose process no longer exists).
 class TempDir {
  public:
   TempDir() = default;
@@ -40,6 +43,8 @@ class TempDir {
   TempDir& operator=(const TempDir&) = delete;
   ~TempDir();
   std::string create(const std::string& prefix);  // the path; Error(BadInput) when it cannot be made
+  // Removes PREFIX-PID-* under `parent` whose PID is not a live process; returns how many.
+  static int sweep_dead(const std::string& parent, const std::string& prefix);
 
  private:
   std::string path_;
