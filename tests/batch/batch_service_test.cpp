@@ -366,8 +366,9 @@ TEST_P(BatchServiceTest, FilesComeBackByteForByteAndDeletedOnesAreGone) {
   FileRec f = r.s.create_file("", "batch", "big.jsonl", text);
   EXPECT_EQ(f.bytes, static_cast<int64_t>(text.size()));
   EXPECT_EQ(content(r.s, f.id), text);
-  if (pg())  // the bytes are in the database, not left in the spool
+  if (pg()) {  // the bytes are in the database, not left in the spool
     EXPECT_TRUE(std::filesystem::is_empty(r.dir + "/files"));
+  }
   r.s.delete_file("", f.id);
   EXPECT_THROW(r.s.get_file("", f.id), Failure);
   EXPECT_THROW(r.s.open_content("", f.id), Failure);
