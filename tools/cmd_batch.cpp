@@ -152,6 +152,8 @@ void run_batch(const BatchArgs& a) {
   // Lines that cannot run go out first (so a resume can count the null custom_ids it skips).
   int64_t ok_n = 0, fail_n = 0, skipped = 0;
   std::deque<size_t> pending;
+  // This run's name in the lines' request ids (cmpl-RUN-LINE): unique per run.
+  const std::string run_id = batch::new_id("offline_");
   int64_t null_seen = 0;
   for (size_t i = 0; i < lines.size(); ++i) {
     const batch::InputLine& l = lines[i];
@@ -162,11 +164,7 @@ void run_batch(const BatchArgs& a) {
       continue;
     }
     if (!l.error_code.empty()) {
-      batch::Outcome o;
-      o.error_code = l.error_code;
-      o.error_message = l.error_message;
-      bool ok = false;
-      write(batch::output_line(l.custom_id, o, ok), false);
+      write(batch::error_line(l.custom_id, l.error_code, l.error_message), false);
       ++fail_n;
     } else {
       pending.push_back(i);
@@ -209,16 +207,12 @@ void run_batch(const BatchArgs& a) {
       try {
         body = batch::read_input_body(in_fd, lines[i]);
       } catch (const Error& e) {  // the file changed under us: this line cannot run
-        batch::Outcome o;
-        o.error_code = "invalid_file";
-        o.error_message = std::string("This request could not be read from the input file: ") + e.what() + ".";
-        bool ok = false;
-        write(batch::output_line(lines[i].custom_id, o, ok), false);
+        write(batch::unreadable_line(lines[i].custom_id, e), false);
         ++fail_n;
         continue;
       }
       ++inflight;
-      batch::LineTask t{"offline", lines[i].line_no, "", lines[i].url, std::move(body)};
+      batch::LineTask t{run_id, lines[i].line_no, "", lines[i].url, std::move(body)};
       ex.submit(std::move(t), [&inbox, i](batch::Outcome o) {
         std::lock_guard<std::mutex> lk(inbox.mu);
         inbox.q.emplace_back(i, std::move(o));

@@ -203,6 +203,19 @@ std::string output_line(const std::string& custom_id, const Outcome& o, bool& ok
   return line.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string error_line(const std::string& custom_id, const std::string& code, const std::string& message) {
+  Outcome o;
+  o.error_code = code;
+  o.error_message = message;
+  bool ok = false;
+  return output_line(custom_id, o, ok);
+}
+
+std::string unreadable_line(const std::string& custom_id, const std::exception& e) {
+  return error_line(custom_id, "invalid_file",
+                    std::string("This request could not be read from the input file: ") + e.what() + ".");
+}
+
 std::string new_id(const std::string& prefix) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* hex = "0123456789abcdef";

@@ -74,6 +74,11 @@ struct Outcome {
 // The output or error-file line for `o`; `ok` is whether it belongs in the
 // output file (status 200).
 std::string output_line(const std::string& custom_id, const Outcome& o, bool& ok);
+// The error-file line of a line that never became a request.
+std::string error_line(const std::string& custom_id, const std::string& code, const std::string& message);
+// ... of one whose bytes could not be read back from the input file
+// (changed in place since it was checked): code invalid_file.
+std::string unreadable_line(const std::string& custom_id, const std::exception& e);
 
 // A fresh id: prefix + 24 lowercase hex characters.
 std::string new_id(const std::string& prefix);

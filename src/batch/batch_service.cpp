@@ -408,11 +408,7 @@ void BatchService::run_lines(BatchRec& b, std::vector<InputLine>& lines, UniqueF
     const InputLine& l = lines[i];
     if (done.count(l.line_no)) continue;
     if (!l.error_code.empty()) {
-      Outcome o;
-      o.error_code = l.error_code;
-      o.error_message = l.error_message;
-      bool ok = false;
-      invalid.push_back({l.line_no, l.custom_id, false, output_line(l.custom_id, o, ok)});
+      invalid.push_back({l.line_no, l.custom_id, false, error_line(l.custom_id, l.error_code, l.error_message)});
     } else {
       pending.push_back(i);
     }
@@ -483,11 +479,7 @@ void BatchService::run_lines(BatchRec& b, std::vector<InputLine>& lines, UniqueF
         try {
           body = read_input_body(in.get(), lines[i]);
         } catch (const Error& e) {  // the file was changed in place: this line cannot run
-          Outcome o;
-          o.error_code = "invalid_file";
-          o.error_message = std::string("This request could not be read from the input file: ") + e.what() + ".";
-          bool ok = false;
-          store_->add_lines(id, {{lines[i].line_no, lines[i].custom_id, false, output_line(lines[i].custom_id, o, ok)}});
+          store_->add_lines(id, {{lines[i].line_no, lines[i].custom_id, false, unreadable_line(lines[i].custom_id, e)}});
           continue;
         }
         ++inflight;
@@ -521,13 +513,10 @@ void BatchService::run_lines(BatchRec& b, std::vector<InputLine>& lines, UniqueF
   }
   if (expired) {
     std::vector<LineRow> rows;
-    for (size_t i : pending) {
-      Outcome o;
-      o.error_code = "batch_expired";
-      o.error_message = "This request could not be executed before the completion window expired.";
-      bool ok = false;
-      rows.push_back({lines[i].line_no, lines[i].custom_id, false, output_line(lines[i].custom_id, o, ok)});
-    }
+    for (size_t i : pending)
+      rows.push_back({lines[i].line_no, lines[i].custom_id, false,
+                      error_line(lines[i].custom_id, "batch_expired",
+                                 "This request could not be executed before the completion window expired.")});
     store_->add_lines(id, rows);
     return finalize(b, "expired");
   }

@@ -16,48 +16,15 @@
 #include "batch/batch_store.h"
 #include "core/error.h"
 #include "pgsql/pg_conn.h"
+#include "sqlitedb/stmt.h"
 
 namespace ms::batch {
 
 namespace {
 
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK) fail("prepare");
-  }
-  ~Stmt() { sqlite3_finalize(st_); }
-  Stmt& bind(int i, int64_t v) { return check(sqlite3_bind_int64(st_, i, v)); }
-  Stmt& bind(int i, const std::string& v) {
-    return check(sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
-  }
-  bool step() {
-    int rc = sqlite3_step(st_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    fail("step");
-  }
-  void run() {
-    while (step()) {
-    }
-  }
-  void reset() { sqlite3_reset(st_); }
-  int64_t i64(int c) { return sqlite3_column_int64(st_, c); }
-  std::string str(int c) {
-    const unsigned char* t = sqlite3_column_text(st_, c);
-    return t ? std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(st_, c)) : std::string();
-  }
-
- private:
-  Stmt& check(int rc) {
-    if (rc != SQLITE_OK) fail("bind");
-    return *this;
-  }
-  [[noreturn]] void fail(const char* what) {
-    throw Error(ErrorKind::Internal, std::string("batch state: ") + what + ": " + sqlite3_errmsg(db_));
-  }
-  sqlite3* db_;
-  sqlite3_stmt* st_ = nullptr;
+// Statements of this store: failures read "batch state: WHAT: message".
+struct Stmt : sqlitedb::Stmt {
+  Stmt(sqlite3* db, const char* sql) : sqlitedb::Stmt(db, sql, "batch state") {}
 };
 
 // (Each statement in parentheses: one element, however many literals it joins.)

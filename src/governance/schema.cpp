@@ -50,7 +50,7 @@ const std::vector<std::vector<std::string>>& migrations() {
       {"ALTER TABLE usage_log ADD COLUMN usage_context TEXT NOT NULL DEFAULT ''"},
       // 5: one usage row per batch line (its request id names the batch and
       // the line): a line run again after a crash is not billed twice
-      // (kUsageUpsert in schema.h).
+      // (usage_insert_sql in schema.h).
       {"CREATE UNIQUE INDEX usage_log_batch_line ON usage_log (request_id) WHERE usage_context = 'batch'"},
   };
   return m;

@@ -13,61 +13,13 @@
 #include "core/error.h"
 #include "governance/schema.h"
 #include "governance/store.h"
+#include "sqlitedb/stmt.h"
 
 namespace ms::gov {
 
 namespace {
 
-class Stmt {
- public:
-  Stmt(sqlite3* db, const std::string& sql, const std::string& where) : db_(db), where_(where) {
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st_, nullptr) != SQLITE_OK) fail("prepare");
-  }
-  ~Stmt() { sqlite3_finalize(st_); }
-  Stmt& bind(int i, int64_t v) { return check(sqlite3_bind_int64(st_, i, v)); }
-  Stmt& bind(int i, double v) { return check(sqlite3_bind_double(st_, i, v)); }
-  Stmt& bind(int i, const std::string& v) {
-    return check(sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
-  }
-  bool step() {  // true: a row
-    int rc = sqlite3_step(st_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    fail("step");
-  }
-  void run() {
-    while (step()) {
-    }
-  }
-  void reset() {
-    sqlite3_reset(st_);
-    sqlite3_clear_bindings(st_);
-  }
-  int64_t i64(int c) { return sqlite3_column_int64(st_, c); }
-  double f64(int c) { return sqlite3_column_double(st_, c); }
-  std::string str(int c) {
-    const unsigned char* t = sqlite3_column_text(st_, c);
-    return t ? std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(st_, c)) : std::string();
-  }
-
- private:
-  Stmt& check(int rc) {
-    if (rc != SQLITE_OK) fail("bind");
-    return *this;
-  }
-  [[noreturn]] void fail(const char* what) {
-    int code = sqlite3_errcode(db_);
-    std::string msg = "state " + where_ + ": " + what + ": " + sqlite3_errmsg(db_);
-    ErrorKind k = (code == SQLITE_READONLY || code == SQLITE_NOTADB || code == SQLITE_CORRUPT ||
-                   code == SQLITE_CANTOPEN || code == SQLITE_PERM)
-                      ? ErrorKind::BadInput
-                      : ErrorKind::Internal;
-    throw Error(k, msg);
-  }
-  sqlite3* db_;
-  sqlite3_stmt* st_ = nullptr;
-  std::string where_;
-};
+using sqlitedb::Stmt;
 
 class SqliteStore final : public Store {
  public:
@@ -301,7 +253,7 @@ class SqliteStore final : public Store {
   }
 
  private:
-  std::string where(const char* op) const { return path_ + " (" + op + ")"; }
+  std::string where(const char* op) const { return "state " + path_ + " (" + op + ")"; }
 
   void exec_simple(const char* sql) {  // constant SQL only
     Stmt s(db_, sql, where("setup"));

@@ -362,7 +362,7 @@ RouteResult batch_line_job(ApiContext& ctx, const std::string& url, const std::s
   req.target = url;
   req.body = body;
   GenInfo info;
-  info.id = line_ref.empty() ? new_request_id(chat ? "chatcmpl-" : "cmpl-") : (chat ? "chatcmpl-" : "cmpl-") + line_ref;
+  info.id = (chat ? "chatcmpl-" : "cmpl-") + line_ref;
   RouteResult res = generation_guarded(ctx, req, chat, arrival, key, info, true);
   res.id = info.id;
   gov::Governor* g = ctx.opts.governance;

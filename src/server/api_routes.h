@@ -51,9 +51,9 @@ std::optional<HttpResp> refuse_before_body(const ApiContext& ctx, const std::str
 // response) of an online request, run at Priority::Batch, never streamed,
 // not charged to the rate limits, its usage row marked usage_context "batch".
 // `line_ref` (BATCH-LINE): the request id is cmpl-/chatcmpl- + it, so the
-// line has one usage row however often it runs; "" = a fresh id.
+// line has one usage row however often it runs.
 RouteResult batch_line_job(ApiContext& ctx, const std::string& url, const std::string& body,
-                           const gov::KeyRecord* key, const std::string& line_ref = "");
+                           const gov::KeyRecord* key, const std::string& line_ref);
 
 // A response carrying an OpenAI error body (and Retry-After for 429/503).
 HttpResp error_response(const ApiError& e);
