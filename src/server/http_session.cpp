@@ -116,8 +116,12 @@ void HttpSession::drain() {
   asio::post(sock_.get_executor(), [self = shared_from_this()] {
     if (self->closed_) return;
     self->keep_alive_ = false;  // the server is stopping: the exchange in progress is the last
-    if (!self->job_ && !self->held_job_ && !self->writing_ && self->out_.empty() && !self->src_ && self->method_.empty())
-      self->close();  // between requests
+    // Idle between two requests: close. Not a connection whose first request
+    // has not been read yet (or whose next one is already buffered): the
+    // client has sent it or is sending it, and gets its answer (a 503).
+    if (!self->job_ && !self->held_job_ && !self->writing_ && self->out_.empty() && !self->src_ &&
+        self->method_.empty() && self->requests_ > 0 && self->buf_.size() == 0)
+      self->close();
   });
 }
 
@@ -189,6 +193,7 @@ void HttpSession::on_header(error_code ec) {
     return;
   }
   const auto& req = parser_->get();
+  ++requests_;
   method_ = std::string(req.method_string());
   path_ = std::string(req.target());
   if (auto q = path_.find('?'); q != std::string::npos) path_.resize(q);

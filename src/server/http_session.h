@@ -134,6 +134,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   bool closed_ = false;
   bool shutting_down_ = false;
+  uint64_t requests_ = 0;  // requests read on this connection
   size_t lingered_ = 0;
   char discard_[16384];
 };

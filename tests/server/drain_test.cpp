@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <string>
+#include <thread>
 #include <utility>  // before Asio (Boost 1.74 in C++20)
 
 #include <boost/asio.hpp>
@@ -48,6 +50,34 @@ TEST(Drain, LivenessReadinessAndRefusalsWhileDraining) {
   Reply c = fetch(port, "POST", "/v1/completions", R"({"prompt": "hi"})", "Authorization: Bearer secret\r\n");
   EXPECT_EQ(c.status, 503);
   EXPECT_NE(c.body.find("shutting_down"), std::string::npos) << c.body;
+  server.stop();
+}
+
+// A connection accepted just before the drain, whose request has not been
+// read yet, gets its answer (503) — it is not closed as if idle between
+// requests (a client saw "socket hang up" there: e2e.test_replicas).
+TEST(Drain, AConnectionAcceptedBeforeTheDrainGetsItsAnswer) {
+  Server server(options());
+  server.start();
+  namespace asio = boost::asio;
+  asio::io_context io;
+  asio::ip::tcp::socket sock(io);
+  sock.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // accepted, nothing sent yet
+  EXPECT_TRUE(server.drain(std::chrono::seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // (the drain reaches the session)
+  const std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  boost::system::error_code ec;
+  asio::write(sock, asio::buffer(req), ec);
+  std::string got;
+  char buf[4096];
+  for (;;) {
+    const size_t n = sock.read_some(asio::buffer(buf), ec);
+    got.append(buf, n);
+    if (ec) break;
+  }
+  EXPECT_EQ(got.rfind("HTTP/1.1 503", 0), 0u) << "got: '" << got << "'";
+  EXPECT_NE(got.find("shutting_down"), std::string::npos);
   server.stop();
 }
 
