@@ -337,10 +337,10 @@ double Governor::cost(const std::string& model, int64_t prompt_tokens, int64_t c
          1e6;
 }
 
-void Governor::complete(Ticket& t, UsageRow row, std::optional<PayloadRow> payload,
-                        std::function<void()> on_durable) {
-  if (t.completed) {
-    if (on_durable) on_durable();
+void Governor::complete(Ticket& t, UsageRow row, std::optional<PayloadRow> payload, OnDurable on_durable,
+                        bool hold) {
+  if (t.completed) {  // its row was queued before: this call adds none
+    if (on_durable) on_durable(true);
     return;
   }
   t.completed = true;
@@ -372,11 +372,11 @@ void Governor::complete(Ticket& t, UsageRow row, std::optional<PayloadRow> paylo
       rows_.push_back(std::move(row));
       ++queued_seq_;
       queued = true;
-      if (on_durable) waiters_.push_back({queued_seq_, std::chrono::steady_clock::now(), std::move(on_durable)});
+      if (on_durable) waiters_.push_back({queued_seq_, std::chrono::steady_clock::now(), std::move(on_durable), hold});
     }
     if (payload && payloads_.size() < kMaxQueued) payloads_.push_back(std::move(*payload));
   }
-  if (!queued && on_durable) on_durable();  // dropped (queue full): nothing to wait for
+  if (!queued && on_durable) on_durable(false);  // dropped (queue full): nothing to wait for
   q_cv_.notify_one();
 }
 
@@ -384,18 +384,23 @@ namespace {
 constexpr double kWaitBounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0};
 }
 
-std::vector<std::function<void()>> Governor::take_waiters(bool all) {
+std::vector<std::pair<Governor::OnDurable, bool>> Governor::take_waiters(bool failed, bool stopping) {
   static_assert(sizeof(kWaitBounds) / sizeof(kWaitBounds[0]) == kWaitBuckets);
-  std::vector<std::function<void()>> ready;
+  std::vector<std::pair<OnDurable, bool>> ready;
   const auto now = std::chrono::steady_clock::now();
-  while (!waiters_.empty() && (all || waiters_.front().seq <= committed_seq_)) {
-    const double s = std::chrono::duration<double>(now - waiters_.front().since).count();
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    const bool committed = it->seq <= committed_seq_;
+    if (!committed && !stopping && !(failed && !it->hold)) {
+      ++it;
+      continue;
+    }
+    const double s = std::chrono::duration<double>(now - it->since).count();
     int b = 0;
     while (b < kWaitBuckets && s > kWaitBounds[b]) ++b;
     ++wait_hist_[static_cast<size_t>(b)];
     wait_sum_s_ += s;
-    ready.push_back(std::move(waiters_.front().on_durable));
-    waiters_.pop_front();
+    ready.emplace_back(std::move(it->on_durable), committed);
+    it = waiters_.erase(it);
   }
   return ready;
 }
@@ -453,9 +458,9 @@ void Governor::writer_loop() {
       lk.lock();
       writing_ = false;
       if (ok) committed_seq_ += rows.size();
-      if (auto ready = take_waiters(!ok); !ready.empty()) {
+      if (auto ready = take_waiters(!ok, false); !ready.empty()) {
         lk.unlock();
-        for (auto& f : ready) f();
+        for (auto& [f, committed] : ready) f(committed);
         lk.lock();
       }
       if (!ok) {  // keep them, in order, for the next try
@@ -463,7 +468,7 @@ void Governor::writer_loop() {
         for (auto it = rows.rbegin(); it != rows.rend(); ++it) rows_.push_front(std::move(*it));
         if (stopping && failures >= 5) {
           std::fprintf(stderr, "moeserve: governance: %zu usage rows could not be written at shutdown\n", rows_.size());
-          for (auto& f : take_waiters(true)) f();
+          for (auto& [f, committed] : take_waiters(true, true)) f(committed);
           return;
         }
         q_cv_.wait_for(lk, std::chrono::milliseconds(500), [] { return false; });
@@ -471,7 +476,7 @@ void Governor::writer_loop() {
       continue;
     }
     if (stopping) {
-      for (auto& f : take_waiters(true)) f();
+      for (auto& [f, committed] : take_waiters(false, true)) f(committed);
       return;
     }
     const auto now = std::chrono::steady_clock::now();

@@ -93,13 +93,18 @@ class Governor {
   Verdict admit(const KeyRecord& k, const std::string& model, int64_t tokens, Ticket& t, Headers& headers);
   // Credits back what the request did not use and queues its usage row (and
   // payload when sampled). Idempotent per ticket. `on_durable`, when given,
-  // runs (on the writer thread; it must not block) once the row is committed
-  // — the server holds a response's last bytes until then, so a client never
-  // sees a finished response whose row a crash could lose. If a write fails
-  // (store unreachable) it runs anyway: the response is not held hostage by
-  // an outage; the row stays queued and is retried.
-  void complete(Ticket& t, UsageRow row, std::optional<PayloadRow> payload,
-                std::function<void()> on_durable = {});
+  // runs once (on the writer thread; it must not block) when the row is
+  // committed, with true — the server holds a response's last bytes until
+  // then, so a client never sees a finished response whose row a crash could
+  // lose. It runs with false when it is released without that: the queue
+  // was full (the row is dropped), the governor stops with the row unwritten,
+  // or a write failed (store unreachable) and `hold` is false — a response is
+  // not held hostage by an outage; the row stays queued and is retried. With
+  // `hold` (Batch API lines: nobody waits on the line, and it must not be
+  // committed before its row) it waits through failed writes.
+  using OnDurable = std::function<void(bool committed)>;
+  void complete(Ticket& t, UsageRow row, std::optional<PayloadRow> payload, OnDurable on_durable = {},
+                bool hold = false);
   // Provisioned throughput (docs/GOVERNANCE.md, docs/SERVING.md). After
   // admit(): true when the request, `tokens` = prompt + max_tokens, is within
   // a reservation that applies to (key, model): it charges that
@@ -153,9 +158,10 @@ class Governor {
   void refresher_loop();
   void writer_loop();
   void write_batch(std::unique_lock<std::mutex>& lk);
-  // Pops the waiters whose rows are committed (all of them when `all`); the
-  // caller runs them without q_mu_ held.
-  std::vector<std::function<void()>> take_waiters(bool all);
+  // Pops the waiters whose rows are committed (true), and with `failed` those
+  // that do not hold through a failed write, with `stopping` every other one
+  // (false); the caller runs them without q_mu_ held.
+  std::vector<std::pair<OnDurable, bool>> take_waiters(bool failed, bool stopping);
 
   GovernorOptions opts_;
   std::unique_ptr<Store> bg_;   // snapshot reloads, usage writes, admin
@@ -183,7 +189,8 @@ class Governor {
   struct Waiter {
     uint64_t seq;  // the row's
     std::chrono::steady_clock::time_point since;
-    std::function<void()> on_durable;
+    OnDurable on_durable;
+    bool hold;  // through failed writes
   };
   std::deque<Waiter> waiters_;
   // How long responses waited for their rows to commit (/metrics histogram).

@@ -2,6 +2,7 @@
 #include "server/batch_executor.h"
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "governance/admin.h"
@@ -154,12 +155,31 @@ void BatchExecutor::finish(uint64_t id) {
   o.request_id = j.job->id();
   o.body = std::move(r.body);
   o.retry = r.status == 503;  // cancelled by a shutdown: run it again after the restart
-  j.job->account(r.status);
   {
     std::lock_guard<std::mutex> lk(mu_);
     jobs_.erase(id);
   }
-  j.done(std::move(o));
+  // The line is reported (and so committed to the batch's results) only once
+  // its usage row is committed, held through failed writes: a kill -9 before
+  // that leaves the line uncommitted, so it runs again and its second row is
+  // dropped (one row per line id). The other order lost the row of a
+  // committed line. A row released unwritten (the server stops during an
+  // outage, the queue is full) sends the line back to run again. The
+  // callback runs on the governor's writer thread; done() only queues it.
+  auto out = std::make_shared<batch::Outcome>(std::move(o));
+  auto done = std::move(j.done);
+  const bool waits = j.job->account(
+      r.status,
+      [done, out](bool committed) {
+        if (!committed) {
+          batch::Outcome again;
+          again.retry = true;
+          *out = std::move(again);
+        }
+        done(std::move(*out));
+      },
+      /*hold=*/true);
+  if (!waits) done(std::move(*out));
 }
 
 void BatchExecutor::loop() {

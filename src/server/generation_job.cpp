@@ -45,7 +45,7 @@ void GenerationJob::attach_governance(gov::Ticket ticket, gov::Headers headers, 
   request_body_ = std::move(request_body);
 }
 
-bool GenerationJob::account(int status, std::function<void()> on_durable) {
+bool GenerationJob::account(int status, gov::Governor::OnDurable on_durable, bool hold) {
   if (!governed_ || accounted_ || !ctx_.opts.governance) return false;
   accounted_ = true;
   gov::UsageRow row;
@@ -84,7 +84,7 @@ bool GenerationJob::account(int status, std::function<void()> on_durable) {
     payload = std::move(p);
   }
   const bool wait = static_cast<bool>(on_durable);
-  ctx_.opts.governance->complete(ticket_, std::move(row), std::move(payload), std::move(on_durable));
+  ctx_.opts.governance->complete(ticket_, std::move(row), std::move(payload), std::move(on_durable), hold);
   return wait;
 }
 

@@ -40,9 +40,10 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   const gov::Headers& extra_headers() const { return gov_headers_; }
   // Completion for governance: credit back, usage row (and payload). Once; the
   // destructor calls it with 499 if nothing did. Returns true when
-  // `on_durable` was handed on: it runs once the row is committed (on the
-  // governance writer thread); false: no row to wait for, nothing will call it.
-  bool account(int status, std::function<void()> on_durable = {});
+  // `on_durable` was handed on: it runs once, when the row is committed or
+  // released without that (gov::Governor::complete, `hold` too), on the
+  // governance writer thread; false: no row to wait for, nothing will call it.
+  bool account(int status, gov::Governor::OnDurable on_durable = {}, bool hold = false);
 
   // Scheduling class of the engine requests (Batch API lines: Priority::Batch).
   void set_priority(Priority p) { priority_ = p; }

@@ -380,7 +380,7 @@ void HttpSession::finish_job() {
   // finished response that a crash could leave unaccounted.
   std::weak_ptr<HttpSession> weak = weak_from_this();
   auto ex = sock_.get_executor();
-  const bool held = held_job_->account(held_job_->final_status(), [weak, ex] {
+  const bool held = held_job_->account(held_job_->final_status(), [weak, ex](bool) {
     asio::post(ex, [weak] {
       if (auto s = weak.lock()) s->reply_job();
     });

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import OpenAI, { toFile, BadRequestError, NotFoundError, ConflictError, APIError } from 'openai';
 
 import { startServer, BIN, sleep } from './lib/server.mjs';
@@ -213,6 +213,7 @@ test('kill -9 mid-batch, restart: the batch completes, every custom_id exactly o
     { encoding: 'utf8' }));
   let s = await startServer(args);
   let c = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: key.key, maxRetries: 0, timeout: 60_000 });
+  let outputIds = [];
   const n = 60;
   const input = Array.from({ length: n }, (_, i) => chatLine(i, 24));
   input.push({ custom_id: 'broken', method: 'POST', url: '/v1/completions', body: {} });
@@ -234,7 +235,9 @@ test('kill -9 mid-batch, restart: the batch completes, every custom_id exactly o
     const d = await waitFor(c, b.id);
     assert.equal(d.status, 'completed');
     assert.deepEqual(d.request_counts, { total: n + 1, completed: n, failed: 1 });
-    const all = [...(await lines(c, d.output_file_id)), ...(await lines(c, d.error_file_id))];
+    const out = await lines(c, d.output_file_id);
+    outputIds = out.map((l) => l.response.body.id);
+    const all = [...out, ...(await lines(c, d.error_file_id))];
     const ids = all.map((l) => l.custom_id).sort();
     assert.deepEqual(ids, input.map((l) => l.custom_id).sort(), 'every custom_id exactly once');
     // Another key sees none of it.
@@ -244,15 +247,18 @@ test('kill -9 mid-batch, restart: the batch completes, every custom_id exactly o
   } finally {
     assert.deepEqual(await s.stop(), { code: 0, signal: null });
   }
-  // Usage rows: one per line, under the key, usage_context = batch. Lines in
-  // flight at the kill ran twice but are billed once (one row per request
-  // id, which names the line); the rows of the last ~200 ms before the kill
-  // may be lost (docs/GOVERNANCE.md): hence at most n, and close to it.
+  // Usage rows: exactly one per line, under the key, usage_context = batch.
+  // A line is committed to the batch only once its usage row is durable, so
+  // every output line has its row; a line in flight at the kill ran twice
+  // and is billed once (one row per request id, which names the line).
   const rows = execFileSync('sqlite3', [state,
     "SELECT key_id, COUNT(*), SUM(completion_tokens) FROM usage_log WHERE usage_context = 'batch' AND status = 200 GROUP BY key_id"],
   { encoding: 'utf8' }).trim().split('|');
   assert.equal(rows[0], key.id);
-  assert.ok(Number(rows[1]) >= n - 8 && Number(rows[1]) <= n, rows.join('|'));
+  assert.equal(Number(rows[1]), n, `one row per output line: ${rows.join('|')}`);
+  const billed = new Set(execFileSync('sqlite3', [state,
+    "SELECT request_id FROM usage_log WHERE usage_context = 'batch' AND status = 200"], { encoding: 'utf8' }).trim().split('\n'));
+  for (const id of outputIds) assert.ok(billed.has(id), `output line ${id} has its usage row`);
   const distinct = execFileSync('sqlite3', [state,
     "SELECT COUNT(DISTINCT request_id), COUNT(*) FROM usage_log WHERE usage_context = 'batch'"], { encoding: 'utf8' }).trim();
   const [d, all] = distinct.split('|').map(Number);
@@ -268,6 +274,60 @@ test('kill -9 mid-batch, restart: the batch completes, every custom_id exactly o
   assert.equal(only.completion_tokens, batchRow.completion_tokens);
   assert.ok(!byContext.some((t) => t.context === 'online'), 'the key sent nothing online');
   assert.equal(usage('--context', 'online', '--key', key.id)[0].requests, 0);
+});
+
+// A line is committed to its batch only once its usage row is: with the
+// state's write lock held by another process (the rows cannot be written),
+// a window of lines runs (--batch-window 4) but none is committed, and the
+// batch waits; kill -9 then, release the lock, restart:
+// the lines run again and each output line has exactly one usage row.
+// (Before, a line committed whose row was still queued at the kill went
+// unbilled.)
+test('kill -9 while usage rows cannot be written: no line committed before its row, each billed once', async () => {
+  const dir = join(tmp, 'held');
+  const state = join(tmp, 'held-state.db');
+  const args = ['--state', state, '--data-dir', dir, '--batch-window', '4', '--max-batch', '8'];
+  const key = JSON.parse(execFileSync(BIN, ['keys', 'create', '--state', state, '--name', 'held', '--models', '*'],
+    { encoding: 'utf8' }));
+  let s = await startServer(args);
+  let c = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: key.key, maxRetries: 0, timeout: 60_000 });
+  const n = 12;
+  const f = await upload(c, jsonl(Array.from({ length: n }, (_, i) => chatLine(i, 8))));
+  // The lock: a sqlite3 shell in a write transaction, until its stdin closes.
+  const locker = spawn('sqlite3', [state], { stdio: ['pipe', 'ignore', 'inherit'] });
+  locker.stdin.write('BEGIN IMMEDIATE;\n');
+  await sleep(300);
+  const tokens = async () => Number(/^moeserve_generation_tokens_total (\d+)/m.exec(
+    await (await fetch(`${s.base}/metrics`)).text())?.[1] ?? 0);
+  const t0 = await tokens();
+  const b = await c.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+  const deadline = Date.now() + 30_000;
+  while ((await tokens()) - t0 < 4 * 8 && Date.now() < deadline) await sleep(50);
+  assert.ok((await tokens()) - t0 >= 4 * 8, 'a window of lines ran');
+  await sleep(500);
+  const cur = await c.batches.retrieve(b.id);
+  assert.equal(cur.status, 'in_progress');
+  assert.equal(cur.request_counts.completed, 0, 'no line committed while its usage row could not be written');
+  s.proc.kill('SIGKILL');
+  await new Promise((r) => s.proc.once('exit', r));
+  locker.stdin.end('COMMIT;\n');
+  await new Promise((r) => locker.once('exit', r));
+
+  s = await startServer(args);
+  c = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: key.key, maxRetries: 0, timeout: 60_000 });
+  let outputIds;
+  try {
+    const d = await waitFor(c, b.id);
+    assert.equal(d.status, 'completed');
+    assert.deepEqual(d.request_counts, { total: n, completed: n, failed: 0 });
+    outputIds = (await lines(c, d.output_file_id)).map((l) => l.response.body.id);
+  } finally {
+    assert.deepEqual(await s.stop(), { code: 0, signal: null });
+  }
+  const billed = execFileSync('sqlite3', [state,
+    "SELECT request_id FROM usage_log WHERE usage_context = 'batch' AND status = 200"], { encoding: 'utf8' }).trim().split('\n');
+  assert.equal(billed.length, n, billed.join(' '));
+  assert.deepEqual([...billed].sort(), [...outputIds].sort(), 'each output line billed once');
 });
 
 test('online requests keep their TTFT while a batch runs', async () => {

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include <map>
+#include <optional>
 
 #include <gtest/gtest.h>
 
@@ -504,7 +505,8 @@ TEST_P(StoreTest, OnDurableRunsAfterTheRowCommits) {
     ASSERT_TRUE(g.admit(*key, model, 10, tickets[i], h));
     UsageRow r;
     r.request_id = uniq("r-"), r.key_id = key->id, r.model = model, r.prompt_tokens = 2, r.completion_tokens = 1;
-    g.complete(tickets[i], r, std::nullopt, [&, i] {
+    g.complete(tickets[i], r, std::nullopt, [&, i](bool committed) {
+      EXPECT_TRUE(committed);
       UsageQuery q;
       q.key_id = key->id;
       auto u = reader->query_usage(q);
@@ -520,9 +522,61 @@ TEST_P(StoreTest, OnDurableRunsAfterTheRowCommits) {
   for (int64_t d : seen) EXPECT_GE(d, 0);
   // A completed ticket calls back at once (nothing more to wait for).
   bool again = false;
-  g.complete(tickets[0], UsageRow{}, std::nullopt, [&] { again = true; });
+  g.complete(tickets[0], UsageRow{}, std::nullopt, [&](bool) { again = true; });
   EXPECT_TRUE(again);
   EXPECT_NE(g.render_metrics().find("moeserve_governance_commit_wait_seconds_count 20"), std::string::npos);
+}
+
+// `hold` (a Batch API line: committed to its batch only after its row): the
+// waiter outlasts a failed write, where a response's waiter is released with
+// false (not held hostage by an outage); once the store is back the held one
+// runs with true, and both rows are there. The failed write: another
+// connection holds the SQLite file's write lock past the busy timeout (5 s).
+TEST_P(StoreTest, HeldWaitersOutlastAFailedWrite) {
+  if (GetParam() != "sqlite") GTEST_SKIP() << "the failed write is made by locking the SQLite file";
+  Governor g(gopts());
+  const std::string model = uniq("m-");
+  KeySpec s;
+  s.name = "held";
+  CreatedKey k = create_key(g.store(), s);
+  g.reload();
+  auto key = g.authenticate("Bearer " + k.secret).key;
+  ASSERT_TRUE(key);
+  sqlite3* lock = nullptr;
+  ASSERT_EQ(sqlite3_open(location_.c_str(), &lock), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(lock, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<bool> plain, held;
+  Ticket t[2];
+  for (int i = 0; i < 2; ++i) {
+    Headers h;
+    ASSERT_TRUE(g.admit(*key, model, 10, t[i], h));
+    UsageRow r;
+    r.request_id = uniq("r-"), r.key_id = key->id, r.model = model, r.prompt_tokens = 2, r.completion_tokens = 1;
+    std::optional<bool>& out = i == 0 ? plain : held;
+    g.complete(t[i], r, std::nullopt, [&](bool committed) {
+      std::lock_guard<std::mutex> lk(mu);
+      out = committed;
+      cv.notify_all();
+    }, /*hold=*/i == 1);
+  }
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(20), [&] { return plain.has_value(); }));
+    EXPECT_FALSE(*plain) << "released by the failed write, not committed";
+    EXPECT_FALSE(held.has_value()) << "a held waiter outlasts the failed write";
+  }
+  ASSERT_EQ(sqlite3_exec(lock, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(lock);
+  std::unique_lock<std::mutex> lk(mu);
+  ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(20), [&] { return held.has_value(); }));
+  EXPECT_TRUE(*held);
+  UsageQuery q;
+  q.key_id = key->id;
+  auto u = open_store(location_)->query_usage(q);
+  ASSERT_EQ(u.size(), 1u);
+  EXPECT_EQ(u[0].requests, 2);
 }
 
 TEST_P(StoreTest, KeyLimitOverridesGroupAndDefault) {
