@@ -220,6 +220,12 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
     o.flush = std::chrono::milliseconds(20);
     return o;
   }
+  // A key created in g's store and authenticated through g.
+  static std::shared_ptr<const KeyRecord> governed_key(Governor& g, KeySpec spec) {
+    CreatedKey k = create_key(g.store(), spec);
+    g.reload();
+    return g.authenticate("Bearer " + k.secret).key;
+  }
   std::string dir_, location_;
   std::unique_ptr<Store> store_;
 };
@@ -489,9 +495,7 @@ TEST_P(StoreTest, OnDurableRunsAfterTheRowCommits) {
   const std::string model = uniq("m-");
   KeySpec s;
   s.name = "durable";
-  CreatedKey k = create_key(g.store(), s);
-  g.reload();
-  auto key = g.authenticate("Bearer " + k.secret).key;
+  auto key = governed_key(g, s);
   ASSERT_TRUE(key);
   auto reader = open_store(location_);
   constexpr int kRows = 20;
@@ -538,9 +542,7 @@ TEST_P(StoreTest, HeldWaitersOutlastAFailedWrite) {
   const std::string model = uniq("m-");
   KeySpec s;
   s.name = "held";
-  CreatedKey k = create_key(g.store(), s);
-  g.reload();
-  auto key = g.authenticate("Bearer " + k.secret).key;
+  auto key = governed_key(g, s);
   ASSERT_TRUE(key);
   sqlite3* lock = nullptr;
   ASSERT_EQ(sqlite3_open(location_.c_str(), &lock), SQLITE_OK);
