@@ -213,11 +213,9 @@ std::vector<FileRec> BatchService::list_files(const std::string& owner, const st
 std::shared_ptr<BatchService::Content> BatchService::open_content(const std::string& owner, const std::string& id) {
   FileRec f = get_file(owner, id);
   auto c = std::make_shared<Content>();
-  c->fd = store_->open_content(f, opts_.files_dir);
-  struct stat st {};
-  if (c->fd.get() < 0 || ::fstat(c->fd.get(), &st) != 0)
-    fail(404, "not_found", "The content of file " + id + " is no longer available.", "id");
-  c->size = static_cast<int64_t>(st.st_size);
+  c->reader = store_->read_content(f);
+  if (!c->reader) fail(404, "not_found", "The content of file " + id + " is no longer available.", "id");
+  c->size = f.bytes;
   return c;
 }
 

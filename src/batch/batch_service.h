@@ -110,10 +110,11 @@ class BatchService {
   FileRec get_file(const std::string& owner, const std::string& id);
   std::vector<FileRec> list_files(const std::string& owner, const std::string& purpose, const std::string& after,
                                   int64_t limit);
-  // A file's content, open for reading (the caller streams it): its
-  // descriptor and size. Failure 404 when the file is gone.
+  // A file's content for the caller to stream: read in order, without a
+  // copy (BatchStore::read_content), and its size. Failure 404 when the file
+  // is gone.
   struct Content {
-    UniqueFd fd;
+    std::unique_ptr<ContentReader> reader;
     int64_t size = 0;
   };
   std::shared_ptr<Content> open_content(const std::string& owner, const std::string& id);
@@ -146,7 +147,7 @@ class BatchService {
   int64_t now_s() const;
 
   ServiceOptions opts_;
-  std::unique_ptr<BatchStore> store_;
+  std::shared_ptr<BatchStore> store_;  // shared with the readers of downloads in flight
   const std::string runner_id_ = new_id("runner-");  // this process, in the store's leases
   Executor* ex_ = nullptr;
 

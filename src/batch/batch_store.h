@@ -60,7 +60,20 @@ struct LineRow {
   std::string json;
 };
 
-class BatchStore {
+// A file's bytes in order, read once from the start, as a download sends
+// them.
+class ContentReader {
+ public:
+  virtual ~ContentReader() = default;
+  // Up to n bytes from where the last read ended; 0 at the end. Throws
+  // Error(Internal) when the rest is gone (the file deleted meanwhile) or
+  // cannot be read.
+  virtual size_t read(char* p, size_t n) = 0;
+};
+
+// Held by shared_ptr (open_batch_store's unique_ptr converts): a
+// ContentReader keeps its store alive.
+class BatchStore : public std::enable_shared_from_this<BatchStore> {
  public:
   virtual ~BatchStore() = default;
   virtual std::string kind() const = 0;  // "sqlite" | "postgresql"
@@ -79,6 +92,10 @@ class BatchStore {
   // unlinked copy the store writes under `spool_dir` a chunk at a time.
   // An invalid descriptor when they are gone.
   virtual UniqueFd open_content(const FileRec& f, const std::string& spool_dir) = 0;
+  // The file's bytes for one pass in order, without a copy: f.path as it is
+  // read, or one stored chunk at a time (the first fetched here). nullptr
+  // when they are gone.
+  virtual std::unique_ptr<ContentReader> read_content(const FileRec& f) = 0;
 
   virtual void put_batch(const BatchRec& b) = 0;  // insert
   // Every column but id, owner and the counts, when the stored status is

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -84,6 +85,17 @@ class PgBatchStore final : public BatchStore {
     });
   }
 
+  static int64_t chunks(const FileRec& f) {
+    return (f.bytes + static_cast<int64_t>(kChunk) - 1) / static_cast<int64_t>(kChunk);
+  }
+  // Chunk c of file `id`; nullopt when it is gone.
+  std::optional<std::string> chunk(const std::string& id, int64_t c) {
+    std::lock_guard<std::mutex> lk(mu_);
+    Result r = db_.q("SELECT data FROM batch_file_chunks WHERE file_id = $1 AND n = $2::int", {id, n(c)}, true);
+    if (r.rows() == 0) return std::nullopt;
+    return r.str(0, 0);
+  }
+
   std::string kind() const override { return "postgresql"; }
   bool keeps_content() const override { return true; }
 
@@ -125,20 +137,53 @@ class PgBatchStore final : public BatchStore {
       if (out.get() < 0) throw Error(ErrorKind::Internal, "cannot write in " + spool_dir + ": " + std::strerror(errno));
       ::unlink(tmpl.c_str());
     }
-    const int64_t chunks = (f.bytes + static_cast<int64_t>(kChunk) - 1) / static_cast<int64_t>(kChunk);
-    for (int64_t c = 0; c < chunks; ++c) {  // one chunk in memory at a time
-      std::string data;
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        Result r = db_.q("SELECT data FROM batch_file_chunks WHERE file_id = $1 AND n = $2::int", {f.id, n(c)}, true);
-        if (r.rows() == 0) return UniqueFd();  // deleted meanwhile
-        data = r.str(0, 0);
-      }
-      write_all(out.get(), data, spool_dir);
+    for (int64_t c = 0; c < chunks(f); ++c) {  // one chunk in memory at a time
+      std::optional<std::string> data = chunk(f.id, c);
+      if (!data) return UniqueFd();  // deleted meanwhile
+      write_all(out.get(), *data, spool_dir);
     }
     if (::lseek(out.get(), 0, SEEK_SET) != 0)
       throw Error(ErrorKind::Internal, std::string("cannot read back a file: ") + std::strerror(errno));
     return out;
+  }
+
+  // A download: one chunk in memory, fetched as the previous one is sent.
+  class ChunkReader final : public ContentReader {
+   public:
+    ChunkReader(std::shared_ptr<PgBatchStore> st, const FileRec& f, std::string first)
+        : st_(std::move(st)), id_(f.id), chunks_(chunks(f)), buf_(std::move(first)) {}
+    size_t read(char* p, size_t n) override {
+      if (off_ == buf_.size()) {
+        if (next_ >= chunks_) return 0;
+        std::optional<std::string> data = st_->chunk(id_, next_);
+        if (!data || data->empty()) throw Error(ErrorKind::Internal, "file " + id_ + " was deleted while it was read");
+        buf_ = std::move(*data);
+        ++next_;
+        off_ = 0;
+      }
+      const size_t k = std::min(n, buf_.size() - off_);
+      std::memcpy(p, buf_.data() + off_, k);
+      off_ += k;
+      return k;
+    }
+
+   private:
+    std::shared_ptr<PgBatchStore> st_;
+    std::string id_;
+    int64_t chunks_, next_ = 1;
+    std::string buf_;
+    size_t off_ = 0;
+  };
+
+  std::unique_ptr<ContentReader> read_content(const FileRec& f) override {
+    std::string first;
+    if (chunks(f) > 0) {
+      std::optional<std::string> data = chunk(f.id, 0);
+      if (!data) return nullptr;
+      first = std::move(*data);
+    }
+    return std::make_unique<ChunkReader>(std::static_pointer_cast<PgBatchStore>(shared_from_this()), f,
+                                         std::move(first));
   }
 
   void put_batch(const BatchRec& b) override {

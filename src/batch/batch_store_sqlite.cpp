@@ -88,6 +88,22 @@ bool update_batch_row(sqlite3* db, const BatchRec& b, const std::string& from_st
   return sqlite3_changes(db) > 0;
 }
 
+// The bytes of a file in the files directory, as they are read.
+class FdReader final : public ContentReader {
+ public:
+  explicit FdReader(UniqueFd fd) : fd_(std::move(fd)) {}
+  size_t read(char* p, size_t n) override {
+    for (;;) {
+      const ssize_t got = ::read(fd_.get(), p, n);
+      if (got >= 0) return static_cast<size_t>(got);
+      if (errno != EINTR) throw Error(ErrorKind::Internal, std::string("cannot read a file: ") + std::strerror(errno));
+    }
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
 class SqliteBatchStore final : public BatchStore {
  public:
   explicit SqliteBatchStore(const std::string& db_path);
@@ -101,6 +117,11 @@ class SqliteBatchStore final : public BatchStore {
   bool delete_file(const std::string& id) override;
   UniqueFd open_content(const FileRec& f, const std::string&) override {
     return UniqueFd(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC));
+  }
+  std::unique_ptr<ContentReader> read_content(const FileRec& f) override {
+    UniqueFd fd = open_content(f, "");
+    if (fd.get() < 0) return nullptr;
+    return std::make_unique<FdReader>(std::move(fd));
   }
   void put_batch(const BatchRec& b) override;
   bool update_batch(const BatchRec& b, const std::string& from_status) override;

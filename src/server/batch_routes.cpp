@@ -102,7 +102,7 @@ std::vector<std::string> split_path(const std::string& path) {
   return parts;
 }
 
-// A stored file sent as it is read, 256 KiB at a time.
+// A stored file sent as it is read (BatchStore::read_content), 256 KiB at a time.
 class FileBody : public BodySource {
  public:
   explicit FileBody(std::shared_ptr<batch::BatchService::Content> c) : c_(std::move(c)) {}
@@ -110,10 +110,10 @@ class FileBody : public BodySource {
   size_t read(char* p, size_t n) override {
     const int64_t left = c_->size - pos_;
     if (left <= 0) return 0;
-    const ssize_t got = ::pread(c_->fd.get(), p, std::min<size_t>(n, static_cast<size_t>(left)), pos_);
-    if (got <= 0) throw std::runtime_error("the file could not be read");
-    pos_ += got;
-    return static_cast<size_t>(got);
+    const size_t got = c_->reader->read(p, std::min<size_t>(n, static_cast<size_t>(left)));
+    if (got == 0) throw std::runtime_error("the file could not be read");  // shorter than its record
+    pos_ += static_cast<int64_t>(got);
+    return got;
   }
 
  private:

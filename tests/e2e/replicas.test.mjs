@@ -283,6 +283,12 @@ test('batches on PostgreSQL: shared by the replicas, taken over after kill -9 of
   assert.deepEqual([...out, ...errs].map((l) => l.custom_id).sort(), input.map((l) => l.custom_id).sort(),
     'every custom_id exactly once');
   assert.ok(out.every((l) => l.response.status_code === 200 && l.response.body.usage.completion_tokens === 24));
+  // Billed exactly once per output line, under the key: a line is committed
+  // only after its usage row, and a line run again is not billed again.
+  const billed = execFileSync(BIN, ['usage', '--state', PG, '--key', key.id, '--rows'], { encoding: 'utf8' })
+    .split('\n').filter(Boolean).map((l) => JSON.parse(l))
+    .filter((r) => r.usage_context === 'batch' && r.status === 200).map((r) => r.request_id);
+  assert.deepEqual(billed.sort(), out.map((l) => l.response.body.id).sort(), 'one usage row per output line');
   console.log(`replicas: batch completed by the survivor ${(tookMs / 1000).toFixed(1)} s after kill -9 of its runner (lease 2 s); ` +
     `${out.length} + ${errs.length} lines; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 });
