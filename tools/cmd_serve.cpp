@@ -61,6 +61,7 @@ struct ServeArgs {
   int batch_window = 0;              // batch lines in flight (0: --max-batch)
   double batch_expiry_s = 24 * 3600;  // a batch's completion window ("24h"); shorter only for tests
   double batch_lease_s = 30;          // a replica's hold on a running batch (PostgreSQL state)
+  std::string replica_id;             // this replica in the batch leases ("": a fresh id per process)
 };
 
 // "models/tiny-mixtral-kjv/" -> "tiny-mixtral-kjv"; "x/model.Q8_0.gguf" -> "model.Q8_0".
@@ -133,6 +134,9 @@ void run_serve(const ServeArgs& a) {
     throw Error(ErrorKind::BadInput, "--batch-expiry-s: expected [1, 86400]");
   if (!(a.batch_lease_s >= 1) || a.batch_lease_s > 3600)
     throw Error(ErrorKind::BadInput, "--batch-lease-s: expected [1, 3600]");
+  if (a.replica_id.size() > 128 || a.replica_id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                    "0123456789._:-") != std::string::npos)
+    throw Error(ErrorKind::BadInput, "--replica-id: expected up to 128 letters, digits and . _ : -");
   {
     const bool pg_state = !a.state.empty() && gov::is_postgres_url(a.state);
     if (!a.data_dir.empty() || !a.state.empty()) {
@@ -150,6 +154,7 @@ void run_serve(const ServeArgs& a) {
       bo.window = a.batch_window > 0 ? a.batch_window : a.max_batch;
       bo.expiry_s = static_cast<int64_t>(a.batch_expiry_s);
       bo.lease_ms = static_cast<int64_t>(a.batch_lease_s * 1000);
+      bo.runner_id = a.replica_id;
       batches = std::make_unique<batch::BatchService>(bo);
     }
   }
@@ -316,6 +321,10 @@ void add_serve(CLI::App& app) {
                   "With a postgresql:// --state: seconds a replica holds a running batch without renewing it "
                   "(a killed replica's batch moves to another after this)")
       ->capture_default_str();
+  cmd->add_option("--replica-id", a->replica_id,
+                  "With a postgresql:// --state: this replica's stable name in the batch leases (e.g. the pod's "
+                  "name), so that it takes its own batches back at once after a crash; never shared by two "
+                  "live replicas (default: a fresh id per process)");
   cmd->callback([a, cmd] {
     if (!a->config.empty()) {  // the file's settings, for every flag not given on the command line
       a->cfg = load_serve_config(a->config);

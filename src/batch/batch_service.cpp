@@ -88,7 +88,8 @@ bool valid_endpoint(const std::string& e) { return e == "/v1/chat/completions" |
 
 }  // namespace
 
-BatchService::BatchService(ServiceOptions o) : opts_(std::move(o)) {
+BatchService::BatchService(ServiceOptions o)
+    : opts_(std::move(o)), runner_id_(opts_.runner_id.empty() ? new_id("runner-") : opts_.runner_id) {
   std::error_code ec;
   std::filesystem::create_directories(opts_.files_dir, ec);
   if (ec || !std::filesystem::is_directory(opts_.files_dir))

@@ -79,6 +79,11 @@ struct ServiceOptions {
   int window = 64;         // batch lines in flight at most
   int64_t expiry_s = 24 * 3600;  // how long the "24h" completion window lasts (shorter: tests)
   int64_t lease_ms = 30000;      // a runner's hold on a batch (PostgreSQL): how long a dead replica's batch waits
+  // This replica in the store's leases; "" gives each process a fresh id. A
+  // stable one (the pod's name) lets a replica restarted after a crash take
+  // its own batches back at once instead of after lease_ms. Two live
+  // replicas must never share one.
+  std::string runner_id;
 };
 
 class BatchService {
@@ -148,7 +153,7 @@ class BatchService {
 
   ServiceOptions opts_;
   std::shared_ptr<BatchStore> store_;  // shared with the readers of downloads in flight
-  const std::string runner_id_ = new_id("runner-");  // this process, in the store's leases
+  const std::string runner_id_;  // opts_.runner_id, or a fresh id for this process
   Executor* ex_ = nullptr;
 
   std::mutex mu_;

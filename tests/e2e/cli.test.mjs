@@ -151,6 +151,8 @@ test('bad flags and inputs exit 2 with one line', () => {
   bad(['tokenize', '--chat', chat], /'role' and 'content'/);
   // The Batch API's flags, before the model loads.
   bad(['serve', '--port', '0', '--data-dir', join(tmp, 'd'), '--batch-lease-s', '0'], /--batch-lease-s: expected \[1, 3600\]/);
+  bad(['serve', '--port', '0', '--data-dir', join(tmp, 'd'), '--replica-id', 'a b'], /--replica-id: expected up to 128 letters/);
+  bad(['serve', '--port', '0', '--data-dir', join(tmp, 'd'), '--replica-id', 'x'.repeat(129)], /--replica-id: expected/);
   bad(['serve', '--port', '0', '--state', 'postgresql://nobody:hunter2@127.0.0.1:1/none?connect_timeout=2'],
     /cannot connect to PostgreSQL at postgresql:\/\/nobody:\*\*\*@127\.0\.0\.1:1/);
 });

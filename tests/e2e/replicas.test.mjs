@@ -292,3 +292,47 @@ test('batches on PostgreSQL: shared by the replicas, taken over after kill -9 of
   console.log(`replicas: batch completed by the survivor ${(tookMs / 1000).toFixed(1)} s after kill -9 of its runner (lease 2 s); ` +
     `${out.length} + ${errs.length} lines; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 });
+
+// --replica-id: a replica restarted after kill -9 under the same name takes
+// its batch back at once, though its lease (30 s) has not expired; without a
+// stable name it would wait the lease out (the test above).
+test('a replica restarted with the same --replica-id resumes its batch without waiting out its lease', async () => {
+  const key = cliJson(['keys', 'create', '--state', PG, '--name', 'restarter', '--models', '*']);
+  for (const r of replicas) await r.stop();
+  replicas = [];
+  const args = ['--state', PG, '--replica-id', 'pod-0', '--batch-lease-s', '30', '--batch-window', '4', '--max-batch', '8'];
+  let s = await startServer(args);
+  let c = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: key.key, maxRetries: 0, timeout: 60_000 });
+  const n = 40;
+  const input = Array.from({ length: n }, (_, i) => ({ custom_id: `r-${i}`, method: 'POST', url: '/v1/completions',
+    body: { prompt: `In the beginning ${i}`, max_tokens: 24, temperature: 0, ignore_eos: true } }));
+  const f = await c.files.create({ file: await toFile(Buffer.from(input.map((l) => JSON.stringify(l)).join('\n') + '\n'),
+    'in.jsonl'), purpose: 'batch' });
+  const b = await c.batches.create({ input_file_id: f.id, endpoint: '/v1/completions', completion_window: '24h' });
+  const deadline = Date.now() + 60_000;
+  let cur;
+  do {
+    await sleep(20);
+    cur = await c.batches.retrieve(b.id);
+  } while (cur.request_counts.completed < 4 && Date.now() < deadline);
+  assert.equal(cur.status, 'in_progress', 'killed mid-run');
+  const killedAt = Date.now();
+  s.proc.kill('SIGKILL');
+  await new Promise((r) => (s.proc.exitCode !== null ? r() : s.proc.once('exit', r)));
+  s = await startServer(args);
+  replicas.push(s);
+  c = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: key.key, maxRetries: 0, timeout: 60_000 });
+  let d;
+  for (;;) {
+    d = await c.batches.retrieve(b.id);
+    if (['completed', 'failed', 'cancelled', 'expired'].includes(d.status)) break;
+    assert.ok(Date.now() < killedAt + 25_000, `batch still ${d.status} 25 s after the kill (lease 30 s)`);
+    await sleep(50);
+  }
+  const tookMs = Date.now() - killedAt;
+  assert.equal(d.status, 'completed');
+  assert.deepEqual(d.request_counts, { total: n, completed: n, failed: 0 });
+  const out = (await (await c.files.content(d.output_file_id)).text()).split('\n').filter((l) => l).map((l) => JSON.parse(l));
+  assert.deepEqual(out.map((l) => l.custom_id).sort(), input.map((l) => l.custom_id).sort(), 'every custom_id exactly once');
+  console.log(`replicas: restarted under the same --replica-id, the batch completed ${(tookMs / 1000).toFixed(1)} s after the kill (lease 30 s)`);
+});
