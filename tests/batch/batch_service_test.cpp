@@ -129,7 +129,9 @@ class StoreParam : public ::testing::TestWithParam<std::string> {
   std::string state(const std::string& dir) const { return pg() ? url_ : dir + "/b.db"; }
   ServiceOptions opts(const std::string& dir, int64_t max_file_bytes, int64_t max_lines, int window,
                       const std::string& files = "/files") const {
-    ServiceOptions o{state(dir), dir + files, max_file_bytes, max_lines, window};
+    ServiceOptions o;
+    o.state = state(dir), o.files_dir = dir + files, o.max_file_bytes = max_file_bytes, o.max_lines = max_lines;
+    o.window = window;
     o.lease_ms = 300;
     return o;
   }
