@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Files API downloads: time to first byte and total time of
+# GET /v1/files/{id}/content for one large file, with the Batch API's state
+# on SQLite (the file in the files directory) and on PostgreSQL (the bytes in
+# 1 MiB bytea chunks; a throw-away server from tests/e2e/lib/pg.sh), and the
+# server's peak RSS growth over the downloads. Each download is compared with
+# the upload byte for byte. Give several binaries to compare them in one run.
+# Usage: bench/batch/download.sh [BIN...]   (MB=24 ROUNDS=3)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+BINS=("$@")
+[ ${#BINS[@]} -gt 0 ] || BINS=("$ROOT/build/tools/moeserve")
+MB="${MB:-24}"
+ROUNDS="${ROUNDS:-3}"
+TMP="$(mktemp -d /tmp/ms-dlbench-XXXXXX)"
+. "$ROOT/tests/e2e/lib/pg.sh"
+SRV=""
+cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; wait 2>/dev/null || true; pg_stop; rm -rf "$TMP"; }
+trap cleanup EXIT
+pg_start
+
+# A valid batch input of about MB MiB: lines of 120 kB prompts.
+node -e '
+  const fs = require("fs");
+  const [file, mb] = [process.argv[1], Number(process.argv[2])];
+  const out = fs.openSync(file, "w");
+  for (let i = 0, n = 0; n < mb * 1048576; ++i) {
+    const l = JSON.stringify({ custom_id: `l${i}`, method: "POST", url: "/v1/completions",
+      body: { prompt: "x".repeat(120000), max_tokens: 1 } }) + "\n";
+    fs.writeSync(out, l);
+    n += l.length;
+  }
+  fs.closeSync(out);' "$TMP/in.jsonl" "$MB"
+
+run() {  # binary, label, state
+  local bin="$1" label="$2" state="$3"
+  local key
+  key="$("$bin" keys create --state "$state" --name dl | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).key))')"
+  "$bin" serve --host 127.0.0.1 --port 0 --state "$state" 2>"$TMP/server.log" &
+  SRV=$!
+  local port=""
+  for _ in $(seq 600); do
+    port="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$TMP/server.log" | grep -o '[0-9]*$' || true)"
+    [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+    sleep 0.1
+  done
+  local auth="Authorization: Bearer $key" url="http://127.0.0.1:$port/v1/files"
+  local id
+  id="$(curl -sf -H "$auth" "$url" -F purpose=batch -F file=@"$TMP/in.jsonl" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).id))')"
+  local hwm0 hwm1 times="" same=yes
+  hwm0="$(awk '/VmHWM/ {print $2}' "/proc/$SRV/status")"
+  for _ in $(seq "$ROUNDS"); do
+    times+=" $(curl -sf -H "$auth" -o "$TMP/out.bin" -w '%{time_starttransfer}/%{time_total}' "$url/$id/content")"
+    cmp -s "$TMP/out.bin" "$TMP/in.jsonl" || same=NO
+  done
+  hwm1="$(awk '/VmHWM/ {print $2}' "/proc/$SRV/status")"
+  kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=""
+  printf '%-24s %-10s first byte / total (s):%s  peak RSS +%d MiB  byte-identical: %s\n' \
+    "$(basename "$bin")" "$label" "$times" $(((hwm1 - hwm0) / 1024)) "$same"
+}
+
+echo "download of a $(($(stat -c %s "$TMP/in.jsonl") / 1048576)) MiB file, $ROUNDS times"
+for b in "${BINS[@]}"; do
+  b="$(realpath "$b")"
+  run "$b" sqlite "$TMP/state-$RANDOM.db"
+  run "$b" postgresql "$PG_URL"
+done
