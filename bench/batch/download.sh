@@ -12,11 +12,11 @@ BINS=("$@")
 [ ${#BINS[@]} -gt 0 ] || BINS=("$ROOT/build/tools/moeserve")
 MB="${MB:-24}"
 ROUNDS="${ROUNDS:-3}"
-TMP="$(mktemp -d /tmp/ms-dlbench-XXXXXX)"
+# TMP, serve_start (a server on a free loopback port, waited for) and the
+# cleanup of both; the PostgreSQL server is stopped too.
+. "$ROOT/tests/e2e/lib/serve.sh"
 . "$ROOT/tests/e2e/lib/pg.sh"
-SRV=""
-cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; wait 2>/dev/null || true; pg_stop; rm -rf "$TMP"; }
-trap cleanup EXIT
+trap 'pg_stop; cleanup' EXIT
 pg_start
 
 # A valid batch input of about MB MiB: lines of 120 kB prompts.
@@ -32,36 +32,29 @@ node -e '
   }
   fs.closeSync(out);' "$TMP/in.jsonl" "$MB"
 
-run() {  # binary, label, state
-  local bin="$1" label="$2" state="$3"
+run() {  # label, state (BIN: the binary)
+  local label="$1" state="$2"
   local key
-  key="$("$bin" keys create --state "$state" --name dl | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).key))')"
-  "$bin" serve --host 127.0.0.1 --port 0 --state "$state" 2>"$TMP/server.log" &
-  SRV=$!
-  local port=""
-  for _ in $(seq 600); do
-    port="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$TMP/server.log" | grep -o '[0-9]*$' || true)"
-    [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-    sleep 0.1
-  done
-  local auth="Authorization: Bearer $key" url="http://127.0.0.1:$port/v1/files"
+  key="$("$BIN" keys create --state "$state" --name dl | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).key))')"
+  serve_start "$TMP/server.log" --state "$state"
+  local auth="Authorization: Bearer $key" url="http://127.0.0.1:$PORT/v1/files"
   local id
   id="$(curl -sf -H "$auth" "$url" -F purpose=batch -F file=@"$TMP/in.jsonl" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).id))')"
   local hwm0 hwm1 times="" same=yes
-  hwm0="$(awk '/VmHWM/ {print $2}' "/proc/$SRV/status")"
+  hwm0="$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")"
   for _ in $(seq "$ROUNDS"); do
     times+=" $(curl -sf -H "$auth" -o "$TMP/out.bin" -w '%{time_starttransfer}/%{time_total}' "$url/$id/content")"
     cmp -s "$TMP/out.bin" "$TMP/in.jsonl" || same=NO
   done
-  hwm1="$(awk '/VmHWM/ {print $2}' "/proc/$SRV/status")"
-  kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=""
+  hwm1="$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")"
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
   printf '%-24s %-10s first byte / total (s):%s  peak RSS +%d MiB  byte-identical: %s\n' \
-    "$(basename "$bin")" "$label" "$times" $(((hwm1 - hwm0) / 1024)) "$same"
+    "$(basename "$BIN")" "$label" "$times" $(((hwm1 - hwm0) / 1024)) "$same"
 }
 
 echo "download of a $(($(stat -c %s "$TMP/in.jsonl") / 1048576)) MiB file, $ROUNDS times"
 for b in "${BINS[@]}"; do
-  b="$(realpath "$b")"
-  run "$b" sqlite "$TMP/state-$RANDOM.db"
-  run "$b" postgresql "$PG_URL"
+  BIN="$(realpath "$b")"
+  run sqlite "$TMP/state-$RANDOM.db"
+  run postgresql "$PG_URL"
 done
