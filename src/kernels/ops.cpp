@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -224,6 +225,36 @@ void matmul(const MatView& W, const float* X, int64_t ldx, int64_t n, float* Y, 
   thread_local QuantizedActs scratch;
   quantize_acts(W.dtype, X, ldx, n, W.cols, pool, &scratch);
   matmul_q(W, scratch, Y, ldy, pool);
+}
+
+bool matmul_argmax(const MatView& W, const float* X, int64_t ldx, int64_t n, int32_t* out, ThreadPool& pool) {
+  const auto fused = K().matmul_f_argmax;
+  if (!fused || is_quantized(W.dtype) || n < 8 || W.rows == 0) return false;
+  if (!X || ldx < W.cols) throw Error(ErrorKind::Internal, "matmul_argmax: bad activation stride");
+  const cpu::WeightsRef R = wref(W);
+  if (!fused(R, X, ldx, n, 0, 0, nullptr, nullptr)) return false;  // an empty range: is the shape handled?
+  // Each thread merges the ranges it takes into its own (value, index) per
+  // row; the threads' results are merged the same way (order-independent).
+  const size_t threads = size_t(pool.size());
+  std::vector<float> best_v(threads * size_t(n), -std::numeric_limits<float>::infinity());
+  std::vector<int32_t> best_i(threads * size_t(n), 0);
+  run_rows(pool, W.rows, W.rows * W.cols * n, [&](int64_t r0, int64_t r1, int t) {
+    fused(R, X, ldx, n, r0, r1, best_v.data() + size_t(t) * size_t(n), best_i.data() + size_t(t) * size_t(n));
+  });
+  for (int64_t i = 0; i < n; ++i) {
+    float v = best_v[size_t(i)];
+    int32_t idx = best_i[size_t(i)];
+    for (size_t t = 1; t < threads; ++t) {
+      const float tv = best_v[t * size_t(n) + size_t(i)];
+      const int32_t ti = best_i[t * size_t(n) + size_t(i)];
+      if (tv > v || (tv == v && tv > -std::numeric_limits<float>::infinity() && ti < idx)) {
+        v = tv;
+        idx = ti;
+      }
+    }
+    out[i] = v > -std::numeric_limits<float>::infinity() ? idx : 0;  // greedy_argmax's 0 when nothing is above -inf
+  }
+  return true;
 }
 
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) { ref::dequantize_row(t, src, dst, n); }

@@ -37,6 +37,12 @@ namespace ms::ops {
 void matmul(const MatView& W, const float* X, int64_t ldx, int64_t n, float* Y, int64_t ldy,
             ThreadPool& pool);
 
+// out[i] = core/argmax.h's greedy_argmax of row i of matmul(W, X) — the same
+// token — computed without writing the n x W.rows outputs, for float W where
+// the kernels fuse it (AVX-512, 16-bit rows of up to 256 columns, a multiple
+// of 16; n >= 8). Returns false, touching nothing, where they do not.
+bool matmul_argmax(const MatView& W, const float* X, int64_t ldx, int64_t n, int32_t* out, ThreadPool& pool);
+
 // Activations X [n][cols] prepared for matmuls with weights of one activation
 // format (see kernels/ref/quant_ref.h for the quantization). Row i of the
 // quantized values starts at qs.data() + i*qs_stride.

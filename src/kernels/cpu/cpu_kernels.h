@@ -63,6 +63,13 @@ uint8_t* pack_buffer(size_t bytes);
 
 namespace avx512 {
 MS_CPU_KERNEL_DECLS
+// Float weights, the greedy argmax of each activation row's outputs over
+// weight rows [r0, r1) without writing them (an lm_head for greedy decoding):
+// merged into best_v[i] / best_i[i] (the larger value; on a tie the smaller
+// index; NaN and -inf never taken), the callers' values for i < n kept where
+// they win. False, touching nothing, for shapes it does not handle.
+bool matmul_f_argmax(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,
+                     float* best_v, int32_t* best_i);
 }
 namespace avx2 {
 MS_CPU_KERNEL_DECLS

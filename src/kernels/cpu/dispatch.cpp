@@ -80,7 +80,8 @@ const KernelTable kScalar{Isa::Scalar,          "scalar",        false,
 const KernelTable kAvx512{Isa::Avx512,           "avx512",           true,
                           avx512::has_q,         avx512::quantize_acts, avx512::matmul_q,
                           avx512::matmul_f,      avx512::read_sum,   avx512::silu_mul,
-                          avx512::f32_to_f16_row, avx512::attention, avx512::int8_dot_loop};
+                          avx512::f32_to_f16_row, avx512::attention, avx512::int8_dot_loop,
+                          avx512::matmul_f_argmax};
 
 // AVX2, with the quantized matmuls of the AVX-VNNI build where the CPU has it.
 KernelTable avx2_table(bool vnni) {

@@ -6,7 +6,8 @@
 // The scalar table points at wrappers of the reference (kernels/ref), so a
 // caller has one path whatever the level. Entries that are null have no
 // kernel at that level: `attention` (the scalar level runs
-// ref::paged_attention over the whole call, not per work item).
+// ref::paged_attention over the whole call, not per work item) and
+// `matmul_f_argmax` below AVX-512 (ops computes the outputs, then the argmax).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -35,6 +36,10 @@ struct KernelTable {
   void (*attention)(const AttnItem& a);  // null at the scalar level
   // int8 multiply-add peak loop (ops::probe_int8_gmacs); null at the scalar level.
   uint64_t (*int8_dot_loop)(int64_t iters);
+  // The greedy argmax of a float matmul without its outputs
+  // (avx512::matmul_f_argmax); null below AVX-512.
+  bool (*matmul_f_argmax)(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,
+                          float* best_v, int32_t* best_i) = nullptr;
 };
 
 // The table of the best level this CPU (and MOESERVE_ISA) allows, chosen on
