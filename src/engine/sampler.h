@@ -47,6 +47,9 @@ class Sampler {
   // Greedy with no bias or penalties: the token is the row's greedy_argmax
   // (when no mask applies either).
   bool plain_greedy() const { return greedy_ && plain_; }
+  // Plain greedy without logprobs: sample() reads nothing of the row but its
+  // greedy token, so the row's logits need not exist (LogitsWanted::Greedy).
+  bool token_only() const { return plain_greedy() && p_.logprobs < 0; }
   // The processed logits of the last sample() call (after bias/penalties, before
   // temperature); not filled by plain greedy calls (no bias, penalties or mask).
   const std::vector<float>& last_processed() const { return work_; }

@@ -141,6 +141,12 @@ class Backend {
   // its greedy token, core/argmax.h's greedy_argmax. The CPU backend splits
   // the rows over its threads; this default runs them on the caller's.
   virtual void argmax_rows(const float* logits, int64_t n_rows, int64_t vocab, int32_t* out);
+  // out[r] = the greedy token of logits() row r (the same token), where only
+  // the token is wanted: a backend may skip the logits (the CPU one fuses the
+  // argmax into the matmul where its kernels can). `scratch` ([n_rows][vocab])
+  // may be written; this default computes logits() there, then argmax_rows().
+  virtual void greedy_tokens(RunState& rs, const int64_t* rows, int64_t n_rows, const float* norm,
+                             const MatView& wout, float* scratch, int32_t* out);
 };
 
 // The backend called `name` ("cpu": the kernels of kernels/ops.h on `pool`).

@@ -13,7 +13,11 @@
 
 namespace ms {
 
-enum class LogitsWanted : uint8_t { None, Last, All };
+// Which rows of a chunk the caller wants scored. Greedy: only the greedy token
+// of its last row (ForwardOutput::argmax), for a sequence that samples plainly
+// greedy without logprobs: its logits row is reserved but may be left
+// unwritten (a model may skip the lm_head's outputs and fuse the argmax).
+enum class LogitsWanted : uint8_t { None, Last, All, Greedy };
 
 struct SeqChunk {
   const int32_t* tokens = nullptr;
@@ -44,7 +48,9 @@ struct ForwardOutput {
   // the logits on the backend's threads when want_argmax is set before the
   // step; empty otherwise. The sampler takes it for plain greedy rows instead
   // of a serial pass over each row (200 rows x 32000 logits: ~13% of a step
-  // on the engine thread of a 2-core machine, the other core idle).
+  // on the engine thread of a 2-core machine, the other core idle). A step
+  // with Greedy chunks fills it whatever want_argmax says (-1 for rows whose
+  // token was not asked for: the sampler then finds it in the logits).
   bool want_argmax = false;
   std::vector<int32_t> argmax;
 

@@ -86,30 +86,37 @@ void Mixtral::forward(const std::vector<SeqChunk>& chunks, KvCache& kv, ForwardO
     be_.experts_add(rs, lw.w1.data(), lw.w3.data(), lw.w2.data());
   }
 
-  // Final norm + lm_head on the rows that want logits.
+  // Final norm + lm_head on the rows that want logits, then the rows that
+  // want only their greedy token (after them: their logits rows are left
+  // unwritten when the backend fuses the argmax into the lm_head).
   std::vector<int64_t> rows;
+  int64_t n_scored = 0;  // rows [0, n_scored) get logits; the rest only their greedy token
   out.first_row.assign(chunks.size(), -1);
-  int64_t t = 0;
-  for (size_t ci = 0; ci < chunks.size(); ++ci) {
-    const SeqChunk& c = chunks[ci];
-    if (c.logits == LogitsWanted::All) {
-      out.first_row[ci] = int32_t(rows.size());
-      for (int32_t i = 0; i < c.n_tokens; ++i) rows.push_back(t + i);
-    } else if (c.logits == LogitsWanted::Last) {
-      out.first_row[ci] = int32_t(rows.size());
-      rows.push_back(t + c.n_tokens - 1);
+  for (int pass = 0; pass < 2; ++pass) {
+    int64_t t = 0;
+    for (size_t ci = 0; ci < chunks.size(); ++ci) {
+      const SeqChunk& c = chunks[ci];
+      if ((c.logits == LogitsWanted::Greedy) == (pass == 1) && c.logits != LogitsWanted::None) {
+        out.first_row[ci] = int32_t(rows.size());
+        if (c.logits == LogitsWanted::All)
+          for (int32_t i = 0; i < c.n_tokens; ++i) rows.push_back(t + i);
+        else rows.push_back(t + c.n_tokens - 1);
+      }
+      t += c.n_tokens;
     }
-    t += c.n_tokens;
+    if (pass == 0) n_scored = int64_t(rows.size());
   }
   out.vocab_size = V;
   out.logits.resize(rows.size() * size_t(V));
   out.argmax.clear();
   if (rows.empty()) return;
-  be_.logits(rs, rows.data(), int64_t(rows.size()), w_.output_norm, w_.output, out.logits.data());
-  if (out.want_argmax) {
-    out.argmax.resize(rows.size());
-    be_.argmax_rows(out.logits.data(), int64_t(rows.size()), V, out.argmax.data());
-  }
+  const int64_t n_greedy = int64_t(rows.size()) - n_scored;
+  if (n_scored > 0) be_.logits(rs, rows.data(), n_scored, w_.output_norm, w_.output, out.logits.data());
+  if (out.want_argmax || n_greedy > 0) out.argmax.assign(rows.size(), -1);
+  if (out.want_argmax && n_scored > 0) be_.argmax_rows(out.logits.data(), n_scored, V, out.argmax.data());
+  if (n_greedy > 0)
+    be_.greedy_tokens(rs, rows.data() + n_scored, n_greedy, w_.output_norm, w_.output,
+                      out.logits.data() + n_scored * V, out.argmax.data() + n_scored);
 }
 
 }  // namespace ms

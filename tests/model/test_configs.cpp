@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <numeric>
+
+#include "core/argmax.h"
 #include "model_util.h"
 #include "synth_hf.h"
 
@@ -148,6 +152,52 @@ TEST_P(ConfigTest, BatchOfNEqualsBatchOfOne) {
   std::vector<SeqChunk> step2 = {{seqs[1].data() + 9, 8, 9, tables[1].data(), 10, LogitsWanted::All}};
   h.model->forward(step2, *h.kv, out);
   expect_rows(out, 0, 1, 9, 8);
+}
+
+// LogitsWanted::Greedy: 14 sequences in one step, every third chunk's logits
+// wanted (Last), one not scored (None), the rest only their greedy token —
+// 8 of them, enough for the AVX-512 lm_head to fuse the argmax on the 16-bit
+// variants. Each token is greedy_argmax of the row the same chunk gives with
+// Last, and the Last rows are unchanged by their greedy neighbours.
+TEST_P(ConfigTest, GreedyChunksGiveTheTokensOfTheirLogits) {
+  const SynthSpec& s = GetParam().spec;
+  Harness h(dir_, 2, 256, "none", 4);
+  const int n = 14;
+  std::vector<std::vector<int32_t>> seqs, tables;
+  for (int i = 0; i < n; ++i) {
+    seqs.push_back(prompt(2 + i % 5, s.vocab, 100 + uint32_t(i)));
+    tables.emplace_back(4);
+    std::iota(tables.back().begin(), tables.back().end(), 4 * i);
+  }
+  auto step = [&](auto wanted) {
+    std::vector<SeqChunk> chunks;
+    for (int i = 0; i < n; ++i)
+      chunks.push_back({seqs[size_t(i)].data(), int32_t(seqs[size_t(i)].size()), 0, tables[size_t(i)].data(), 4, wanted(i)});
+    return chunks;
+  };
+  ForwardOutput ref, out;
+  h.model->forward(step([](int) { return LogitsWanted::Last; }), *h.kv, ref);
+  h.model->forward(step([](int i) {
+                     return i == 4 ? LogitsWanted::None : i % 3 == 0 ? LogitsWanted::Last : LogitsWanted::Greedy;
+                   }),
+                   *h.kv, out);
+  ASSERT_EQ(out.argmax.size(), size_t(n - 1));
+  int greedy = 0;
+  for (int i = 0; i < n; ++i) {
+    const float* want = ref.row(ref.first_row[size_t(i)]);
+    const int32_t r = out.first_row[size_t(i)];
+    if (i == 4) {
+      EXPECT_EQ(r, -1);
+    } else if (i % 3 == 0) {
+      ASSERT_GE(r, 0);
+      EXPECT_EQ(std::memcmp(out.row(r), want, size_t(s.vocab) * sizeof(float)), 0) << "chunk " << i;
+    } else {
+      ASSERT_GE(r, 0);
+      EXPECT_EQ(out.argmax[size_t(r)], greedy_argmax(want, s.vocab)) << "chunk " << i;
+      ++greedy;
+    }
+  }
+  EXPECT_EQ(greedy, 8);
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, ConfigTest, ::testing::ValuesIn(specs()),

@@ -294,10 +294,23 @@ void CpuBackend::expert_group(State& s, const MatView* w1, const MatView* w3, co
 void CpuBackend::logits(RunState& rs, const int64_t* rows, int64_t n_rows, const float* norm, const MatView& wout,
                         float* logits) {
   State& s = st(rs);
+  final_norm(s, rows, n_rows, norm);
+  ops::matmul(wout, s.h.data(), s.sh.hidden, n_rows, logits, wout.rows, pool_);
+}
+
+void CpuBackend::greedy_tokens(RunState& rs, const int64_t* rows, int64_t n_rows, const float* norm,
+                               const MatView& wout, float* scratch, int32_t* out) {
+  State& s = st(rs);
+  final_norm(s, rows, n_rows, norm);
+  if (ops::matmul_argmax(wout, s.h.data(), s.sh.hidden, n_rows, out, pool_)) return;
+  ops::matmul(wout, s.h.data(), s.sh.hidden, n_rows, scratch, wout.rows, pool_);
+  argmax_rows(scratch, n_rows, wout.rows, out);
+}
+
+void CpuBackend::final_norm(State& s, const int64_t* rows, int64_t n_rows, const float* norm) {
   const int64_t H = s.sh.hidden;
   s.h.resize(size_t(n_rows * H));
   for (int64_t r = 0; r < n_rows; ++r) ops::rmsnorm(s.x.data() + rows[r] * H, norm, H, s.sh.rms_eps, s.h.data() + r * H);
-  ops::matmul(wout, s.h.data(), H, n_rows, logits, wout.rows, pool_);
 }
 
 void CpuBackend::argmax_rows(const float* logits, int64_t n_rows, int64_t vocab, int32_t* out) {

@@ -38,6 +38,8 @@ class CpuBackend : public Backend {  // not final: tests wrap its weight hooks
   void logits(RunState& rs, const int64_t* rows, int64_t n_rows, const float* norm, const MatView& wout,
               float* logits) override;
   void argmax_rows(const float* logits, int64_t n_rows, int64_t vocab, int32_t* out) override;
+  void greedy_tokens(RunState& rs, const int64_t* rows, int64_t n_rows, const float* norm, const MatView& wout,
+                     float* scratch, int32_t* out) override;
 
   struct State;  // the run state (cpu_backend.cpp)
   // A weight and where its product goes (add_shared_input).
@@ -57,6 +59,8 @@ class CpuBackend : public Backend {  // not final: tests wrap its weight hooks
   // The same on the calling thread only (inside a parallel region of pool_).
   void add_shared_input_serial(std::initializer_list<Target> targets, const float* X, int64_t n,
                                ops::QuantizedActs* slots, std::vector<ops::MatTarget>& mt);
+  // h[r] = rmsnorm(x[rows[r]]) * norm: the lm_head's input.
+  void final_norm(State& s, const int64_t* rows, int64_t n_rows, const float* norm);
   // Experts e0..e1-1 over their routed tokens, added into proj.
   void expert_group(State& s, const MatView* w1, const MatView* w3, const MatView* w2, int64_t e0, int64_t e1);
 

@@ -11,11 +11,13 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "core/argmax.h"
 #include "engine/engine.h"
 
 namespace ms::test {
@@ -70,6 +72,7 @@ class FakeRunner : public ModelRunner {
     if (throw_on_step_ == steps_) throw std::runtime_error("injected failure");
     out.vocab_size = cfg_.vocab;
     out.logits.clear();
+    out.argmax.clear();
     out.first_row.assign(chunks.size(), -1);
     out.expert_tokens.assign(static_cast<size_t>(cfg_.num_layers) * cfg_.num_experts, 0);
     // Routing (top-1, as expert_tokens): token t goes to expert (t + l) % E in layer l.
@@ -116,8 +119,18 @@ class FakeRunner : public ModelRunner {
       }
       out.first_row[k] = static_cast<int32_t>(out.logits.size() / cfg_.vocab);
       out.logits.resize(out.logits.size() + cfg_.vocab);
-      fake_logits(cfg_, seq.data(), n, out.logits.data() + out.logits.size() - cfg_.vocab);
+      float* row = out.logits.data() + out.logits.size() - cfg_.vocab;
+      fake_logits(cfg_, seq.data(), n, row);
+      if (c.logits == LogitsWanted::Greedy) {
+        // As a model that skips the logits of token-only rows: the token,
+        // and a row of NaN that any sampler reading it would trip over.
+        out.argmax.resize(out.logits.size() / cfg_.vocab, -1);
+        out.argmax.back() = greedy_argmax(row, cfg_.vocab);
+        std::fill(row, row + cfg_.vocab, std::numeric_limits<float>::quiet_NaN());
+        ++greedy_rows_;
+      }
     }
+    if (!out.argmax.empty()) out.argmax.resize(out.logits.size() / cfg_.vocab, -1);
     std::sort(written.begin(), written.end());
     if (std::adjacent_find(written.begin(), written.end()) != written.end()) error("two chunks wrote one KV slot");
     max_step_tokens_ = std::max(max_step_tokens_, step_tokens);
@@ -133,6 +146,11 @@ class FakeRunner : public ModelRunner {
   int64_t steps() const {
     std::lock_guard<std::mutex> lk(mu_);
     return steps_;
+  }
+  // Rows asked for as LogitsWanted::Greedy (token only).
+  int64_t greedy_rows() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return greedy_rows_;
   }
   int64_t max_step_tokens() const {
     std::lock_guard<std::mutex> lk(mu_);
@@ -166,7 +184,7 @@ class FakeRunner : public ModelRunner {
   std::vector<int32_t> kv_;
   mutable std::mutex mu_;
   std::vector<std::string> errors_;
-  int64_t steps_ = 0, max_step_tokens_ = 0, max_chunks_ = 0, mixed_steps_ = 0, total_tokens_ = 0;
+  int64_t steps_ = 0, max_step_tokens_ = 0, max_chunks_ = 0, mixed_steps_ = 0, total_tokens_ = 0, greedy_rows_ = 0;
   int64_t throw_on_step_ = -1;
 };
 

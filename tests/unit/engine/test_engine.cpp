@@ -297,6 +297,34 @@ TEST(Engine, LogprobsComeFromTheRawModelLogits) {
   }
 }
 
+// Only plain greedy rows without logprobs are asked for as token-only rows
+// (the fake runner then returns NaN logits for them, which would derail any
+// sampler that read them); logprobs, a logit bias or sampling get logits.
+TEST(Engine, OnlyPlainGreedyRowsSkipTheirLogits) {
+  FakeConfig cfg;
+  test::FakeText text;
+  const auto prompt = test::make_prompt(5, 7, cfg.vocab);
+  auto rows_for = [&](SamplingParams p) {
+    p.ignore_eos = true;
+    test::FakeRunner runner(cfg, 100, 4);
+    Engine engine(runner, text, test::options(100, 4));
+    std::vector<int32_t> tokens;
+    engine.run_to_completion({Request{prompt, p, [&](const StreamEvent& e) { tokens.push_back(e.token); }}});
+    EXPECT_EQ(tokens.size(), 4u);
+    return runner.greedy_rows();
+  };
+  EXPECT_EQ(rows_for(test::greedy(4)), 4);
+  SamplingParams lp = test::greedy(4);
+  lp.logprobs = 0;
+  EXPECT_EQ(rows_for(lp), 0);
+  SamplingParams bias = test::greedy(4);
+  bias.logit_bias[3] = 1.0f;
+  EXPECT_EQ(rows_for(bias), 0);
+  SamplingParams sampled = test::greedy(4);
+  sampled.temperature = 0.7f;
+  EXPECT_EQ(rows_for(sampled), 0);
+}
+
 TEST(Engine, SubmitRefusesBadRequests) {
   FakeConfig cfg;
   cfg.max_context = 64;
