@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "core/aligned.h"
+#include "core/argmax.h"
 #include "core/dtype.h"
 #include "core/quant.h"
 #include "core/thread_pool.h"
@@ -295,6 +296,24 @@ void run_matmul(benchmark::State& state, DType t, int64_t rows, int64_t cols, in
                                                benchmark::Counter::kIsRate);
 }
 
+// The greedy tokens of an lm_head, as a token-only decode step gets them:
+// ops::matmul_argmax where the kernels fuse it (no logits written), else the
+// logits then core/argmax.h per row — and, for comparison, always that way.
+void run_lm_head_greedy(benchmark::State& state, int64_t rows, int64_t cols, int64_t n, bool fused) {
+  WeightSet ws(DType::BF16, rows, cols, 1);
+  const auto X = activations(n, cols);
+  std::vector<float> Y(size_t(n * rows));
+  std::vector<int32_t> tok(static_cast<size_t>(n));
+  for (auto _ : state) {
+    if (!fused || !ops::matmul_argmax(ws.mats[0], X.data(), cols, n, tok.data(), pool())) {
+      ops::matmul(ws.mats[0], X.data(), cols, n, Y.data(), rows, pool());
+      for (int64_t i = 0; i < n; ++i) tok[size_t(i)] = greedy_argmax(Y.data() + i * rows, rows);
+    }
+    benchmark::DoNotOptimize(tok.data());
+  }
+  state.counters["tok/s"] = benchmark::Counter(double(state.iterations()) * double(n), benchmark::Counter::kIsRate);
+}
+
 void register_all() {
   const std::pair<int64_t, int64_t> shapes[] = {{14336, 4096}, {4096, 14336}};
   for (DType t : kTypes)
@@ -324,6 +343,15 @@ void register_all() {
   }
   // A tiny model's lm_head (the bundled model: 32000 x 128, BF16) at decode
   // batches up to 200 (ai_query_batch's 200 rows): compute-bound from ~16 rows.
+  for (int64_t n : {16, 64, 200})
+    for (bool fused : {false, true}) {
+      const std::string name = std::string("LmHeadGreedy/") + (fused ? "fused" : "logits+argmax") + "/32000x128/" +
+                               std::to_string(n);
+      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_lm_head_greedy(s, 32000, 128, n, fused); })
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime()
+          ->MinTime(0.3);
+    }
   for (int64_t n : {1, 16, 31, 32, 64, 200}) {
     const std::string name = "LmHead/BF16/32000x128/" + std::to_string(n);
     benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_matmul(s, DType::BF16, 32000, 128, n, true); })

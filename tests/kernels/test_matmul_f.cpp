@@ -54,10 +54,10 @@ const Shape kShapes[] = {{1, 1, 1},  {7, 15, 2},  {33, 16, 3},  {5, 17, 7},     
                          // Many activation rows (decode batches of an lm_head): partial 4x4 tiles on both
                          // sides, K not a multiple of 16, one or several blocks of widened rows.
                          {4, 128, 32}, {38, 128, 200}, {70, 131, 33}, {5, 1, 81}, {11, 1024, 150}, {36, 17, 47},
-                         // K a multiple of 16 up to 256 with 64+ activation rows, or 4096+ weight rows (the
+                         // K a multiple of 16 up to 256 with 64+ activation rows, or 32+ and 4096+ weight rows (the
                          // AVX-512 vocabulary-in-lanes form): panels of 48 weight rows and a partial last one
                          // (1, 17, 33 rows), 1-3 activation rows left over; K = 272 is past it.
-                         {97, 16, 64}, {49, 256, 65}, {145, 48, 66}, {65, 128, 67}, {4100, 32, 9}, {48, 272, 64}};
+                         {97, 16, 64}, {49, 256, 65}, {145, 48, 66}, {65, 128, 67}, {4100, 32, 33}, {48, 272, 64}};
 
 class MatmulFIsa : public ::testing::TestWithParam<std::tuple<Isa, DType>> {};
 

@@ -405,10 +405,10 @@ template <DType T>
 void matmul_typed(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1, float* Y,
                   int64_t ldy) {
   if constexpr (T != DType::F32) {
-    // Measured single-threaded (bf16): from 64 rows on, and for an lm_head's
-    // 32000 rows from 8, faster than the panels below; an expert's 256 x 128
-    // at 16-48 rows is not (its transposed panel serves too few rows).
-    if ((n >= 64 || (n >= 8 && W.rows >= 4096)) && vocab_lanes_fit(W))
+    // Measured (bf16): from 64 rows on, and for an lm_head's 32000 rows from
+    // 32, faster than the panels below; an expert's 256 x 128 at 16-48 rows
+    // and the lm_head at 16 are not (the transposed panel serves too few).
+    if ((n >= 64 || (n >= 32 && W.rows >= 4096)) && vocab_lanes_fit(W))
       return matmul_vocab_lanes<T>(W, X, ldx, n, r0, r1, Y, ldy);
     if (n >= 8 && W.cols <= kPanelMaxK) return matmul_panels<T>(W, X, ldx, n, r0, r1, Y, ldy);
   }
