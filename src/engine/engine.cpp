@@ -230,9 +230,11 @@ bool Engine::Impl::iterate() {
   out.expert_tokens.clear();
   out.want_routing = std::any_of(plan.items.begin(), plan.items.end(),
                                  [](const ScheduledChunk& c) { return c.seq->routing != nullptr; });
-  // The greedy tokens come with the logits when some row samples plainly greedy.
+  // The greedy tokens come with the logits when some row that gets logits
+  // samples plainly greedy (with logprobs: a token-only row gets its token
+  // without logits, LogitsWanted::Greedy, whatever this says).
   out.want_argmax = std::any_of(plan.items.begin(), plan.items.end(), [](const ScheduledChunk& c) {
-    return c.logits && c.seq->sampler.plain_greedy() && !c.seq->constraint;
+    return c.logits && c.seq->sampler.plain_greedy() && !c.seq->sampler.token_only() && !c.seq->constraint;
   });
   bool ran = false;
   if (!plan.empty()) {
