@@ -62,6 +62,15 @@ echo "ok: failOnError true, bad options, wrong key"
 # tokens / steps), not sampled while it runs. The two timings are a ratio
 # taken in one run; a round over the bound is measured again, up to 3 rounds
 # (this VM's speed moves within seconds), and every round is printed.
+# The quarter is what the AVX-512 kernels reach (the lm_head gives token-only
+# rows their greedy token without writing logits: docs/BATCH.md); a CPU
+# without them (or MOESERVE_ISA capping them) is held to under half.
+QUARTER=0
+if [ -z "${MOESERVE_ISA:-}" ] || [ "${MOESERVE_ISA:-}" = avx512 ]; then
+  QUARTER=1
+  for f in avx512f avx512bw avx512vl avx512dq avx512_vnni; do grep -qw "$f" /proc/cpuinfo || QUARTER=0; done
+fi
+if [ "$QUARTER" = 1 ]; then DEN=4; BOUND="a quarter"; else DEN=2; BOUND="half"; echo "no AVX-512 kernels here: the bound is under half"; fi
 P="${P200:-{\"modelParameters\":{\"max_tokens\":24,\"temperature\":0,\"ignore_eos\":true}}}"
 counters() { curl -sf "$MOESERVE_URL/metrics" | awk '/^moeserve_generation_tokens_total /{g = $2} /^moeserve_engine_steps_total /{s = $2} END {print g + 0, s + 0}'; }
 rows_per_step() { awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.1f", (y[1] - x[1]) / (y[2] - x[2])}'; }
@@ -85,8 +94,8 @@ for ROUND in 1 2 3; do
        "ai_query_batch ${BAT_MS} ms (${PER_BAT} rows per step): $(awk -v a="$BAT_MS" -v b="$SEQ_MS" 'BEGIN{printf "%.2f", a / b}')x the time"
   awk -v r="$PER_SEQ" 'BEGIN {exit !(r <= 1.0)}' || fail "the scalar calls shared steps ($PER_SEQ rows per step)"
   awk -v r="$PER_BAT" 'BEGIN {exit !(r >= 16)}' || fail "ai_query_batch kept only $PER_BAT rows per step"
-  [ $((4 * BAT_MS)) -lt "$SEQ_MS" ] && break
-  [ "$ROUND" = 3 ] && fail "ai_query_batch took ${BAT_MS} ms, not under a quarter of the ${SEQ_MS} ms of one row at a time, in 3 rounds"
+  [ $((DEN * BAT_MS)) -lt "$SEQ_MS" ] && break
+  [ "$ROUND" = 3 ] && fail "ai_query_batch took ${BAT_MS} ms, not under $BOUND of the ${SEQ_MS} ms of one row at a time, in 3 rounds"
 done
 # failOnError false in the batch: per-row errors, the statement goes on.
 R="$(q "SELECT COUNT(*), SUM(response IS NULL), MIN(error) FROM ai_query_batch('no-such-model', '[\"a\",\"b\"]', '{\"failOnError\":false}');")"
