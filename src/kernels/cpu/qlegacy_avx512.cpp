@@ -483,6 +483,7 @@ struct Legacy {
           wv[p] = base + j * int64_t(kRpVec);
           dw[p] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + n * int64_t(kRpVec) + 32 * j)));
         }
+        if (t.spf) t.spf->one();
         mk_block<RP, C, kOffset != 0>(t, g + j, wv, dw, wv, acc);
       }
     }
