@@ -7,7 +7,10 @@
 // step, the 16 horizontal sums at the end in one transposing tree; activation
 // rows are processed in blocks of 48 so the block stays in L2 while the weight
 // rows stream. With 8 or more activation rows, 16-bit weight rows are widened
-// once into an f32 buffer that every tile of the block reads.
+// once into an f32 buffer that every tile of the block reads. Short 16-bit
+// rows (K a multiple of 16, up to 256: a small model's lm_head) at many
+// activation rows take the vocabulary-lanes form below instead, which also
+// gives matmul_f_argmax, the greedy argmax without the outputs.
 #include <immintrin.h>
 
 #include <algorithm>
