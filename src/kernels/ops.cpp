@@ -247,7 +247,7 @@ bool matmul_argmax(const MatView& W, const float* X, int64_t ldx, int64_t n, int
     for (size_t t = 1; t < threads; ++t) {
       const float tv = best_v[t * size_t(n) + size_t(i)];
       const int32_t ti = best_i[t * size_t(n) + size_t(i)];
-      if (tv > v || (tv == v && tv > -std::numeric_limits<float>::infinity() && ti < idx)) {
+      if (cpu::argmax_beats(tv, ti, v, idx)) {
         v = tv;
         idx = ti;
       }

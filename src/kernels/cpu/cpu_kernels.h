@@ -68,9 +68,13 @@ MS_CPU_KERNEL_DECLS
 // merged into best_v[i] / best_i[i] (the larger value; on a tie the smaller
 // index; NaN and -inf never taken), the callers' values for i < n kept where
 // they win. False, touching nothing, for shapes it does not handle.
+// An empty range [r0, r0) does no work: it only answers whether the shape is handled.
 bool matmul_f_argmax(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,
                      float* best_v, int32_t* best_i);
 }
+// matmul_f_argmax's merge rule, for callers merging its results: (v, i)
+// takes the place of (bv, bi) when larger, or equal with a smaller index.
+inline bool argmax_beats(float v, int32_t i, float bv, int32_t bi) { return v > bv || (v == bv && i < bi); }
 namespace avx2 {
 MS_CPU_KERNEL_DECLS
 }

@@ -397,7 +397,7 @@ void argmax_vocab_lanes(const WeightsRef& W, const float* X, int64_t ldx, int64_
     if (!(m > -__builtin_inff())) continue;  // nothing above -inf in this range
     const __mmask16 at = _mm512_cmp_ps_mask(best[c].v, _mm512_set1_ps(m), _CMP_EQ_OQ);
     const int32_t i = _mm512_mask_reduce_min_epi32(at, best[c].idx);
-    if (m > best_v[c] || (m == best_v[c] && i < best_i[c])) {
+    if (argmax_beats(m, i, best_v[c], best_i[c])) {
       best_v[c] = m;
       best_i[c] = i;
     }
@@ -465,6 +465,7 @@ void matmul_f(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64
 bool matmul_f_argmax(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,
                      float* best_v, int32_t* best_i) {
   if (!vocab_lanes_fit(W)) return false;
+  if (r0 >= r1) return true;
   if (W.dtype == DType::BF16) argmax_vocab_lanes<DType::BF16>(W, X, ldx, n, r0, r1, best_v, best_i);
   else argmax_vocab_lanes<DType::F16>(W, X, ldx, n, r0, r1, best_v, best_i);
   return true;
