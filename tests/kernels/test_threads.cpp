@@ -83,6 +83,23 @@ TEST(Threads, Int8PeakProbe) {
     EXPECT_GT(g, 0.1) << ops::isa_name();
 }
 
+TEST(Threads, Int8ProbeLoopsCountTheirMultiplyAdds) {
+  // Each ISA's probe loop (one asm block over fixed registers) reports the
+  // multiply-adds it ran, and returns at once for no iterations: its loop
+  // counts down to zero, so a zero count must not enter it (2^64 steps).
+  const struct { Isa isa; uint64_t (*loop)(int64_t); uint64_t per_iter; } loops[] = {
+      {Isa::Avx2, cpu::avx2::int8_dot_loop, 12 * 32},
+      {Isa::AvxVnni, cpu::avx2::int8_dot_loop_vnni, 12 * 32},
+      {Isa::Avx512, cpu::avx512::int8_dot_loop, 12 * 64},
+  };
+  for (const auto& l : loops) {
+    if (!has_isa(l.isa)) continue;
+    for (int64_t iters : {int64_t(-3), int64_t(0)}) EXPECT_EQ(l.loop(iters), 0u) << isa_str(l.isa);
+    for (int64_t iters : {int64_t(1), int64_t(7), int64_t(1000)})
+      EXPECT_EQ(l.loop(iters), uint64_t(iters) * l.per_iter) << isa_str(l.isa) << " iters " << iters;
+  }
+}
+
 TEST(Threads, MatmulManyEqualsOneByOne) {
   // Several weights sharing the activations in one parallel pass give each
   // the bits matmul_q gives it alone (row counts not multiples of 32).

@@ -2,50 +2,65 @@
 // level, as its quantized kernels multiply: VEX VPDPBUSD ymm where the CPU
 // has AVX-VNNI, else VPMADDUBSW + VPMADDWD + VPADDD (32 multiply-adds per
 // step either way), in 12 independent chains.
-#include <immintrin.h>
-
+//
+// Each loop is one asm block over fixed registers, so that no accumulator
+// lives in memory (see int8_probe_avx512.cpp: with intrinsics GCC kept them
+// on the stack and the probe read about half the real rate).
 #include <cstdint>
 
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace ms::cpu::avx2 {
 
+// ymm12 = a, ymm13 = b (bytes), ymm14 = 16-bit ones; ymm0..11 the chains.
+#define MS_PROBE_SETUP                                                                                  \
+  "vmovd %k1, %%xmm12\n\tvpbroadcastd %%xmm12, %%ymm12\n\t"                                             \
+  "vmovd %k2, %%xmm13\n\tvpbroadcastd %%xmm13, %%ymm13\n\t"                                             \
+  "vpcmpeqw %%ymm14, %%ymm14, %%ymm14\n\tvpsrlw $15, %%ymm14, %%ymm14\n\t"                               \
+  "vpxor %%ymm0, %%ymm0, %%ymm0\n\tvmovdqa %%ymm0, %%ymm1\n\tvmovdqa %%ymm0, %%ymm2\n\t"                \
+  "vmovdqa %%ymm0, %%ymm3\n\tvmovdqa %%ymm0, %%ymm4\n\tvmovdqa %%ymm0, %%ymm5\n\tvmovdqa %%ymm0, %%ymm6\n\t" \
+  "vmovdqa %%ymm0, %%ymm7\n\tvmovdqa %%ymm0, %%ymm8\n\tvmovdqa %%ymm0, %%ymm9\n\tvmovdqa %%ymm0, %%ymm10\n\t" \
+  "vmovdqa %%ymm0, %%ymm11\n\t"
+#define MS_PROBE_CLOBBERS                                                                                   \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", \
+      "xmm13", "xmm14", "xmm15", "cc"
+// One step of chain R: a product of a and b (ymm15, renamed each time), its
+// pairs summed into 32-bit lanes, added to the chain.
+#define MS_PROBE_STEP(R) \
+  "vpmaddubsw %%ymm13, %%ymm12, %%ymm15\n\tvpmaddwd %%ymm14, %%ymm15, %%ymm15\n\tvpaddd %%ymm15, %%ymm" #R ", %%ymm" #R "\n\t"
+#define MS_PROBE_VNNI(R) "%{vex%} vpdpbusd %%ymm13, %%ymm12, %%ymm" #R "\n\t"
+
 uint64_t int8_dot_loop(int64_t iters) {
-  __m256i acc[12];
-  for (int c = 0; c < 12; ++c) acc[c] = _mm256_set1_epi32(c);
-  const __m256i a = _mm256_set1_epi32(0x01020304), b = _mm256_set1_epi32(0x05060708), one = _mm256_set1_epi16(1);
-  for (int64_t i = 0; i < iters; ++i) {
-    #pragma GCC unroll 12
-    for (int c = 0; c < 12; ++c) {
-      __m256i p = _mm256_maddubs_epi16(a, b);
-      asm volatile("" : "+x"(p));  // one product per chain and step, not hoisted
-      acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(p, one));
-    }
-  }
-  __m256i s = acc[0];
-  for (int c = 1; c < 12; ++c) s = _mm256_add_epi32(s, acc[c]);
-  alignas(32) int32_t t[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(t), s);
-  volatile int32_t sink = t[0];
-  (void)sink;
+  if (iters <= 0) return 0;
+  int64_t n = iters;
+  const int32_t a = 0x01020304, b = 0x05060708;
+  asm volatile(MS_PROBE_SETUP
+               "1:\n\t" MS_PROBE_STEP(0) MS_PROBE_STEP(1) MS_PROBE_STEP(2) MS_PROBE_STEP(3) MS_PROBE_STEP(4)
+                   MS_PROBE_STEP(5) MS_PROBE_STEP(6) MS_PROBE_STEP(7) MS_PROBE_STEP(8) MS_PROBE_STEP(9)
+                       MS_PROBE_STEP(10) MS_PROBE_STEP(11) "dec %0\n\tjnz 1b\n\tvzeroupper\n\t"
+               : "+r"(n)
+               : "r"(a), "r"(b)
+               : MS_PROBE_CLOBBERS);
   return uint64_t(iters) * 12 * 32;
 }
 
 __attribute__((target("avxvnni"))) uint64_t int8_dot_loop_vnni(int64_t iters) {
-  __m256i acc[12];
-  for (int c = 0; c < 12; ++c) acc[c] = _mm256_set1_epi32(c);
-  const __m256i a = _mm256_set1_epi32(0x01020304), b = _mm256_set1_epi32(0x05060708);
-  for (int64_t i = 0; i < iters; ++i) {
-    #pragma GCC unroll 12
-    for (int c = 0; c < 12; ++c) acc[c] = _mm256_dpbusd_avx_epi32(acc[c], a, b);
-  }
-  __m256i s = acc[0];
-  for (int c = 1; c < 12; ++c) s = _mm256_add_epi32(s, acc[c]);
-  alignas(32) int32_t t[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(t), s);
-  volatile int32_t sink = t[0];
-  (void)sink;
+  if (iters <= 0) return 0;
+  int64_t n = iters;
+  const int32_t a = 0x01020304, b = 0x05060708;
+  asm volatile(MS_PROBE_SETUP
+               "1:\n\t" MS_PROBE_VNNI(0) MS_PROBE_VNNI(1) MS_PROBE_VNNI(2) MS_PROBE_VNNI(3) MS_PROBE_VNNI(4)
+                   MS_PROBE_VNNI(5) MS_PROBE_VNNI(6) MS_PROBE_VNNI(7) MS_PROBE_VNNI(8) MS_PROBE_VNNI(9)
+                       MS_PROBE_VNNI(10) MS_PROBE_VNNI(11) "dec %0\n\tjnz 1b\n\tvzeroupper\n\t"
+               : "+r"(n)
+               : "r"(a), "r"(b)
+               : MS_PROBE_CLOBBERS);
   return uint64_t(iters) * 12 * 32;
 }
+
+#undef MS_PROBE_SETUP
+#undef MS_PROBE_CLOBBERS
+#undef MS_PROBE_STEP
+#undef MS_PROBE_VNNI
 
 }  // namespace ms::cpu::avx2
