@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -108,9 +109,14 @@ void run_tiles(const TileArgs& base, int64_t n, const ActsRef& A, Prefetch& pf) 
   static constexpr Fn table[6] = {run_tile<Fmt, RP, 1, kStream>, run_tile<Fmt, RP, 2, kStream>,
                                   run_tile<Fmt, RP, 3, kStream>, run_tile<Fmt, RP, 4, kStream>,
                                   run_tile<Fmt, RP, 5, kStream>, run_tile<Fmt, RP, 6, kStream>};
+  // As few tiles as kMaxC allows, of sizes that differ by at most one (32
+  // rows: 6 6 5 5 5 5, not 6 6 6 6 6 2): a short last tile runs its few
+  // accumulator chains at the VPDPBUSD latency, not its throughput. Each
+  // activation row's arithmetic is the same in any tile.
   constexpr int CM = Fmt::kMaxC;
-  for (int64_t c0 = 0; c0 < n; c0 += CM) {
-    const int cc = int(n - c0 < CM ? n - c0 : CM);
+  const int64_t ntiles = (n + CM - 1) / CM, small = ntiles > 0 ? n / ntiles : 0, big = ntiles > 0 ? n % ntiles : 0;
+  for (int64_t i = 0, c0 = 0; i < ntiles; ++i) {
+    const int cc = int(small + (i < big ? 1 : 0));
     TileArgs t = base;
     t.aq += c0 * A.qs_stride;
     t.ad += c0 * A.nblk;
@@ -118,7 +124,7 @@ void run_tiles(const TileArgs& base, int64_t n, const ActsRef& A, Prefetch& pf) 
     if (t.st) t.st += c0 * A.nblk;
     if (t.ab) t.ab += c0 * (A.cols / 16);
     t.Y += c0 * t.ldy;
-    if constexpr (kStream) {
+    if constexpr (std::is_same_v<Prefetch, StreamPrefetch>) {  // kernel_rp, or a packed kernel that calls spf->one()
       if (pf.per_step >= kSpreadLines) {
         pf.arm(t.nb);
         t.spf = &pf;
@@ -131,6 +137,7 @@ void run_tiles(const TileArgs& base, int64_t n, const ActsRef& A, Prefetch& pf) 
       pf.step();
       table[cc - 1](t);
     }
+    c0 += cc;
   }
 }
 
@@ -211,6 +218,17 @@ struct StreamPrefetch {
   void step() {
     arm(0);
     finish();
+  }
+  // The chunk after [.., kb1) of the row group whose first panel is at pan
+  // (RP panels of nb blocks of `block` bytes, a panel apart), or else the
+  // next group's first chunk (nrows rows, its panels following this
+  // group's two), over `steps` tiles.
+  void next_chunk(const uint8_t* pan, int64_t panel_bytes, int RP, int nrows, int64_t kb1, int64_t nb, int64_t kc,
+                  size_t block, int64_t steps) {
+    if (kb1 < nb)
+      start(pan, panel_bytes, RP, size_t(kb1) * block, size_t(kb1 + kc < nb ? kb1 + kc : nb) * block, steps);
+    else if (nrows > 0)
+      start(pan + 2 * panel_bytes, panel_bytes, nrows > 16 ? 2 : 1, 0, size_t(kc < nb ? kc : nb) * block, steps);
   }
 };
 
@@ -307,15 +325,19 @@ void qmatmul_panels_direct(const WeightsRef& W, const ActsRef& A, int64_t r0, in
     for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {  // kc is a multiple of panel::kGroup
       const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
       StreamPrefetch pf;
-      if (kb1 < nb)
-        pf.start(pan, panel_bytes, RP, size_t(kb1) * Fmt::kRpBlock, size_t(kb1 + kc < nb ? kb1 + kc : nb) * Fmt::kRpBlock, tiles);
-      else if (nrows > 0)
-        pf.start(pan + 2 * panel_bytes, panel_bytes, nrows > 16 ? 2 : 1, 0, size_t(kc < nb ? kc : nb) * Fmt::kRpBlock, tiles);
+      pf.next_chunk(pan, panel_bytes, RP, nrows, kb1, nb, kc, Fmt::kRpBlock, tiles);
       run_chunk<Fmt, true>(t, pan + kb0 * int64_t(Fmt::kRpBlock), A, kb0, kb1, Y + g, RP, pf);
     }
   }
 }
 
+// A format with kSpreadRp (Q4_0) packs each chunk without prefetching the
+// next; its packed kernel issues those prefetches a few per block, spread
+// over the tiles of this chunk (StreamPrefetch, as kernel_rp does for Q8_0),
+// so that they neither queue behind each other in the packing loop nor stall
+// it. Synth Q4_0 panels, 14336x4096 from memory, 2 threads: 32 tokens (the
+// experts' share of a 128-token prompt) 20% faster, 128 tokens 5%. The
+// other formats (Q4_K, Q5_K) prefetch the next chunk while they pack.
 template <class Fmt>
 void qmatmul_panels(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
   static constexpr auto table = fused_table<Fmt, true>(std::make_index_sequence<16>{});
@@ -331,9 +353,18 @@ void qmatmul_panels(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r
     t.st = st;
     for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {
       const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
-      Fmt::pack_rp(W, g, RP, kb0, kb1, buf);
-      ChunkPrefetch pf;  // pack_rp prefetched the next chunk already
-      run_chunk<Fmt>(t, buf, A, kb0, kb1, Y + g, RP, pf);
+      Fmt::pack_rp(W, g, RP, kb0, kb1, buf, !Fmt::kSpreadRp);
+      if constexpr (Fmt::kSpreadRp) {
+        const int64_t panel_bytes = nb * int64_t(Fmt::kRpBlock), tiles = (A.n + Fmt::kMaxC - 1) / Fmt::kMaxC;
+        const int nrows = int(r1 - (g + 32) < 32 ? r1 - (g + 32) : 32);  // rows of the next group
+        const uint8_t* pan = W.data + (g / 16) * panel_bytes;
+        StreamPrefetch pf;
+        pf.next_chunk(pan, panel_bytes, RP, nrows, kb1, nb, kc, Fmt::kRpBlock, tiles);
+        run_chunk<Fmt, false, StreamPrefetch>(t, buf, A, kb0, kb1, Y + g, RP, pf);
+      } else {
+        ChunkPrefetch pf;  // pack_rp prefetched the next chunk already
+        run_chunk<Fmt>(t, buf, A, kb0, kb1, Y + g, RP, pf);
+      }
     }
   }
 }

@@ -102,11 +102,12 @@ void kpanel_pack(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb
 template <class Fmt>
 struct KPanel {
   static constexpr bool kDirectRp = false;  // chunks are unpacked (pack_rp) before the micro-kernel
+  static constexpr bool kSpreadRp = false;  // and pack_rp prefetches the next chunk
   template <int C>
   static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
     kpanel_fused<Fmt, C>(W, A, r0, r1, Y, ldy);
   }
-  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
+  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out, bool) {
     kpanel_pack<Fmt>(W, g, RP, kb0, kb1, out);
   }
 };
