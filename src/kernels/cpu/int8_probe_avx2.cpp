@@ -30,37 +30,27 @@ namespace ms::cpu::avx2 {
   "vpmaddubsw %%ymm13, %%ymm12, %%ymm15\n\tvpmaddwd %%ymm14, %%ymm15, %%ymm15\n\tvpaddd %%ymm15, %%ymm" #R ", %%ymm" #R "\n\t"
 #define MS_PROBE_VNNI(R) "%{vex%} vpdpbusd %%ymm13, %%ymm12, %%ymm" #R "\n\t"
 
-uint64_t int8_dot_loop(int64_t iters) {
-  if (iters <= 0) return 0;
-  int64_t n = iters;
-  const int32_t a = 0x01020304, b = 0x05060708;
-  asm volatile(MS_PROBE_SETUP
-               "1:\n\t" MS_PROBE_STEP(0) MS_PROBE_STEP(1) MS_PROBE_STEP(2) MS_PROBE_STEP(3) MS_PROBE_STEP(4)
-                   MS_PROBE_STEP(5) MS_PROBE_STEP(6) MS_PROBE_STEP(7) MS_PROBE_STEP(8) MS_PROBE_STEP(9)
-                       MS_PROBE_STEP(10) MS_PROBE_STEP(11) "dec %0\n\tjnz 1b\n\tvzeroupper\n\t"
-               : "+r"(n)
-               : "r"(a), "r"(b)
-               : MS_PROBE_CLOBBERS);
-  return uint64_t(iters) * 12 * 32;
-}
+// The loop: 12 steps, one per chain, `iters` times (none for iters <= 0:
+// it counts down to zero). The multiply-adds it ran: 32 per step.
+#define MS_PROBE_LOOP(S)                                                                                        \
+  if (iters <= 0) return 0;                                                                                     \
+  int64_t n = iters;                                                                                            \
+  const int32_t a = 0x01020304, b = 0x05060708;                                                                 \
+  asm volatile(MS_PROBE_SETUP "1:\n\t" S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7) S(8) S(9) S(10) S(11)               \
+               "dec %0\n\tjnz 1b\n\tvzeroupper\n\t"                                                              \
+               : "+r"(n)                                                                                        \
+               : "r"(a), "r"(b)                                                                                 \
+               : MS_PROBE_CLOBBERS);                                                                            \
+  return uint64_t(iters) * 12 * 32
 
-__attribute__((target("avxvnni"))) uint64_t int8_dot_loop_vnni(int64_t iters) {
-  if (iters <= 0) return 0;
-  int64_t n = iters;
-  const int32_t a = 0x01020304, b = 0x05060708;
-  asm volatile(MS_PROBE_SETUP
-               "1:\n\t" MS_PROBE_VNNI(0) MS_PROBE_VNNI(1) MS_PROBE_VNNI(2) MS_PROBE_VNNI(3) MS_PROBE_VNNI(4)
-                   MS_PROBE_VNNI(5) MS_PROBE_VNNI(6) MS_PROBE_VNNI(7) MS_PROBE_VNNI(8) MS_PROBE_VNNI(9)
-                       MS_PROBE_VNNI(10) MS_PROBE_VNNI(11) "dec %0\n\tjnz 1b\n\tvzeroupper\n\t"
-               : "+r"(n)
-               : "r"(a), "r"(b)
-               : MS_PROBE_CLOBBERS);
-  return uint64_t(iters) * 12 * 32;
-}
+uint64_t int8_dot_loop(int64_t iters) { MS_PROBE_LOOP(MS_PROBE_STEP); }
+
+__attribute__((target("avxvnni"))) uint64_t int8_dot_loop_vnni(int64_t iters) { MS_PROBE_LOOP(MS_PROBE_VNNI); }
 
 #undef MS_PROBE_SETUP
 #undef MS_PROBE_CLOBBERS
 #undef MS_PROBE_STEP
 #undef MS_PROBE_VNNI
+#undef MS_PROBE_LOOP
 
 }  // namespace ms::cpu::avx2
