@@ -234,7 +234,7 @@ bool Engine::Impl::iterate() {
   // samples plainly greedy (with logprobs: a token-only row gets its token
   // without logits, LogitsWanted::Greedy, whatever this says).
   out.want_argmax = std::any_of(plan.items.begin(), plan.items.end(), [](const ScheduledChunk& c) {
-    return c.logits && c.seq->sampler.plain_greedy() && !c.seq->sampler.token_only() && !c.seq->constraint;
+    return c.logits && c.seq->argmax_samples() && !c.seq->token_only();
   });
   bool ran = false;
   if (!plan.empty()) {

@@ -275,9 +275,7 @@ StepPlan Scheduler::schedule(std::vector<Emission>& events) {
     sc.block_table = c.seq->blocks.data();
     sc.n_blocks = static_cast<int32_t>(c.seq->blocks.size());
     // A plain greedy row without logprobs or a grammar needs only its token.
-    sc.logits = !c.logits                                                 ? LogitsWanted::None
-                : c.seq->sampler.token_only() && !c.seq->constraint ? LogitsWanted::Greedy
-                                                                      : LogitsWanted::Last;
+    sc.logits = !c.logits ? LogitsWanted::None : c.seq->token_only() ? LogitsWanted::Greedy : LogitsWanted::Last;
     plan.chunks.push_back(sc);
   }
   return plan;

@@ -56,6 +56,13 @@ struct Sequence {
   std::shared_ptr<ExpertLoad> routing;  // when the request records its routing
   int32_t routed_upto = 0;              // tokens [0, routed_upto) are counted in `routing`
 
+  // Its next token is the greedy argmax of the model's logits (plain greedy,
+  // no grammar); token_only(): and nothing else reads those logits (no
+  // logprobs), so the model may give the token without them
+  // (LogitsWanted::Greedy). The scheduler and the engine both ask these.
+  bool argmax_samples() const { return sampler.plain_greedy() && !constraint; }
+  bool token_only() const { return sampler.token_only() && !constraint; }
+
   int32_t num_generated() const { return static_cast<int32_t>(tokens.size()) - prompt_len; }
   int32_t remaining() const { return static_cast<int32_t>(tokens.size()) - num_computed; }
 

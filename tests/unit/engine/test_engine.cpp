@@ -2,8 +2,10 @@
 // pool size, chunking or prefix caching; the stream contract; threading.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <thread>
 
 #include "unit/engine/harness.h"
@@ -304,13 +306,29 @@ TEST(Engine, OnlyPlainGreedyRowsSkipTheirLogits) {
   FakeConfig cfg;
   test::FakeText text;
   const auto prompt = test::make_prompt(5, 7, cfg.vocab);
-  auto rows_for = [&](SamplingParams p) {
+  // A grammar that allows tokens 9 and 11 only, and never ends.
+  struct NineOrEleven : TokenConstraint {
+    explicit NineOrEleven(int64_t v) : vocab(v) {}
+    void allowed(uint64_t* mask) override {
+      std::fill(mask, mask + (vocab + 63) / 64, 0);
+      mask[0] = (uint64_t(1) << 9) | (uint64_t(1) << 11);
+    }
+    void advance(int32_t) override {}
+    bool is_complete() const override { return false; }
+    int64_t vocab;
+  };
+  auto rows_for = [&](SamplingParams p, bool grammar = false) {
     p.ignore_eos = true;
     test::FakeRunner runner(cfg, 100, 4);
     Engine engine(runner, text, test::options(100, 4));
     std::vector<int32_t> tokens;
-    engine.run_to_completion({Request{prompt, p, [&](const StreamEvent& e) { tokens.push_back(e.token); }}});
+    Request r{prompt, p, [&](const StreamEvent& e) { tokens.push_back(e.token); }};
+    if (grammar) r.constraint = std::make_shared<NineOrEleven>(cfg.vocab);
+    engine.run_to_completion({std::move(r)});
     EXPECT_EQ(tokens.size(), 4u);
+    if (grammar) {
+      for (int32_t t : tokens) EXPECT_TRUE(t == 9 || t == 11) << t;
+    }
     return runner.greedy_rows();
   };
   EXPECT_EQ(rows_for(test::greedy(4)), 4);
@@ -323,6 +341,8 @@ TEST(Engine, OnlyPlainGreedyRowsSkipTheirLogits) {
   SamplingParams sampled = test::greedy(4);
   sampled.temperature = 0.7f;
   EXPECT_EQ(rows_for(sampled), 0);
+  // A grammar masks the logits before the argmax: they must be computed.
+  EXPECT_EQ(rows_for(test::greedy(4), true), 0);
 }
 
 TEST(Engine, SubmitRefusesBadRequests) {
