@@ -108,7 +108,11 @@ test('bench reports every figure, last line one JSON object', () => {
   assert.deepEqual(Object.keys(j.prefill_tok_s).sort(), ['32', '8']);
   assert.ok(j.prefill_tok_s['32'] > 0 && j.prefill_tok_s['8'] > 0);
   assert.ok(j.prefill_cold_tok_s['32'] > 0);
+  // The CPU kernel set that ran: the one MOESERVE_ISA names when it caps the CPU's.
+  assert.ok(['scalar', 'avx2', 'avx512'].includes(j.kernels), `kernels ${j.kernels}`);
+  if (['scalar', 'avx2'].includes(process.env.MOESERVE_ISA)) assert.equal(j.kernels, process.env.MOESERVE_ISA);
   // The int8 peak is probed where the CPU has SIMD int8 kernels (not under MOESERVE_ISA=scalar).
+  assert.equal(j.int8_peak_gmacs !== undefined, j.kernels !== 'scalar');
   if (j.int8_peak_gmacs !== undefined) {
     assert.ok(j.int8_peak_gmacs > 0);
     assert.ok(j.prefill_int8_fraction['32'] > 0);
