@@ -32,14 +32,18 @@ node -e '
   }
   fs.closeSync(out);' "$TMP/in.jsonl" "$MB"
 
+json_field() {  # the field $1 of the JSON object on stdin
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s)[process.argv[1]]))' "$1"
+}
+
 run() {  # label, state (BIN: the binary)
   local label="$1" state="$2"
   local key
-  key="$("$BIN" keys create --state "$state" --name dl | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).key))')"
+  key="$("$BIN" keys create --state "$state" --name dl | json_field key)"
   serve_start "$TMP/server.log" --state "$state"
   local auth="Authorization: Bearer $key" url="http://127.0.0.1:$PORT/v1/files"
   local id
-  id="$(curl -sf -H "$auth" "$url" -F purpose=batch -F file=@"$TMP/in.jsonl" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).id))')"
+  id="$(curl -sf -H "$auth" "$url" -F purpose=batch -F file=@"$TMP/in.jsonl" | json_field id)"
   local hwm0 hwm1 times="" same=yes
   hwm0="$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")"
   for _ in $(seq "$ROUNDS"); do
