@@ -240,7 +240,7 @@ test('batches on PostgreSQL: shared by the replicas, taken over after kill -9 of
   replicas.push(...pair);
   const client = (r) => new OpenAI({ baseURL: `${r.base}/v1`, apiKey: key.key, maxRetries: 0, timeout: 60_000 });
   const [ca, cb] = pair.map(client);
-  const n = 60;
+  const n = 120;  // (a line round takes ~10 ms on a fast host: enough left to run when the kill comes)
   const input = Array.from({ length: n }, (_, i) => ({ custom_id: `line-${i}`, method: 'POST', url: '/v1/completions',
     body: { prompt: `And God said ${i}`, max_tokens: 24, temperature: 0, ignore_eos: true } }));
   input.push({ custom_id: 'broken', method: 'POST', url: '/v1/completions', body: {} });
@@ -261,6 +261,7 @@ test('batches on PostgreSQL: shared by the replicas, taken over after kill -9 of
     if (counts[0] > 0 !== counts[1] > 0) runner = counts[0] > 0 ? 0 : 1;
   } while ((cur.request_counts.completed < 8 || runner < 0) && Date.now() < deadline);
   assert.ok(runner >= 0, 'one replica runs the batch');
+  console.log(`replicas: killed the runner with ${cur.request_counts.completed} of ${n + 1} lines done`);
   assert.equal(cur.status, 'in_progress', 'killed mid-run');
   const killedAt = Date.now();
   pair[runner].proc.kill('SIGKILL');
@@ -303,7 +304,7 @@ test('a replica restarted with the same --replica-id resumes its batch without w
   const args = ['--state', PG, '--replica-id', 'pod-0', '--batch-lease-s', '30', '--batch-window', '4', '--max-batch', '8'];
   let s = await startServer(args);
   let c = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: key.key, maxRetries: 0, timeout: 60_000 });
-  const n = 40;
+  const n = 120;
   const input = Array.from({ length: n }, (_, i) => ({ custom_id: `r-${i}`, method: 'POST', url: '/v1/completions',
     body: { prompt: `In the beginning ${i}`, max_tokens: 24, temperature: 0, ignore_eos: true } }));
   const f = await c.files.create({ file: await toFile(Buffer.from(input.map((l) => JSON.stringify(l)).join('\n') + '\n'),
@@ -315,6 +316,7 @@ test('a replica restarted with the same --replica-id resumes its batch without w
     await sleep(20);
     cur = await c.batches.retrieve(b.id);
   } while (cur.request_counts.completed < 4 && Date.now() < deadline);
+  console.log(`replicas: killed with ${cur.request_counts.completed} of ${n} lines done`);
   assert.equal(cur.status, 'in_progress', 'killed mid-run');
   const killedAt = Date.now();
   s.proc.kill('SIGKILL');
