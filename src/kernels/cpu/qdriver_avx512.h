@@ -300,7 +300,27 @@ void qmatmul_any(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, 
 // provides fused_rp<C> for small n, and pack_rp(W, first row, RP, kb0, kb1,
 // out), which unpacks blocks [kb0, kb1) of one or two panels into the
 // packed format of pack() and prefetches the next chunk meanwhile.
-//
+
+// One call over row panels: its chunking, and for the row group at g its
+// rows, panels per tile (RP), first panel and the next group's rows (whose
+// first chunk is prefetched after this group's last).
+template <class Fmt>
+struct PanelWalk {
+  int64_t nb, kc, panel_bytes, tiles, r1;
+  PanelWalk(const WeightsRef& W, const ActsRef& A, int64_t r1_)
+      : nb(W.cols / Fmt::kElems), kc(Fmt::kChunkLarge), panel_bytes(nb * int64_t(Fmt::kRpBlock)),
+        tiles((A.n + Fmt::kMaxC - 1) / Fmt::kMaxC), r1(r1_) {}
+  int rows(int64_t g) const { return int(r1 - g < 32 ? r1 - g : 32); }
+  int next_rows(int64_t g) const { return int(r1 - (g + 32) < 32 ? r1 - (g + 32) : 32); }
+  const uint8_t* panels(const WeightsRef& W, int64_t g) const { return W.data + (g / 16) * panel_bytes; }
+  int64_t end(int64_t kb0) const { return kb0 + kc < nb ? kb0 + kc : nb; }
+  // Spread over this chunk's tiles: group g's chunk after [.., kb1), or
+  // after its last the next group's first.
+  void prefetch_after(StreamPrefetch& pf, const WeightsRef& W, int64_t g, int RP, int64_t kb1) const {
+    pf.next_chunk(panels(W, g), panel_bytes, RP, next_rows(g), kb1, nb, kc, Fmt::kRpBlock, tiles);
+  }
+};
+
 // A format with kDirectRp (Q8_0, whose panel vectors are already the packed
 // format's bytes) skips the copy: its kernel_rp reads each chunk where it
 // lies, converting the f16 scales per block and tile, and the next chunk is
@@ -310,22 +330,18 @@ void qmatmul_any(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, 
 // a larger share at 128 tokens, where a chunk is used by fewer tiles.
 template <class Fmt>
 void qmatmul_panels_direct(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
-  const int64_t nb = W.cols / Fmt::kElems, kc = Fmt::kChunkLarge;
-  const int64_t panel_bytes = nb * int64_t(Fmt::kRpBlock);
-  const int64_t tiles = (A.n + Fmt::kMaxC - 1) / Fmt::kMaxC;
+  const PanelWalk<Fmt> w(W, A, r1);
   const int32_t* st = sum_starts<Fmt>(A);
   for (int64_t g = r0; g < r1; g += 32) {
-    const int rows = int(r1 - g < 32 ? r1 - g : 32);
-    const int RP = rows > 16 ? 2 : 1;
-    const int nrows = int(r1 - (g + 32) < 32 ? r1 - (g + 32) : 32);  // rows of the next group
-    const uint8_t* pan = W.data + (g / 16) * panel_bytes;
+    const int rows = w.rows(g), RP = rows > 16 ? 2 : 1;
+    const uint8_t* pan = w.panels(W, g);
     TileArgs t = group_args(A, ldy, rows);
-    t.pstride = panel_bytes;
+    t.pstride = w.panel_bytes;
     t.st = st;
-    for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {  // kc is a multiple of panel::kGroup
-      const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
+    for (int64_t kb0 = 0; kb0 < w.nb; kb0 += w.kc) {  // kc is a multiple of panel::kGroup
+      const int64_t kb1 = w.end(kb0);
       StreamPrefetch pf;
-      pf.next_chunk(pan, panel_bytes, RP, nrows, kb1, nb, kc, Fmt::kRpBlock, tiles);
+      w.prefetch_after(pf, W, g, RP, kb1);
       run_chunk<Fmt, true>(t, pan + kb0 * int64_t(Fmt::kRpBlock), A, kb0, kb1, Y + g, RP, pf);
     }
   }
@@ -344,23 +360,19 @@ void qmatmul_panels(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r
   static constexpr auto table = fused_table<Fmt, true>(std::make_index_sequence<16>{});
   if (A.n >= 1 && A.n <= Fmt::kFusedRpMaxC) return table[A.n - 1](W, A, r0, r1, Y, ldy);
   if constexpr (Fmt::kDirectRp) return qmatmul_panels_direct<Fmt>(W, A, r0, r1, Y, ldy);
-  const int64_t nb = W.cols / Fmt::kElems, kc = Fmt::kChunkLarge;
-  uint8_t* buf = pack_buffer(size_t(kc) * 2 * Fmt::kPanelBytes);
+  const PanelWalk<Fmt> w(W, A, r1);
+  uint8_t* buf = pack_buffer(size_t(w.kc) * 2 * Fmt::kPanelBytes);
   const int32_t* st = sum_starts<Fmt>(A);
   for (int64_t g = r0; g < r1; g += 32) {
-    const int rows = int(r1 - g < 32 ? r1 - g : 32);
-    const int RP = rows > 16 ? 2 : 1;
+    const int rows = w.rows(g), RP = rows > 16 ? 2 : 1;
     TileArgs t = group_args(A, ldy, rows);
     t.st = st;
-    for (int64_t kb0 = 0; kb0 < nb; kb0 += kc) {
-      const int64_t kb1 = kb0 + kc < nb ? kb0 + kc : nb;
+    for (int64_t kb0 = 0; kb0 < w.nb; kb0 += w.kc) {
+      const int64_t kb1 = w.end(kb0);
       Fmt::pack_rp(W, g, RP, kb0, kb1, buf, !Fmt::kSpreadRp);
       if constexpr (Fmt::kSpreadRp) {
-        const int64_t panel_bytes = nb * int64_t(Fmt::kRpBlock), tiles = (A.n + Fmt::kMaxC - 1) / Fmt::kMaxC;
-        const int nrows = int(r1 - (g + 32) < 32 ? r1 - (g + 32) : 32);  // rows of the next group
-        const uint8_t* pan = W.data + (g / 16) * panel_bytes;
         StreamPrefetch pf;
-        pf.next_chunk(pan, panel_bytes, RP, nrows, kb1, nb, kc, Fmt::kRpBlock, tiles);
+        w.prefetch_after(pf, W, g, RP, kb1);
         run_chunk<Fmt, false, StreamPrefetch>(t, buf, A, kb0, kb1, Y + g, RP, pf);
       } else {
         ChunkPrefetch pf;  // pack_rp prefetched the next chunk already
