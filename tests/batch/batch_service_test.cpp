@@ -339,12 +339,13 @@ TEST_P(BatchServiceTest, CancelKeepsFinishedLines) {
   FileRec f = s.create_file("", "batch", "in.jsonl", text);
   std::string id = s.create_batch("", f.id, "/v1/completions", "24h", "").id;
   int answered = 0;
-  for (int i = 0; i < 500 && answered < 3; ++i) {
+  for (int i = 0; i < 2000 && answered < 3; ++i) {
     answered += ex.answer(1);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  for (int i = 0; i < 200 && s.get_batch("", id).completed < 3; ++i)
+  for (int i = 0; i < 2000 && s.get_batch("", id).completed < 3; ++i)  // (up to 10 s on a loaded host)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(s.get_batch("", id).completed, 3) << "the three answered lines are committed before the cancel";
   BatchRec c = s.cancel_batch("", id);
   EXPECT_TRUE(c.status == "cancelling" || c.status == "cancelled");
   BatchRec d = wait_status(s, id, {"cancelled"});
@@ -456,9 +457,10 @@ TEST_P(BatchServiceTest, LeasesKeepOtherRunnersOffUntilTheyExpire) {
   b.id = "batch_lease", b.endpoint = "/v1/completions", b.input_file_id = "file-x", b.completion_window = "24h";
   b.status = "in_progress";
   st.put_batch(b);
-  EXPECT_EQ(st.claim(b.id, "A", 400), "in_progress");
+  // (a long first lease: a stalled host cannot let it lapse before B tries)
+  EXPECT_EQ(st.claim(b.id, "A", 60000), "in_progress");
   EXPECT_EQ(st.claim(b.id, "B", 400), "");
-  EXPECT_EQ(st.claim(b.id, "A", 400), "in_progress") << "the holder renews";
+  EXPECT_EQ(st.claim(b.id, "A", 400), "in_progress") << "the holder renews (to 400 ms from now)";
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   EXPECT_EQ(st.claim(b.id, "B", 60000), "in_progress") << "an expired lease goes to the next claim";
   EXPECT_EQ(st.claim(b.id, "A", 400), "") << "the old holder has lost it";
@@ -475,9 +477,13 @@ TEST_P(BatchServiceTest, LeasesKeepOtherRunnersOffUntilTheyExpire) {
 // its committed lines (each line once); results are readable through either.
 TEST_P(BatchServiceTest, ReplicasShareBatchesAndHandOverTheRun) {
   std::string dir = temp_dir();
-  auto a_ptr = std::make_unique<BatchService>(opts(dir, 1 << 20, 100, 4, "/a"));
+  // Leases of 10 s (renewed every 3.3 s), not 300 ms: a runner thread stalled
+  // by a loaded host for 200 ms would let b take the batch while watched.
+  ServiceOptions oa = opts(dir, 1 << 20, 100, 4, "/a"), ob = opts(dir, 1 << 20, 100, 4, "/b");
+  oa.lease_ms = ob.lease_ms = 10000;
+  auto a_ptr = std::make_unique<BatchService>(oa);
   BatchService& a = *a_ptr;
-  BatchService b(opts(dir, 1 << 20, 100, 4, "/b"));
+  BatchService b(ob);
   FakeExecutor ex_a, ex_b;
   std::string text;
   for (int i = 0; i < 20; ++i) text += line("L" + std::to_string(i));
@@ -528,12 +534,13 @@ TEST_P(BatchServiceTest, CancelOnOneReplicaStopsTheRunOnAnother) {
   for (int i = 0; i < 10; ++i) text += line("L" + std::to_string(i));
   const std::string id = b.create_batch("", b.create_file("", "batch", "in.jsonl", text).id, "/v1/completions", "24h", "").id;
   int answered = 0;
-  for (int i = 0; i < 500 && answered < 3; ++i) {
+  for (int i = 0; i < 2000 && answered < 3; ++i) {
     answered += ex_a.answer(1);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  for (int i = 0; i < 200 && b.get_batch("", id).completed < 3; ++i)
+  for (int i = 0; i < 2000 && b.get_batch("", id).completed < 3; ++i)  // (up to 10 s on a loaded host)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(b.get_batch("", id).completed, 3) << "the three answered lines are committed before the cancel";
   EXPECT_EQ(b.cancel_batch("", id).status, "cancelling");
   BatchRec d = wait_status(b, id, {"cancelled"});
   ASSERT_EQ(d.status, "cancelled");
