@@ -148,7 +148,7 @@ test('a 50-line batch (chat + completions, malformed lines) equals the same requ
 });
 
 test('cancel mid-run: cancelling, then cancelled with the finished lines', async () => {
-  const many = Array.from({ length: 120 }, (_, i) => chatLine(i, 48));
+  const many = Array.from({ length: 600 }, (_, i) => chatLine(i, 48));  // (lines not run cost nothing)
   for (const l of many) l.body.ignore_eos = true;
   const f = await upload(client, jsonl(many));
   const b = await client.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
@@ -166,7 +166,7 @@ test('cancel mid-run: cancelling, then cancelled with the finished lines', async
   assert.ok(d.cancelled_at >= d.cancelling_at);
   const done = d.request_counts.completed + d.request_counts.failed;
   console.log(`cancel: ${done} of ${many.length} lines done`);
-  assert.ok(d.request_counts.completed >= 2 && done < 120, JSON.stringify(d.request_counts));
+  assert.ok(d.request_counts.completed >= 2 && done < many.length, JSON.stringify(d.request_counts));
   assert.equal((await lines(client, d.output_file_id)).length, d.request_counts.completed);
   assert.equal((await client.batches.cancel(b.id)).status, 'cancelled', 'cancelling again is a no-op');
 });
@@ -215,8 +215,9 @@ test('kill -9 mid-batch, restart: the batch completes, every custom_id exactly o
   let s = await startServer(args);
   let c = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: key.key, maxRetries: 0, timeout: 60_000 });
   let outputIds = [];
-  const n = 60;
+  const n = 300;  // (a round of 4 lines takes ~10 ms on a fast host: plenty left to run when the kill comes)
   const input = Array.from({ length: n }, (_, i) => chatLine(i, 24));
+  for (const l of input) l.body.ignore_eos = true;
   input.push({ custom_id: 'broken', method: 'POST', url: '/v1/completions', body: {} });
   const f = await upload(c, jsonl(input));
   const b = await c.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
@@ -296,9 +297,18 @@ test('kill -9 while usage rows cannot be written: no line committed before its r
   const n = 12;
   const f = await upload(c, jsonl(Array.from({ length: n }, (_, i) => chatLine(i, 8))));
   // The lock: a sqlite3 shell in a write transaction, until its stdin closes.
-  const locker = spawn('sqlite3', [state], { stdio: ['pipe', 'ignore', 'inherit'] });
-  locker.stdin.write('BEGIN IMMEDIATE;\n');
-  await sleep(300);
+  // It says "locked" once BEGIN IMMEDIATE has taken the lock (bounded wait).
+  const locker = spawn('sqlite3', [state], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const held = new Promise((resolve, reject) => {
+    let said = '';
+    const timer = setTimeout(() => reject(new Error('the sqlite3 shell did not take the write lock in 10 s')), 10_000);
+    locker.stdout.on('data', (d) => {
+      said += d;
+      if (said.includes('locked')) clearTimeout(timer), resolve();
+    });
+  });
+  locker.stdin.write("BEGIN IMMEDIATE;\nSELECT 'locked';\n");
+  await held;
   const tokens = async () => Number(/^moeserve_generation_tokens_total (\d+)/m.exec(
     await (await fetch(`${s.base}/metrics`)).text())?.[1] ?? 0);
   const t0 = await tokens();
@@ -346,25 +356,33 @@ test('online requests keep their TTFT while a batch runs', async () => {
   // A round over 2x is measured again, up to 3 rounds (a neighbour's burst on
   // a 2-core VM can slow one phase and not the other; an online request that
   // waits behind the batch is 10x and more in every round).
-  let mi, mb;
+  // A round in which the batch had finished before the measurement did is
+  // measured again too.
+  let mi, mb, ran = false;
   for (let k = 1; k <= 3; ++k) {
     const idle = [];
     for (let i = 0; i < 15; i++) idle.push(await ttft());
-    const f = await upload(client, jsonl(Array.from({ length: 500 }, (_, i) => chatLine(i, 16))));
+    const input = Array.from({ length: 500 }, (_, i) => chatLine(i, 16));
+    for (const l of input) l.body.ignore_eos = true;
+    const f = await upload(client, jsonl(input));
     const b = await client.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
     await waitFor(client, b.id, ['in_progress']);
     const busy = [];
     for (let i = 0; i < 15; i++) busy.push(await ttft());
     const running = await client.batches.retrieve(b.id);
-    await client.batches.cancel(b.id);
+    await client.batches.cancel(b.id).catch((e) => {  // (409 if it completed meanwhile)
+      if (!(e instanceof ConflictError)) throw e;
+    });
     await waitFor(client, b.id);
+    console.log(`round ${k}: median TTFT idle ${median(idle).toFixed(1)} ms, during the batch ` +
+      `${median(busy).toFixed(1)} ms (batch ${running.status}, ${running.request_counts.completed} lines done when measured)`);
+    if (running.status !== 'in_progress') continue;
+    ran = true;
     mi = median(idle);
     mb = median(busy);
-    console.log(`round ${k}: median TTFT idle ${mi.toFixed(1)} ms, during the batch ${mb.toFixed(1)} ms ` +
-      `(batch ${running.status}, ${running.request_counts.completed} lines done when measured)`);
-    assert.equal(running.status, 'in_progress', 'the batch was running throughout');
     if (mb <= 2 * mi) break;
   }
+  assert.ok(ran, 'the batch was running throughout a round');
   assert.ok(mb <= 2 * mi, `median TTFT ${mb.toFixed(1)} ms while a batch runs > 2x idle ${mi.toFixed(1)} ms in 3 rounds`);
 });
 

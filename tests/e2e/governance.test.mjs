@@ -30,6 +30,19 @@ function cliFails(args) {
 const newKey = (...args) => cliJson(['keys', 'create', '--state', STATE, ...args]);
 const client = (srv, key) => new OpenAI({ baseURL: `${srv.base}/v1`, apiKey: key, maxRetries: 0, timeout: 60_000 });
 const auth = (key) => ({ Authorization: `Bearer ${key}` });
+
+// A new key is seen by a server after its next reload (every second): wait
+// for it, bounded, with GET /v1/models, which counts toward no limit. (A
+// fixed sleep of 1.2 s had 0.2 s of slack on a loaded host.)
+async function keySeen(server, key) {
+  const t0 = Date.now();
+  for (;;) {
+    const r = await rawRequest(server.port, { method: 'GET', path: '/v1/models', headers: auth(key) });
+    if (r.status === 200) return;
+    assert.ok(Date.now() - t0 < 10_000, `the key was not seen in 10 s: ${r.status} ${r.body}`);
+    await sleep(50);
+  }
+}
 const usageOf = (keyId) => cliJson(['usage', '--state', STATE, '--key', keyId, '--format', 'json'])[0];
 
 const msgs = [{ role: 'user', content: 'In the beginning' }];
@@ -159,12 +172,17 @@ test('usage totals equal the usage the clients received, streaming included', as
 
 test('prices give the cost; inference tables store the assembled streamed message', async () => {
   cli(['prices', 'set', '--state', STATE, '--model', MODEL, '--input-per-mtok', '1000', '--output-per-mtok', '2000']);
-  await sleep(1300);  // the server reloads prices every second
-  const { usage } = await client(srv, keys.dave.key).chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 5 });
-  await sleep(500);
-  const rows = cli(['usage', '--state', STATE, '--key', keys.dave.id, '--rows']).trim().split('\n').map(JSON.parse);
-  const last = rows.find((r) => r.cost > 0);
-  assert.ok(last, 'a priced row');
+  // The server reloads prices every second: request until a row is priced (bounded).
+  let usage, last;
+  for (const t0 = Date.now(); ;) {
+    const r = await client(srv, keys.dave.key).chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 5 });
+    usage = r.usage;
+    const rows = cli(['usage', '--state', STATE, '--key', keys.dave.id, '--rows']).trim().split('\n').map(JSON.parse);
+    last = rows.find((x) => x.request_id === r.id && x.cost > 0);
+    if (last || Date.now() - t0 > 10_000) break;
+    await sleep(200);
+  }
+  assert.ok(last, 'a priced row within 10 s of setting the prices');
   assert.ok(Math.abs(last.cost - (usage.prompt_tokens * 1000 + usage.completion_tokens * 2000) / 1e6) < 1e-9);
   const lines = cli(['payloads', 'export', '--state', STATE, '--model', MODEL]).trim().split('\n').map(JSON.parse);
   const p = lines.find((l) => l.request_id === streamed.id);
@@ -319,7 +337,7 @@ test('CLI: bad input gets one line and exit 2', async () => {
 test('kill -9 under 16 concurrent streams: completed requests are in the usage table, the state checks, the server serves again', async () => {
   const victim = await startServer(serveArgs);
   const k = newKey('--name', 'crash', '--models', MODEL);
-  await sleep(1200);  // the new key is seen after the next reload
+  await keySeen(victim, k.key);
   const c = client(victim, k.key);
   const done = [];  // {id, at}
   let stop = false;
@@ -406,7 +424,8 @@ test('PostgreSQL: two replicas share revocations (< 2 s) and a QPM limit', { ski
     // A QPM of N held across both replicas (shared per-minute counters).
     const N = 6;
     const q = newKey('--name', 'shared-qpm', '--models', MODEL, '--qpm', String(N));
-    await sleep(1300);
+    await keySeen(srv, q.key);
+    await keySeen(other, q.key);
     const cs = [client(srv, q.key), client(other, q.key)];
     const minute0 = Math.floor(Date.now() / 60000);
     const results = await Promise.all(Array.from({ length: 3 * N }, (_, i) =>

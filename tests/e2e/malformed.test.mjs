@@ -353,7 +353,7 @@ test('a full queue gets 429 with Retry-After', async () => {
   try {
     const jobs = [];
     for (let i = 0; i < 12; i++)
-      jobs.push(postJson(small.port, '/v1/completions', { model: MODEL, prompt: 'In the beginning', max_tokens: 24, ignore_eos: true }));
+      jobs.push(postJson(small.port, '/v1/completions', { model: MODEL, prompt: 'In the beginning', max_tokens: 256, ignore_eos: true }));  // (24 tokens took ~5 ms: three of 12 might not overlap)
     const res = await Promise.all(jobs);
     const statuses = res.map((r) => r.status);
     assert.ok(statuses.every((s) => s === 200 || s === 429), JSON.stringify(statuses));

@@ -167,7 +167,7 @@ test('two replicas behind nginx on one PostgreSQL: spread, drain mid-stream, not
   assert.ok(spread.a >= 8 && spread.b >= 8, `load spread: ${JSON.stringify(spread)}`);
 
   // 2. Streams on both replicas; SIGTERM to replica a once all have started.
-  const N = 8, MAX = 200;
+  const N = 8, MAX = 1500;  // (200 tokens had drained in ~100 ms on a fast host, racing the checks below)
   let started = 0;
   let allStarted;
   const startedP = new Promise((r) => (allStarted = r));
@@ -240,7 +240,7 @@ test('batches on PostgreSQL: shared by the replicas, taken over after kill -9 of
   replicas.push(...pair);
   const client = (r) => new OpenAI({ baseURL: `${r.base}/v1`, apiKey: key.key, maxRetries: 0, timeout: 60_000 });
   const [ca, cb] = pair.map(client);
-  const n = 120;  // (a line round takes ~10 ms on a fast host: enough left to run when the kill comes)
+  const n = 300;  // (a round of 4 lines takes ~10 ms on a fast host: plenty left to run when the kill comes)
   const input = Array.from({ length: n }, (_, i) => ({ custom_id: `line-${i}`, method: 'POST', url: '/v1/completions',
     body: { prompt: `And God said ${i}`, max_tokens: 24, temperature: 0, ignore_eos: true } }));
   input.push({ custom_id: 'broken', method: 'POST', url: '/v1/completions', body: {} });
@@ -304,7 +304,7 @@ test('a replica restarted with the same --replica-id resumes its batch without w
   const args = ['--state', PG, '--replica-id', 'pod-0', '--batch-lease-s', '30', '--batch-window', '4', '--max-batch', '8'];
   let s = await startServer(args);
   let c = new OpenAI({ baseURL: `${s.base}/v1`, apiKey: key.key, maxRetries: 0, timeout: 60_000 });
-  const n = 120;
+  const n = 300;
   const input = Array.from({ length: n }, (_, i) => ({ custom_id: `r-${i}`, method: 'POST', url: '/v1/completions',
     body: { prompt: `In the beginning ${i}`, max_tokens: 24, temperature: 0, ignore_eos: true } }));
   const f = await c.files.create({ file: await toFile(Buffer.from(input.map((l) => JSON.stringify(l)).join('\n') + '\n'),
