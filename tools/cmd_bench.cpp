@@ -306,6 +306,7 @@ void add_bench(CLI::App& app) {
                         {"peak_rss_mb", peak_rss_mb()}};
     j["device"] = rt->backend->name();  // the compute backend that ran (--device)
     j["kernels"] = ops::isa_name();      // the CPU kernel set (the CPU's best, capped by MOESERVE_ISA)
+    j["argmax_pass"] = ops::argmax_pass_name();  // how a greedy bf16 lm_head is scored
     if (int8_gmacs > 0) {
       j["int8_peak_gmacs"] = int8_gmacs;
       j["prefill_int8_fraction"] = fraction_j;

@@ -106,6 +106,11 @@ double probe_int8_gmacs(ThreadPool& pool, double seconds) {
 
 const char* isa_name() { return K().name; }
 
+const char* argmax_pass_name() {
+  if (!K().matmul_f_argmax) return "none";
+  return cpu::avx512::argmax_pass() == cpu::avx512::ArgmaxPass::Bf16Candidates ? "bf16-candidates" : "f32";
+}
+
 void quantize_acts(DType wtype, const float* X, int64_t ldx, int64_t n, int64_t cols, ThreadPool& pool,
                    QuantizedActs* out) {
   if (n < 0 || cols < 0 || (n > 0 && (!X || ldx < cols)))

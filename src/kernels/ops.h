@@ -136,6 +136,12 @@ double probe_int8_gmacs(ThreadPool& pool, double seconds = 0.1);
 // at "avx2", the quantized matmuls use AVX-VNNI where the CPU has it).
 const char* isa_name();
 
+// How matmul_argmax scores a bf16 lm_head here: "f32" (every output, in
+// f32), "bf16-candidates" (VDPBF16PS scores, the few entries that could win
+// computed again in f32: the same tokens, where the CPU does twice the
+// products a cycle with it), or "none" below AVX-512 (matmul_argmax declines).
+const char* argmax_pass_name();
+
 // Converts one row of n elements of type t to float32. Bit-exact to the format's definition.
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 // Quantizes one row (n a multiple of the block size) to type t.

@@ -111,6 +111,13 @@ test('bench reports every figure, last line one JSON object', () => {
   // The CPU kernel set that ran: the one MOESERVE_ISA names when it caps the CPU's.
   assert.ok(['scalar', 'avx2', 'avx512'].includes(j.kernels), `kernels ${j.kernels}`);
   if (['scalar', 'avx2'].includes(process.env.MOESERVE_ISA)) assert.equal(j.kernels, process.env.MOESERVE_ISA);
+  // How a greedy bf16 lm_head is scored: fused only at AVX-512, where
+  // MOESERVE_ARGMAX=f32 keeps the f32 pass.
+  assert.equal(j.argmax_pass === 'none', j.kernels !== 'avx512', `argmax_pass ${j.argmax_pass}`);
+  assert.ok(['none', 'f32', 'bf16-candidates'].includes(j.argmax_pass), j.argmax_pass);
+  const f32 = JSON.parse(run(['bench', '--prompt', '8', '--batch', 'none', '--reps', '1', '--threads', '1'],
+    { env: { ...process.env, MOESERVE_ARGMAX: 'f32' } }).out.trim().split('\n').pop());
+  assert.equal(f32.argmax_pass, j.kernels === 'avx512' ? 'f32' : 'none');
   // The int8 peak is probed where the CPU has SIMD int8 kernels (not under MOESERVE_ISA=scalar).
   assert.equal(j.int8_peak_gmacs !== undefined, j.kernels !== 'scalar');
   if (j.int8_peak_gmacs !== undefined) {

@@ -10,6 +10,8 @@
 
 #include "kernel_test_util.h"
 #include "core/argmax.h"
+#include "core/cpu_features.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/ref/ref.h"
 
 namespace ms::test {
@@ -110,9 +112,26 @@ TEST(MatmulF, OpsAndReferenceWithinFloatRoundingAndEqual) {
 // 1-3 rows left over; with ties (the first index wins), rows whose every
 // output is negative (a panel's zero padding must not win), NaN outputs
 // (never taken) and rows of -inf (token 0, as greedy_argmax gives).
+// Both passes: f32, and (where the CPU has AVX512_BF16) bf16 scores with the
+// near-best entries computed again in f32.
+std::vector<cpu::avx512::ArgmaxPass> argmax_passes() {
+  std::vector<cpu::avx512::ArgmaxPass> p{cpu::avx512::ArgmaxPass::F32};
+  if (cpu_features().avx512bf16) p.push_back(cpu::avx512::ArgmaxPass::Bf16Candidates);
+  return p;
+}
+
+// Puts back the pass the process chose when the test ends.
+struct PassGuard {
+  cpu::avx512::ArgmaxPass was = cpu::avx512::argmax_pass();
+  ~PassGuard() { cpu::avx512::set_argmax_pass(was); }
+};
+
 TEST(MatmulArgmax, TheGreedyTokenOfTheOutputs) {
   if (std::string(ops::isa_name()) != "avx512") GTEST_SKIP() << "kernels below AVX-512: ops::matmul_argmax is not fused";
+  PassGuard guard;
+  for (cpu::avx512::ArgmaxPass pass : argmax_passes())
   for (int threads : {1, 2}) {
+    cpu::avx512::set_argmax_pass(pass);
     ThreadPool pool(threads);
     for (DType t : {DType::BF16, DType::F16}) {
       for (const Shape& s : {Shape{1003, 128, 200}, Shape{37, 16, 8}, Shape{4097, 64, 11}, Shape{130, 256, 9}}) {
@@ -150,7 +169,7 @@ TEST(MatmulArgmax, TheGreedyTokenOfTheOutputs) {
           for (int64_t i = 0; i < s.n; ++i)
             ASSERT_EQ(got[size_t(i)], greedy_argmax(Y.data() + i * s.rows, s.rows))
                 << dtype_name(t) << " rows " << s.rows << " cols " << s.cols << " n " << s.n << " row " << i
-                << " threads " << threads << (m == &Wn ? " (negative column 0)" : "");
+                << " threads " << threads << (m == &Wn ? " (negative column 0)" : "") << " pass " << int(pass);
           EXPECT_EQ(got[0], 2) << "the first of the tied largest outputs";
         }
       }
@@ -162,6 +181,80 @@ TEST(MatmulArgmax, TheGreedyTokenOfTheOutputs) {
       std::vector<int32_t> got(8, -7);
       ASSERT_TRUE(ops::matmul_argmax(W.view(), X.data(), 32, 8, got.data(), pool));
       for (int32_t g : got) EXPECT_EQ(g, 0);
+    }
+  }
+}
+
+// The bf16 pass (argmax_bf16_avx512.cpp) against the outputs' greedy token
+// where it is hardest: the winner tied with, or a bit of one weight away
+// from, other entries in other panels and threads' ranges; more near-ties
+// than a row keeps (those rows go to the f32 pass); a row with a NaN and a
+// row too large for the bound (the f32 pass). The counters show which way
+// each row went, so each case is known to have run.
+TEST(MatmulArgmax, Bf16PassKeepsTheF32Token) {
+  if (std::string(ops::isa_name()) != "avx512" || !cpu_features().avx512bf16)
+    GTEST_SKIP() << "no AVX512_BF16: the bf16 pass is not used";
+  PassGuard guard;
+  cpu::avx512::set_argmax_pass(cpu::avx512::ArgmaxPass::Bf16Candidates);
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    for (const Shape& s : {Shape{4099, 128, 37}, Shape{1003, 256, 9}, Shape{200, 16, 8}, Shape{97, 48, 13}}) {
+      FMat W = float_matrix(DType::BF16, s.rows, s.cols, 70 + uint64_t(s.rows));
+      auto X = gaussian(size_t(s.n * s.cols), 71);
+      const size_t rb = row_bytes(DType::BF16, s.cols);
+      auto row = [&](int64_t r) { return W.bytes.data() + size_t(r) * rb; };
+      // Row 0's winner: entry 7 along x0; entry s.rows - 3 (the last panel,
+      // the other thread) the same but for the lowest bit of one weight, and
+      // entry s.rows / 2 an exact copy (a tie: 7, the first, wins).
+      std::vector<float> w(size_t(s.cols));
+      for (int64_t c = 0; c < s.cols; ++c) w[size_t(c)] = 2.0f * X[size_t(c)];
+      ref::quantize_row(DType::BF16, w.data(), row(7), s.cols);
+      std::memcpy(row(s.rows / 2), row(7), rb);
+      std::memcpy(row(s.rows - 3), row(7), rb);
+      row(s.rows - 3)[2 * (s.cols / 2)] ^= 1;  // the low mantissa bit of weight cols/2
+      // Row 1: 80 entries (more than a row keeps) within a few bits of each other.
+      for (int64_t c = 0; c < s.cols; ++c) w[size_t(c)] = 2.0f * X[size_t(s.cols + c)];
+      for (int64_t k = 0; k < std::min<int64_t>(80, s.rows - 10); ++k) {
+        uint8_t* r = row(10 + k);
+        ref::quantize_row(DType::BF16, w.data(), r, s.cols);
+        r[2 * (k % s.cols)] ^= uint8_t(k & 1);
+      }
+      // Row 4: bf16 rounding reverses the order of the two best entries.
+      // x = (1.0040, 1.0035, 0...) rounds to (1.0078125, 1.0); entry 3 =
+      // 16 * (1.0078125, 0...) and entry s.rows - 6 = 16 * (0, 1.015625, 0...)
+      // score 16.2510 and 16.2500, but their logits are 16.1896 and 16.3069.
+      for (int64_t c = 0; c < s.cols; ++c) X[size_t(4 * s.cols + c)] = 0.0f;
+      X[size_t(4 * s.cols)] = 1.0040f, X[size_t(4 * s.cols + 1)] = 1.0035f;
+      std::fill(w.begin(), w.end(), 0.0f);
+      w[0] = 16.0f * 1.0078125f;
+      ref::quantize_row(DType::BF16, w.data(), row(3), s.cols);
+      w[0] = 0.0f, w[1] = 16.0f * 1.015625f;
+      ref::quantize_row(DType::BF16, w.data(), row(s.rows - 6), s.cols);
+      if (s.n > 2) X[size_t(2 * s.cols + 1)] = NAN;                // row 2: a NaN (every output NaN: token 0)
+      if (s.n > 3) X[size_t(3 * s.cols)] = 1e32f;                  // row 3: too large for the bound
+      const auto before = cpu::avx512::bf16_argmax_stats();
+      std::vector<int32_t> got(size_t(s.n), -7);
+      ASSERT_TRUE(ops::matmul_argmax(W.view(), X.data(), s.cols, s.n, got.data(), pool));
+      const auto after = cpu::avx512::bf16_argmax_stats();
+      std::vector<float> Y(size_t(s.n * s.rows));
+      ops::matmul(W.view(), X.data(), s.cols, s.n, Y.data(), s.rows, pool);
+      for (int64_t i = 0; i < s.n; ++i)
+        ASSERT_EQ(got[size_t(i)], greedy_argmax(Y.data() + i * s.rows, s.rows))
+            << "rows " << s.rows << " cols " << s.cols << " n " << s.n << " row " << i << " threads " << threads;
+      const float y7 = Y[7], yc = Y[size_t(s.rows - 3)];
+      EXPECT_EQ(got[0], yc > y7 ? s.rows - 3 : 7) << y7 << " " << yc;
+      EXPECT_EQ(got[4], s.rows - 6) << "the larger logit, not the larger bf16 score";
+      // Each call (a range of entries) scores every row; rows 2 and 3 go to
+      // the f32 pass in each, and row 1 where one range holds its 80 near-ties
+      // (one thread: one range), as may any row those 80 lead; the rest keep
+      // a few entries each and compute those again.
+      const uint64_t scored = after.rows - before.rows, f32 = after.f32_rows - before.f32_rows;
+      const uint64_t calls = scored / uint64_t(s.n);
+      EXPECT_EQ(scored % uint64_t(s.n), 0u);
+      EXPECT_GE(calls, 1u);
+      EXPECT_GE(f32, 2 * calls + (threads == 1 ? 1 : 0)) << "rows 1-3 took the f32 pass";
+      EXPECT_LT(f32, scored) << "some rows took the bf16 pass to its end";
+      EXPECT_GT(after.recomputed - before.recomputed, 0u);
     }
   }
 }

@@ -71,6 +71,27 @@ MS_CPU_KERNEL_DECLS
 // An empty range [r0, r0) does no work: it only answers whether the shape is handled.
 bool matmul_f_argmax(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,
                      float* best_v, int32_t* best_i);
+// Its two ways to the same tokens, for a range r0 < r1 of a shape it handles:
+// every output in f32 (the vocabulary lanes, fgemm_avx512.cpp), or bf16
+// weights scored against bf16-rounded activations with VDPBF16PS and the
+// few entries that could win computed again in f32 (argmax_bf16_avx512.cpp).
+void argmax_f32_pass(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,
+                     float* best_v, int32_t* best_i);
+void argmax_bf16_pass(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,
+                      float* best_v, int32_t* best_i);
+// Which one matmul_f_argmax takes for bf16 weights: Bf16Candidates where the
+// CPU has AVX512_BF16 and its VDPBF16PS does at least 1.5x the products a
+// second of its FMAs (measured once: AMD Zen 4 2x, Intel's cores 1x), unless
+// MOESERVE_ARGMAX=f32 or =bf16 says; set_argmax_pass overrides it (tests).
+enum class ArgmaxPass { F32, Bf16Candidates };
+ArgmaxPass argmax_pass();
+void set_argmax_pass(ArgmaxPass p);
+// Counts since start (relaxed; for tests and bench): activation rows the bf16
+// pass scored, entries it computed again, rows it handed to the f32 pass.
+struct Bf16ArgmaxStats {
+  uint64_t rows = 0, recomputed = 0, f32_rows = 0;
+};
+Bf16ArgmaxStats bf16_argmax_stats();
 }
 // matmul_f_argmax's merge rule, for callers merging its results: (v, i)
 // takes the place of (bv, bi) when larger, or equal with a smaller index.

@@ -19,6 +19,7 @@
 
 #include "core/aligned.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/transpose16_avx512.h"
 
 namespace ms::cpu::avx512 {
 namespace {
@@ -201,37 +202,6 @@ constexpr int64_t kVlAhead = 8;  // rows of Y prefetched ahead
 
 bool vocab_lanes_fit(const WeightsRef& W) {
   return W.dtype != DType::F32 && W.cols % 16 == 0 && W.cols <= kVocabLanesMaxK;
-}
-
-// 16 rows of 16 floats (one per register) transposed in place.
-__attribute__((always_inline)) inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  #pragma GCC unroll 16
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  #pragma GCC unroll 16
-  for (int i = 0; i < 16; i += 4) {
-    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-  #pragma GCC unroll 16
-  for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
-    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
-  }
-  #pragma GCC unroll 16
-  for (int i = 0; i < 4; ++i) {
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
-    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
-  }
 }
 
 // wt[k * kVlPanel + j] = W[r + j][k] for j < count, 0 for count <= j < kVlPanel.
@@ -462,12 +432,20 @@ void matmul_f(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64
   }
 }
 
+void argmax_f32_pass(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,
+                     float* best_v, int32_t* best_i) {
+  if (W.dtype == DType::BF16) argmax_vocab_lanes<DType::BF16>(W, X, ldx, n, r0, r1, best_v, best_i);
+  else argmax_vocab_lanes<DType::F16>(W, X, ldx, n, r0, r1, best_v, best_i);
+}
+
 bool matmul_f_argmax(const WeightsRef& W, const float* X, int64_t ldx, int64_t n, int64_t r0, int64_t r1,
                      float* best_v, int32_t* best_i) {
   if (!vocab_lanes_fit(W)) return false;
   if (r0 >= r1) return true;
-  if (W.dtype == DType::BF16) argmax_vocab_lanes<DType::BF16>(W, X, ldx, n, r0, r1, best_v, best_i);
-  else argmax_vocab_lanes<DType::F16>(W, X, ldx, n, r0, r1, best_v, best_i);
+  if (W.dtype == DType::BF16 && argmax_pass() == ArgmaxPass::Bf16Candidates)
+    argmax_bf16_pass(W, X, ldx, n, r0, r1, best_v, best_i);
+  else
+    argmax_f32_pass(W, X, ldx, n, r0, r1, best_v, best_i);
   return true;
 }
 
