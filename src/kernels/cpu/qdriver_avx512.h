@@ -299,7 +299,7 @@ void qmatmul_any(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, 
 // The same for a matrix in the panel layout (ops::repack_panels): Fmt
 // provides fused_rp<C> for small n, and pack_rp(W, first row, RP, kb0, kb1,
 // out), which unpacks blocks [kb0, kb1) of one or two panels into the
-// packed format of pack() and prefetches the next chunk meanwhile.
+// packed format of pack().
 
 // One call over row panels: its chunking, and for the row group at g its
 // rows, panels per tile (RP), first panel and the next group's rows (whose
@@ -347,8 +347,8 @@ void qmatmul_panels_direct(const WeightsRef& W, const ActsRef& A, int64_t r0, in
   }
 }
 
-// A format with kSpreadRp (Q4_0, Q4_K, Q5_K, Q6_K) packs each chunk
-// without prefetching the next; its packed kernel issues those prefetches a
+// The other formats (Q4_0, Q4_K, Q5_K, Q6_K) pack each chunk, and their
+// packed kernels issue the next chunk's prefetches a
 // few per block, spread over the tiles of this chunk (StreamPrefetch, as
 // kernel_rp does for Q8_0), so that they neither queue behind each other in
 // the packing loop nor stall it. Panels from memory, 2 threads, old and new
@@ -369,15 +369,10 @@ void qmatmul_panels(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r
     t.st = st;
     for (int64_t kb0 = 0; kb0 < w.nb; kb0 += w.kc) {
       const int64_t kb1 = w.end(kb0);
-      Fmt::pack_rp(W, g, RP, kb0, kb1, buf, !Fmt::kSpreadRp);
-      if constexpr (Fmt::kSpreadRp) {
-        StreamPrefetch pf;
-        w.prefetch_after(pf, W, g, RP, kb1);
-        run_chunk<Fmt, false, StreamPrefetch>(t, buf, A, kb0, kb1, Y + g, RP, pf);
-      } else {
-        ChunkPrefetch pf;  // pack_rp prefetched the next chunk already
-        run_chunk<Fmt>(t, buf, A, kb0, kb1, Y + g, RP, pf);
-      }
+      Fmt::pack_rp(W, g, RP, kb0, kb1, buf);
+      StreamPrefetch pf;
+      w.prefetch_after(pf, W, g, RP, kb1);
+      run_chunk<Fmt, false, StreamPrefetch>(t, buf, A, kb0, kb1, Y + g, RP, pf);
     }
   }
 }

@@ -80,7 +80,7 @@ void kpanel_fused(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1,
 }
 
 template <class Fmt>
-void kpanel_pack(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out, bool next) {
+void kpanel_pack(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
   const int64_t nb = W.cols / 256;
   const size_t panel_bytes = size_t(nb) * Fmt::kRpBlock;
   for (int p = 0; p < RP; ++p) {
@@ -89,10 +89,6 @@ void kpanel_pack(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb
       const uint8_t* blk = pan + size_t(b) * Fmt::kRpBlock;
       Fmt::store_packed(out + ((b - kb0) * RP + p) * Fmt::kPanelBytes,
                         reinterpret_cast<const int32_t*>(blk + Fmt::kRpHeader), Fmt::rp_get(blk));
-      // Fetch the same block of the next chunk meanwhile.
-      const int64_t nx = b + (kb1 - kb0);
-      if (next && nx < nb)
-        for (size_t q = 0; q < Fmt::kRpBlock; q += 64) prefetch_t1(pan + size_t(nx) * Fmt::kRpBlock + q);
     }
   }
 }
@@ -102,13 +98,12 @@ void kpanel_pack(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb
 template <class Fmt>
 struct KPanel {
   static constexpr bool kDirectRp = false;  // chunks are unpacked (pack_rp) before the micro-kernel
-  static constexpr bool kSpreadRp = true;  // the kernels issue the next chunk's prefetches (qmatmul_panels)
   template <int C>
   static void fused_rp(const WeightsRef& W, const ActsRef& A, int64_t r0, int64_t r1, float* Y, int64_t ldy) {
     kpanel_fused<Fmt, C>(W, A, r0, r1, Y, ldy);
   }
-  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out, bool next) {
-    kpanel_pack<Fmt>(W, g, RP, kb0, kb1, out, next);
+  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
+    kpanel_pack<Fmt>(W, g, RP, kb0, kb1, out);
   }
 };
 

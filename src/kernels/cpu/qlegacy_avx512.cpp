@@ -364,7 +364,7 @@ struct Legacy {
 
   // Large n: unpack chunks of one or two panels into the packed format of
   // pack() and run the same micro-kernels.
-  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out, bool next) {
+  static void pack_rp(const WeightsRef& W, int64_t g, int RP, int64_t kb0, int64_t kb1, uint8_t* out) {
     const int64_t nb = W.cols / 32;
     const size_t panel_bytes = size_t(nb) * kRpBlock;
     for (int p = 0; p < RP; ++p) {
@@ -377,9 +377,6 @@ struct Legacy {
 #pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) _mm512_store_si512(o + 64 * j, v[j]);
         _mm512_store_ps(o + 512, dw);
-        // Fetch the same block of the next chunk meanwhile.
-        const int64_t nx = b + (kb1 - kb0);
-        if (next && nx < nb) prefetch_block<true>(pan + size_t(nx) * kRpBlock);
       }
     }
   }
@@ -467,7 +464,6 @@ struct Legacy {
   // follows t.pstride bytes on. Each group of panel::kGroup blocks holds the
   // vectors, then the f16 scales (the panel's last group may be shorter).
   static constexpr bool kDirectRp = T == DType::Q8_0;
-  static constexpr bool kSpreadRp = T == DType::Q4_0;  // qmatmul_panels: the next chunk's prefetches from the kernel
   template <int RP, int C>
   static void kernel_rp(const TileArgs& t) {
     static_assert(kDirectRp, "only Q8_0's panel vectors are the packed format's bytes");
