@@ -44,6 +44,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/transpose16_avx512.h"
 #include "kernels/ref/lanes16.h"
+#include "kernels/ref/ref.h"
 
 namespace ms::cpu::avx512 {
 namespace {
@@ -60,31 +61,21 @@ float floor_f(double t) {
   return f;
 }
 
-// x to bf16, rounded to nearest even (x finite), a denormal result as +-0.
-uint16_t to_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  uint16_t h = uint16_t(u >> 16);
-  if ((h & 0x7F80u) == 0) h &= 0x8000u;
-  return h;
-}
-
-float bf16_f(uint16_t h) {
-  const uint32_t u = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
+// x to bf16 (core/dtype.h: nearest even), a denormal result as +-0, as VDPBF16PS reads it.
+uint16_t to_bf16_daz(float x) {
+  const uint16_t h = f32_to_bf16(x);
+  return (h & 0x7F80u) == 0 ? uint16_t(h & 0x8000u) : h;
 }
 
 struct RowState {
-  double e2 = 0;                 // 2E
-  float best = -INFINITY;        // the best score so far
-  float th = -INFINITY;          // floor(best - 2E): scores below it are dropped
-  int kept = 0;
-  bool f32 = false;              // this row takes the f32 pass
+  double e2;    // 2E
+  float best;   // the best score so far
+  float th;     // floor(best - 2E): scores below it are dropped
+  int kept;
+  bool f32;     // this row takes the f32 pass
   float score[kCap];
   int32_t idx[kCap];
+  void reset() { e2 = 0, best = -INFINITY, th = -INFINITY, kept = 0, f32 = false; }
 };
 
 void keep(RowState& s, float v, int32_t i) {
@@ -203,10 +194,10 @@ double rounding_gamma(int64_t m) { return double(m) * 0x1p-24 / (1.0 - double(m)
 bool prepare_row(const float* x, int64_t K, double wstar, uint32_t* xp, RowState& s) {
   double nx = 0, nxh = 0, ndx = 0, amax = 0;
   for (int64_t k = 0; k < K; k += 2) {
-    const uint16_t lo = to_bf16(x[k]), hi = to_bf16(x[k + 1]);
+    const uint16_t lo = to_bf16_daz(x[k]), hi = to_bf16_daz(x[k + 1]);
     xp[k / 2] = uint32_t(lo) | (uint32_t(hi) << 16);
     for (int h = 0; h < 2; ++h) {
-      const double a = x[k + h], b = bf16_f(h ? hi : lo);
+      const double a = x[k + h], b = bf16_to_f32(h ? hi : lo);
       nx += a * a, nxh += b * b, ndx += (a - b) * (a - b), amax = std::max(amax, std::fabs(b));
     }
   }
@@ -312,7 +303,8 @@ void argmax_bf16_pass(const WeightsRef& W, const float* X, int64_t ldx, int64_t 
   thread_local std::vector<RowState> st;
   if (xp.size() < size_t(n * P)) xp.resize(size_t(n * P));
   if (wp.size() < size_t(kPanel * P)) wp.resize(size_t(kPanel * P));
-  st.assign(size_t(n), RowState{});
+  if (st.size() < size_t(n)) st.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) st[size_t(i)].reset();
   std::vector<int64_t> f32;
   for (int64_t i = 0; i < n; ++i)
     if (!prepare_row(X + i * ldx, K, wstar, xp.data() + i * P, st[size_t(i)])) {
@@ -344,8 +336,7 @@ void argmax_bf16_pass(const WeightsRef& W, const float* X, int64_t ldx, int64_t 
     int32_t bi = 0;
     for (int j = 0; j < s.kept; ++j) {
       if (!(s.score[j] >= s.th)) continue;
-      const uint16_t* row = reinterpret_cast<const uint16_t*>(W.data + size_t(s.idx[j]) * W.row_stride);
-      for (int64_t k = 0; k < K; ++k) w[size_t(k)] = bf16_f(row[k]);
+      ref::float_row_to_f32(DType::BF16, W.data + size_t(s.idx[j]) * W.row_stride, w.data(), K);
       const float v = ref::dot16(X + i * ldx, w.data(), K);
       ++recomputed;
       if (argmax_beats(v, s.idx[j], bv, bi)) bv = v, bi = s.idx[j];
